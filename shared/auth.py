@@ -1,0 +1,148 @@
+"""JWT bearer authentication: a fixed algorithm allow-list, `exp` required, scopes checked.
+
+HS256 tokens are verified with `JWT_SECRET`; RS256/ES256 tokens with `JWT_PUBLIC_KEY` when one
+is configured. The key is chosen by our configuration, never by the token, so `alg: none` and
+HS/RS confusion (an HS256 token signed with the public key) are refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from shared.errors import Problem
+from shared.settings import JwtSettings
+
+logger = logging.getLogger(__name__)
+
+MAX_TOKEN_BYTES = 8192
+SCOPE_WRITE = "transactions:write"
+SCOPE_READ = "stats:read"
+
+
+class AuthenticationError(Exception):
+    """No usable credentials: 401."""
+
+
+class PermissionDeniedError(Exception):
+    """Valid credentials without the required scope: 403."""
+
+
+UNAUTHORIZED = Problem(401, "unauthorized", "Unauthorized", {"WWW-Authenticate": "Bearer"})
+FORBIDDEN = Problem(403, "forbidden", "Forbidden")
+AUTH_PROBLEMS: dict[type[Exception], Problem] = {
+    AuthenticationError: UNAUTHORIZED,
+    PermissionDeniedError: FORBIDDEN,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    subject: str
+    scopes: frozenset[str]
+
+
+def _public_key_algorithm(pem: str) -> tuple[str, Any]:
+    key = load_pem_public_key(pem.encode())
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RS256", key
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "ES256", key
+    msg = "JWT_PUBLIC_KEY must be an RSA or EC public key in PEM format"
+    raise ValueError(msg)
+
+
+class JwtVerifier:
+    def __init__(self, settings: JwtSettings) -> None:
+        self._keys: dict[str, Any] = {"HS256": settings.secret.get_secret_value()}
+        if settings.public_key is not None:
+            algorithm, key = _public_key_algorithm(settings.public_key.get_secret_value())
+            self._keys[algorithm] = key
+        self._audience = settings.audience
+        self._issuer = settings.issuer
+        self._leeway = settings.leeway_seconds
+
+    @property
+    def algorithms(self) -> list[str]:
+        return sorted(self._keys)
+
+    def verify(self, token: str) -> Principal:
+        if len(token) > MAX_TOKEN_BYTES:
+            raise AuthenticationError("The bearer token is too large.")
+        try:
+            algorithm = jwt.get_unverified_header(token).get("alg")
+            if not isinstance(algorithm, str) or algorithm not in self._keys:
+                raise AuthenticationError("The token's signing algorithm is not accepted.")
+            key = self._keys[algorithm]
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": ["exp", "sub"], "verify_aud": self._audience is not None},
+            )
+        except jwt.ExpiredSignatureError as err:
+            raise AuthenticationError("The token has expired.") from err
+        except jwt.PyJWTError as err:
+            logger.info("rejected a bearer token: %s", type(err).__name__)
+            raise AuthenticationError("The bearer token is invalid.") from err
+        subject = claims["sub"]
+        if not isinstance(subject, str) or not subject:
+            raise AuthenticationError("The token has no subject.")
+        return Principal(subject=subject, scopes=_scopes(claims))
+
+
+def _scopes(claims: dict[str, Any]) -> frozenset[str]:
+    raw = claims.get("scope", claims.get("scp", ""))
+    if isinstance(raw, str):
+        return frozenset(raw.split())
+    if isinstance(raw, list):
+        return frozenset(str(item) for item in raw)
+    return frozenset()
+
+
+def mint_token(
+    settings: JwtSettings, *, subject: str, scopes: list[str], ttl_seconds: int = 3600
+) -> str:
+    """A development HS256 token from the same settings the services verify with."""
+    now = int(time.time())
+    claims: dict[str, Any] = {"sub": subject, "scope": " ".join(scopes), "iat": now}
+    claims["exp"] = now + ttl_seconds
+    if settings.audience:
+        claims["aud"] = settings.audience
+    if settings.issuer:
+        claims["iss"] = settings.issuer
+    return jwt.encode(claims, settings.secret.get_secret_value(), algorithm="HS256")
+
+
+_bearer = HTTPBearer(auto_error=False, description="JWT bearer token (HS256, RS256 or ES256)")
+
+AuthDependency = Callable[..., Coroutine[Any, Any, Principal]]
+
+
+def require_scope(scope: str, verifier_of: Callable[[Request], JwtVerifier]) -> AuthDependency:
+    """A FastAPI dependency: the request's principal, which must hold `scope`."""
+
+    async def authenticate(
+        request: Request,
+        credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
+    ) -> Principal:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise AuthenticationError("A bearer token is required.")
+        principal = verifier_of(request).verify(credentials.credentials)
+        if scope not in principal.scopes:
+            raise PermissionDeniedError(f"The token lacks the scope {scope!r}.")
+        return principal
+
+    return authenticate

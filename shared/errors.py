@@ -1,0 +1,124 @@
+"""RFC 9457 problem details: every error any of our APIs returns has this shape."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_BASE = "https://txstats.dev/problems/"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """How one kind of error looks on the wire."""
+
+    status: int
+    slug: str
+    title: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def problem_response(
+    problem: Problem,
+    detail: str,
+    *,
+    errors: Sequence[Mapping[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + problem.slug,
+        "title": problem.title,
+        "status": problem.status,
+        "detail": detail,
+    }
+    if errors is not None:
+        body["errors"] = list(errors)
+    return JSONResponse(
+        body,
+        status_code=problem.status,
+        media_type=PROBLEM_JSON,
+        headers={**problem.headers, **(headers or {})},
+    )
+
+
+VALIDATION = Problem(422, "validation-error", "Request validation failed")
+INTERNAL = Problem(500, "internal-error", "Internal server error")
+
+_HTTP_SLUGS = {
+    400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+}
+
+
+def _http_problem(status: int, title: str) -> Problem:
+    return Problem(status, _HTTP_SLUGS.get(status, f"http-{status}"), title)
+
+
+def _field_errors(err: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for item in err.errors():
+        loc = [str(part) for part in item.get("loc", ())]
+        out.append(
+            {
+                "field": ".".join(loc[1:] if loc[:1] == ["body"] else loc),
+                "location": loc[0] if loc else "body",
+                "message": str(item.get("msg", "invalid")),
+                "code": str(item.get("type", "invalid")),
+            }
+        )
+    return out
+
+
+def install_error_handlers(app: FastAPI, mapping: Mapping[type[Exception], Problem]) -> None:
+    """Translate validation, HTTP, domain (`mapping`) and unexpected errors to problem+json."""
+
+    async def on_validation(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = _field_errors(exc)
+        if any(error["code"] == "json_invalid" for error in errors):
+            return problem_response(
+                _http_problem(400, "Malformed JSON"), "The request body is not valid JSON."
+            )
+        return problem_response(VALIDATION, "One or more fields are invalid.", errors=errors)
+
+    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        problem = _http_problem(exc.status_code, str(exc.detail))
+        return problem_response(problem, str(exc.detail), headers=exc.headers)
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.error(
+            "unhandled error on %s %s",
+            request.method,
+            request.url.path,
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
+        return problem_response(INTERNAL, "An unexpected error occurred.")
+
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    for exc_type, problem in mapping.items():
+        app.add_exception_handler(exc_type, _domain_handler(problem))
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+def _domain_handler(problem: Problem) -> Any:
+    async def handle(_: Request, exc: Exception) -> JSONResponse:
+        return problem_response(problem, str(exc))
+
+    return handle

@@ -1,0 +1,126 @@
+"""The event log's contract: `TransactionRecorded` v1, one serializer for every producer and
+consumer. Amounts travel as exact decimal strings, timestamps as RFC 3339 UTC.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+
+EVENT_TYPE = "TransactionRecorded"
+SCHEMA_VERSION = 1
+
+HEADER_TYPE = "event_type"
+HEADER_VERSION = "schema_version"
+
+
+class EventDecodeError(ValueError):
+    """A message on the topic is not a valid `TransactionRecorded` v1 (a poison message)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionRecorded:
+    event_id: uuid.UUID
+    transaction_id: str
+    amount: Decimal
+    occurred_at: datetime
+    recorded_at: datetime
+    producer: str
+
+    @property
+    def key(self) -> bytes:
+        """Kafka message key: the transaction id, so retries land on the same partition."""
+        return self.transaction_id.encode()
+
+
+def event_headers() -> list[tuple[str, bytes]]:
+    return [(HEADER_TYPE, EVENT_TYPE.encode()), (HEADER_VERSION, str(SCHEMA_VERSION).encode())]
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def serialize(event: TransactionRecorded) -> bytes:
+    return json.dumps(
+        {
+            "event_id": str(event.event_id),
+            "event_type": EVENT_TYPE,
+            "schema_version": SCHEMA_VERSION,
+            "transaction_id": event.transaction_id,
+            "amount": str(event.amount),
+            "occurred_at": _rfc3339(event.occurred_at),
+            "recorded_at": _rfc3339(event.recorded_at),
+            "producer": event.producer,
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def _field(body: dict[str, object], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        msg = f"field {name!r} must be a non-empty string"
+        raise EventDecodeError(msg)
+    return value
+
+
+def _timestamp(body: dict[str, object], name: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(_field(body, name))
+    except ValueError as err:
+        msg = f"field {name!r} is not an RFC 3339 timestamp"
+        raise EventDecodeError(msg) from err
+    if moment.tzinfo is None:
+        msg = f"field {name!r} has no timezone"
+        raise EventDecodeError(msg)
+    return moment.astimezone(UTC)
+
+
+def _amount(body: dict[str, object]) -> Decimal:
+    try:
+        amount = Decimal(_field(body, "amount"))
+    except InvalidOperation as err:
+        msg = "field 'amount' is not a decimal string"
+        raise EventDecodeError(msg) from err
+    if not amount.is_finite() or amount <= 0 or amount.as_tuple().exponent < -2:  # type: ignore[operator]
+        msg = "field 'amount' must be positive, finite, with at most 2 fractional digits"
+        raise EventDecodeError(msg)
+    return amount
+
+
+def deserialize(value: bytes | None) -> TransactionRecorded:
+    """Parse and validate one message value; raise `EventDecodeError` for anything else."""
+    if value is None:
+        msg = "empty message"
+        raise EventDecodeError(msg)
+    try:
+        body = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        msg = "message is not JSON"
+        raise EventDecodeError(msg) from err
+    if not isinstance(body, dict):
+        msg = "message is not a JSON object"
+        raise EventDecodeError(msg)
+    if body.get("event_type") != EVENT_TYPE:
+        msg = f"unknown event type {body.get('event_type')!r}"
+        raise EventDecodeError(msg)
+    if body.get("schema_version") != SCHEMA_VERSION:
+        msg = f"unknown schema version {body.get('schema_version')!r}"
+        raise EventDecodeError(msg)
+    try:
+        event_id = uuid.UUID(_field(body, "event_id"))
+    except ValueError as err:
+        msg = "field 'event_id' is not a UUID"
+        raise EventDecodeError(msg) from err
+    return TransactionRecorded(
+        event_id=event_id,
+        transaction_id=_field(body, "transaction_id"),
+        amount=_amount(body),
+        occurred_at=_timestamp(body, "occurred_at"),
+        recorded_at=_timestamp(body, "recorded_at"),
+        producer=_field(body, "producer"),
+    )

@@ -1,0 +1,92 @@
+"""Configuration, split by concern. Read from the environment first, then an optional `.env`.
+
+Nothing else in the project reads `os.environ`; each process builds the settings it needs
+once, in its composition root.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_ENV = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+MIN_SECRET_BYTES = 32
+
+
+class KafkaSettings(BaseSettings):
+    model_config = SettingsConfigDict(**_ENV, env_prefix="KAFKA_")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic: str = "transactions.v1"
+    partitions: int = Field(default=6, ge=1, le=1000)
+    replication_factor: int = Field(default=1, ge=1)
+
+
+class DatabaseSettings(BaseSettings):
+    model_config = _ENV
+
+    database_url: SecretStr = SecretStr("postgresql://txstats@127.0.0.1:5433/txstats")
+    database_pool_min: int = Field(default=1, ge=1)
+    database_pool_max: int = Field(default=10, ge=1)
+
+
+class JwtSettings(BaseSettings):
+    """HS256 with `JWT_SECRET` (required, >= 32 bytes); RS256/ES256 with `JWT_PUBLIC_KEY`."""
+
+    model_config = SettingsConfigDict(**_ENV, env_prefix="JWT_")
+
+    secret: SecretStr
+    public_key: SecretStr | None = None
+    audience: str | None = None
+    issuer: str | None = None
+    leeway_seconds: int = Field(default=0, ge=0, le=300)
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_is_strong(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            msg = f"JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("public_key")
+    @classmethod
+    def _blank_key_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            return None
+        return value
+
+
+class LogSettings(BaseSettings):
+    model_config = _ENV
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class CommandSettings(BaseSettings):
+    model_config = _ENV
+
+    max_clock_skew_seconds: float = Field(default=5.0, ge=0, le=3600)
+    publish_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    producer_linger_ms: int = Field(default=2, ge=0, le=1000)
+
+
+class QuerySettings(BaseSettings):
+    model_config = _ENV
+
+    stats_require_auth: bool = False
+    default_wait_ms: int = Field(default=2000, ge=0, le=10_000)
+
+
+class ProjectorSettings(BaseSettings):
+    model_config = SettingsConfigDict(**_ENV, env_prefix="PROJECTOR_")
+
+    group_id: str = "txstats-projector"
+    max_batch: int = Field(default=5000, ge=1, le=100_000)
+    poll_timeout_ms: int = Field(default=200, ge=1, le=10_000)
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8002, ge=0, le=65535)
