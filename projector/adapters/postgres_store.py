@@ -1,0 +1,156 @@
+"""PostgreSQL `ProjectionStore`: one transaction per batch, set-based statements only.
+
+Per batch: read the active version FOR SHARE (a swap waits for us, we wait for a swap), lock
+the batch's partition rows FOR UPDATE (a second projector holding a stale assignment waits,
+then finds its records already folded and skips them), insert the transaction ids (the ones
+that come back are new), fold only those, store totals + buckets + poison + next offsets,
+and notify readers. Commit makes all of it visible at once, or none of it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from decimal import Decimal
+
+import asyncpg
+
+from projector.batch import Batch, events_of, fold_new, fresh_records, poison_of, unique_ids
+from projector.errors import VersionChangedError
+from projector.fold import Totals
+from projector.ports import CommitResult
+
+NOTIFY_CHANNEL = "projection_advanced"
+
+ACTIVE_VERSION = "SELECT version FROM projection_active"
+LOCK_ACTIVE_VERSION = "SELECT version FROM projection_active FOR SHARE"
+ENSURE_PARTITIONS = """
+INSERT INTO partition_totals (version, partition)
+SELECT $1, unnest($2::int[]) ON CONFLICT DO NOTHING"""
+LOCK_PARTITIONS = """
+SELECT partition, next_offset FROM partition_totals
+WHERE version = $1 AND partition = ANY($2::int[]) ORDER BY partition FOR UPDATE"""
+STORED_OFFSETS = """
+SELECT partition, next_offset FROM partition_totals
+WHERE version = $1 AND partition = ANY($2::int[])"""
+INSERT_SEEN = """
+INSERT INTO seen_transactions (version, transaction_id)
+SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING RETURNING transaction_id"""
+UPDATE_PARTITIONS = """
+UPDATE partition_totals AS t SET
+    next_offset = GREATEST(t.next_offset, u.next_offset),
+    log_end_offset = GREATEST(t.log_end_offset, u.log_end, u.next_offset),
+    tx_count = t.tx_count + u.c,
+    tx_sum = t.tx_sum + u.s,
+    tx_max = GREATEST(t.tx_max, u.mx),
+    tx_min = LEAST(t.tx_min, u.mn),
+    updated_at = now()
+FROM unnest($2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::numeric[],
+            $7::numeric[], $8::numeric[]) AS u(partition, next_offset, log_end, c, s, mx, mn)
+WHERE t.version = $1 AND t.partition = u.partition"""
+UPSERT_BUCKETS = """
+INSERT INTO {table} AS b (version, bucket, tx_count, tx_sum, tx_max, tx_min)
+SELECT $1, u.* FROM unnest($2::bigint[], $3::bigint[], $4::numeric[], $5::numeric[],
+                           $6::numeric[]) AS u
+ON CONFLICT (version, bucket) DO UPDATE SET
+    tx_count = b.tx_count + EXCLUDED.tx_count,
+    tx_sum = b.tx_sum + EXCLUDED.tx_sum,
+    tx_max = GREATEST(b.tx_max, EXCLUDED.tx_max),
+    tx_min = LEAST(b.tx_min, EXCLUDED.tx_min)"""
+UPSERT_SECONDS = UPSERT_BUCKETS.format(table="second_buckets")
+UPSERT_MINUTES = UPSERT_BUCKETS.format(table="minute_buckets")
+INSERT_POISON = """
+INSERT INTO poison_events (version, partition, "offset", reason, payload)
+SELECT $1, u.* FROM unnest($2::int[], $3::bigint[], $4::text[], $5::bytea[]) AS u
+ON CONFLICT DO NOTHING"""
+NOTIFY = "SELECT pg_notify($1, $2)"
+VERSION_TOTALS = """
+SELECT coalesce(sum(tx_count), 0)::bigint AS count, coalesce(sum(tx_sum), 0) AS sum,
+       max(tx_max) AS max, min(tx_min) AS min
+FROM partition_totals WHERE version = $1"""
+
+
+def _columns(
+    rows: dict[int, Totals],
+) -> tuple[list[int], list[int], list[Decimal], list[Decimal | None], list[Decimal | None]]:
+    keys = sorted(rows)  # one lock order for every writer: no deadlocks between projectors
+    return (
+        keys,
+        [rows[k].count for k in keys],
+        [rows[k].sum for k in keys],
+        [rows[k].max for k in keys],
+        [rows[k].min for k in keys],
+    )
+
+
+class PostgresProjectionStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def active_version(self) -> int:
+        version: int = await self._pool.fetchval(ACTIVE_VERSION)
+        return version
+
+    async def stored_offsets(self, version: int, partitions: Sequence[int]) -> dict[int, int]:
+        rows = await self._pool.fetch(STORED_OFFSETS, version, list(partitions))
+        stored = {row["partition"]: row["next_offset"] for row in rows}
+        return {partition: stored.get(partition, 0) for partition in partitions}
+
+    async def totals(self, version: int) -> Totals:
+        row = await self._pool.fetchrow(VERSION_TOTALS, version)
+        assert row is not None
+        return Totals(row["count"], row["sum"], row["max"], row["min"])
+
+    async def commit(self, version: int, batch: Batch, *, live: bool) -> CommitResult:
+        partitions = batch.partitions
+        async with self._pool.acquire() as conn, conn.transaction():
+            if live:
+                active = await conn.fetchval(LOCK_ACTIVE_VERSION)
+                if active != version:
+                    raise VersionChangedError(active)
+            await conn.execute(ENSURE_PARTITIONS, version, partitions)
+            locked = await conn.fetch(LOCK_PARTITIONS, version, partitions)
+            stored = {row["partition"]: row["next_offset"] for row in locked}
+            fresh, stale = fresh_records(batch, stored)
+            events = events_of(fresh)
+            candidates = sorted(unique_ids(events))
+            new_ids = (
+                {row[0] for row in await conn.fetch(INSERT_SEEN, version, candidates)}
+                if candidates
+                else set()
+            )
+            delta, folded = fold_new(events, new_ids)
+
+            next_offsets = batch.next_offsets()
+            keys, counts, sums, maxes, mins = _columns(
+                {p: delta.partitions.get(p, Totals()) for p in partitions}
+            )
+            await conn.execute(
+                UPDATE_PARTITIONS,
+                version,
+                keys,
+                [next_offsets[p] for p in keys],
+                [batch.log_end_offsets.get(p, 0) for p in keys],
+                counts,
+                sums,
+                maxes,
+                mins,
+            )
+            if delta.seconds:
+                await conn.execute(UPSERT_SECONDS, version, *_columns(delta.seconds))
+                await conn.execute(UPSERT_MINUTES, version, *_columns(delta.minutes))
+            poison = poison_of(fresh)
+            if poison:
+                await conn.execute(
+                    INSERT_POISON,
+                    version,
+                    [p for p, _, _ in poison],
+                    [o for _, o, _ in poison],
+                    [item.reason for _, _, item in poison],
+                    [item.payload for _, _, item in poison],
+                )
+            payload = {"version": version, "offsets": {str(p): next_offsets[p] for p in keys}}
+            await conn.execute(NOTIFY, NOTIFY_CHANNEL, json.dumps(payload))
+        return CommitResult(
+            folded=folded, duplicates=len(events) - len(folded), stale=stale, poison=len(poison)
+        )

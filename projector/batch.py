@@ -1,0 +1,102 @@
+"""A batch of consumed records, decoded: each record is an event or a poison message."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from projector.errors import OffsetGapError
+from projector.fold import Delta
+from shared.events import EventDecodeError, TransactionRecorded, deserialize
+
+
+@dataclass(frozen=True, slots=True)
+class Poison:
+    reason: str
+    payload: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumedRecord:
+    partition: int
+    offset: int
+    item: TransactionRecorded | Poison
+
+
+@dataclass(slots=True)
+class Batch:
+    records: list[ConsumedRecord] = field(default_factory=list)
+    log_end_offsets: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def partitions(self) -> list[int]:
+        return sorted({record.partition for record in self.records})
+
+    def next_offsets(self) -> dict[int, int]:
+        """Per partition: one past the highest offset in the batch."""
+        out: dict[int, int] = {}
+        for record in self.records:
+            out[record.partition] = max(out.get(record.partition, 0), record.offset + 1)
+        return out
+
+
+def decode(partition: int, offset: int, value: bytes | None) -> ConsumedRecord:
+    try:
+        item: TransactionRecorded | Poison = deserialize(value)
+    except EventDecodeError as err:
+        item = Poison(reason=str(err), payload=value)
+    return ConsumedRecord(partition, offset, item)
+
+
+def decode_all(raw: Iterable[tuple[int, int, bytes | None]]) -> list[ConsumedRecord]:
+    return [decode(partition, offset, value) for partition, offset, value in raw]
+
+
+def fresh_records(batch: Batch, stored: dict[int, int]) -> tuple[list[ConsumedRecord], int]:
+    """The records at or past the stored offsets, and how many were stale (already folded).
+
+    A partition whose first fresh record lies past its stored offset would skip records:
+    that raises `OffsetGapError` so the consumer re-seeks.
+    """
+    fresh: list[ConsumedRecord] = []
+    stale = 0
+    expected = dict(stored)
+    for record in sorted(batch.records, key=lambda r: (r.partition, r.offset)):
+        position = expected.get(record.partition, 0)
+        if record.offset < position:
+            stale += 1
+            continue
+        if record.offset > position:
+            msg = f"partition {record.partition}: got offset {record.offset}, stored {position}"
+            raise OffsetGapError(msg)
+        fresh.append(record)
+        expected[record.partition] = record.offset + 1
+    return fresh, stale
+
+
+def events_of(records: Iterable[ConsumedRecord]) -> list[tuple[int, TransactionRecorded]]:
+    return [(r.partition, r.item) for r in records if isinstance(r.item, TransactionRecorded)]
+
+
+def poison_of(records: Iterable[ConsumedRecord]) -> list[tuple[int, int, Poison]]:
+    return [(r.partition, r.offset, r.item) for r in records if isinstance(r.item, Poison)]
+
+
+def unique_ids(events: Iterable[tuple[int, TransactionRecorded]]) -> list[str]:
+    """Transaction ids in first-seen order, each once (sorted later for lock order)."""
+    return list(dict.fromkeys(event.transaction_id for _, event in events))
+
+
+def fold_new(
+    events: Iterable[tuple[int, TransactionRecorded]], new_ids: set[str]
+) -> tuple[Delta, tuple[TransactionRecorded, ...]]:
+    """Fold the first occurrence of every id in `new_ids`; everything else is a duplicate."""
+    delta = Delta()
+    folded: list[TransactionRecorded] = []
+    pending = set(new_ids)
+    for partition, event in events:
+        if event.transaction_id in pending:
+            pending.discard(event.transaction_id)
+            delta.add(partition, event.amount, event.occurred_at)
+            folded.append(event)
+    return delta, tuple(folded)

@@ -1,0 +1,204 @@
+"""The consumer loop: Kafka batches in, one `ProjectionStore.commit` per batch.
+
+Kafka's committed offsets are never used: on start, on every assignment and after every
+failed batch the consumer seeks to the offsets stored in PostgreSQL, so whatever crashes, the
+next batch starts exactly where the last committed one ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from projector.batch import Batch, ConsumedRecord, Poison, decode
+from projector.errors import OffsetGapError, VersionChangedError
+from projector.metrics import ProjectorMetrics
+from projector.ports import CommitResult, ProjectionStore
+
+logger = logging.getLogger(__name__)
+
+LONGEST_WINDOW = timedelta(hours=1)
+MAX_BACKOFF_SECONDS = 5.0
+TRANSIENT = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, KafkaError, TimeoutError)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class FoldTarget:
+    """Which version to fold into. `live`: the active version, following swaps; otherwise a
+    fixed (building) version, stopping at `until` offsets when given."""
+
+    live: bool
+    version: int
+    until: Mapping[int, int] | None = None
+
+
+class Projector:
+    def __init__(
+        self,
+        *,
+        consumer: AIOKafkaConsumer,
+        store: ProjectionStore,
+        topic: str,
+        target: FoldTarget,
+        metrics: ProjectorMetrics,
+        max_batch: int,
+        poll_timeout_ms: int,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._consumer = consumer
+        self._store = store
+        self._topic = topic
+        self._target = target
+        self.version = target.version
+        self._metrics = metrics
+        self._max_batch = max_batch
+        self._poll_timeout_ms = poll_timeout_ms
+        self._clock = clock
+        self.batch_lock = asyncio.Lock()
+        self.next_offsets: dict[int, int] = {}
+        self.folded_total = 0
+
+    @property
+    def listener(self) -> ConsumerRebalanceListener:
+        return _SeekOnAssign(self)
+
+    async def seek_to_stored(self, partitions: Collection[TopicPartition]) -> None:
+        if not partitions:
+            return
+        if self._target.live:
+            self.version = await self._store.active_version()
+        stored = await self._store.stored_offsets(self.version, [tp.partition for tp in partitions])
+        for tp in partitions:
+            self._consumer.seek(tp, stored[tp.partition])
+            self.next_offsets[tp.partition] = stored[tp.partition]
+        logger.info(
+            "positioned at stored offsets",
+            extra={"version": self.version, "offsets": {str(p): o for p, o in stored.items()}},
+        )
+
+    def caught_up(self) -> bool:
+        """With `until`: every partition has reached its target offset."""
+        until = self._target.until
+        if until is None:
+            return False
+        return all(self.next_offsets.get(p, 0) >= offset for p, offset in until.items())
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = 0.0
+        while not stop.is_set() and not self.caught_up():
+            fetched = await self._consumer.getmany(
+                timeout_ms=self._poll_timeout_ms, max_records=self._max_batch
+            )
+            if not fetched:
+                continue
+            async with self.batch_lock:
+                try:
+                    await self._fold(fetched)
+                    backoff = 0.0
+                except (VersionChangedError, OffsetGapError) as err:
+                    logger.info("re-seeking: %s", err)
+                    self._metrics.retries.labels(type(err).__name__).inc()
+                    await self._reseek_assigned()
+                except TRANSIENT as err:
+                    backoff = min(MAX_BACKOFF_SECONDS, max(0.1, backoff * 2))
+                    logger.warning(
+                        "batch failed, retrying in %.1f s: %s", backoff, type(err).__name__
+                    )
+                    self._metrics.retries.labels(type(err).__name__).inc()
+                    await self._recover(backoff, stop)
+
+    async def _recover(self, backoff: float, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(backoff)
+            try:
+                await self._reseek_assigned()
+            except TRANSIENT as err:
+                backoff = min(MAX_BACKOFF_SECONDS, backoff * 2)
+                logger.warning(
+                    "still failing (%s), retrying in %.1f s", type(err).__name__, backoff
+                )
+            else:
+                return
+
+    async def _reseek_assigned(self) -> None:
+        await self.seek_to_stored(self._consumer.assignment())
+
+    def _clip(self, records: list[ConsumedRecord]) -> list[ConsumedRecord]:
+        until = self._target.until
+        if until is None:
+            return records
+        return [r for r in records if r.offset < until.get(r.partition, 0)]
+
+    async def _fold(self, fetched: Mapping[TopicPartition, list[object]]) -> None:
+        started = time.perf_counter()
+        records: list[ConsumedRecord] = []
+        for tp, messages in fetched.items():
+            for message in messages:
+                records.append(decode(tp.partition, message.offset, message.value))  # type: ignore[attr-defined]
+        records = self._clip(records)
+        if not records:
+            return
+        batch = Batch(
+            records=records,
+            log_end_offsets={tp.partition: self._consumer.highwater(tp) or 0 for tp in fetched},
+        )
+        result = await self._store.commit(self.version, batch, live=self._target.live)
+        self._observe(batch, result, time.perf_counter() - started)
+
+    def _observe(self, batch: Batch, result: CommitResult, seconds: float) -> None:
+        for partition, offset in batch.next_offsets().items():
+            self.next_offsets[partition] = max(self.next_offsets.get(partition, 0), offset)
+            end = batch.log_end_offsets.get(partition, 0)
+            self._metrics.lag.labels(str(partition)).set(max(0, end - self.next_offsets[partition]))
+        horizon = self._clock() - LONGEST_WINDOW
+        late = sum(1 for event in result.folded if event.occurred_at < horizon)
+        self.folded_total += len(result.folded)
+        self._metrics.events_folded.inc(len(result.folded))
+        self._metrics.duplicates.inc(result.duplicates)
+        self._metrics.poison.inc(result.poison)
+        self._metrics.late.inc(late)
+        self._metrics.batch_size.observe(len(batch.records))
+        self._metrics.fold_seconds.observe(seconds)
+        for record in batch.records:
+            if isinstance(record.item, Poison):
+                logger.warning(
+                    "skipped a poison event",
+                    extra={
+                        "topic": self._topic,
+                        "partition": record.partition,
+                        "offset": record.offset,
+                        "reason": record.item.reason,
+                    },
+                )
+
+
+class _SeekOnAssign(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, projector: Projector) -> None:
+        self._projector = projector
+
+    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        # Wait for an in-flight batch: it commits (or fails) before the partitions move on.
+        async with self._projector.batch_lock:
+            logger.info(
+                "partitions revoked", extra={"partitions": sorted(tp.partition for tp in revoked)}
+            )
+
+    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        logger.info(
+            "partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)}
+        )
+        await self._projector.seek_to_stored(assigned)

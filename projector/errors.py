@@ -1,0 +1,19 @@
+"""The projector's errors."""
+
+from __future__ import annotations
+
+
+class ProjectionError(Exception):
+    """Base of the projector's errors."""
+
+
+class VersionChangedError(ProjectionError):
+    """The active projection version changed (a rebuild swapped it); re-seek and retry."""
+
+    def __init__(self, active: int) -> None:
+        super().__init__(f"the active projection version is now {active}")
+        self.active = active
+
+
+class OffsetGapError(ProjectionError):
+    """A batch starts past the stored offset: records would be skipped; re-seek and retry."""

@@ -1,0 +1,76 @@
+"""The pure fold: events in, totals out. No I/O.
+
+`Totals` is a commutative monoid (count and sum add, max and min take the extreme), so
+partitions, batches and projector instances can fold in any order and merge to the same
+result. Buckets are keyed by event time, at one-second and one-minute resolution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+SECONDS_PER_MINUTE = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    count: int = 0
+    sum: Decimal = Decimal(0)
+    max: Decimal | None = None
+    min: Decimal | None = None
+
+    @staticmethod
+    def of(amount: Decimal) -> Totals:
+        return Totals(1, amount, amount, amount)
+
+    def merge(self, other: Totals) -> Totals:
+        return Totals(
+            count=self.count + other.count,
+            sum=self.sum + other.sum,
+            max=_extreme(max, self.max, other.max),
+            min=_extreme(min, self.min, other.min),
+        )
+
+
+EMPTY = Totals()
+
+
+def _extreme(
+    pick: Callable[[Decimal, Decimal], Decimal], a: Decimal | None, b: Decimal | None
+) -> Decimal | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return pick(a, b)
+
+
+def fold(amounts: Iterable[Decimal]) -> Totals:
+    totals = EMPTY
+    for amount in amounts:
+        totals = totals.merge(Totals.of(amount))
+    return totals
+
+
+def epoch_second(moment: datetime) -> int:
+    return int(moment.timestamp() // 1)
+
+
+@dataclass(slots=True)
+class Delta:
+    """What one batch adds: per-partition totals and per-bucket totals."""
+
+    partitions: dict[int, Totals] = field(default_factory=dict)
+    seconds: dict[int, Totals] = field(default_factory=dict)
+    minutes: dict[int, Totals] = field(default_factory=dict)
+
+    def add(self, partition: int, amount: Decimal, occurred_at: datetime) -> None:
+        one = Totals.of(amount)
+        second = epoch_second(occurred_at)
+        minute = second // SECONDS_PER_MINUTE
+        self.partitions[partition] = self.partitions.get(partition, EMPTY).merge(one)
+        self.seconds[second] = self.seconds.get(second, EMPTY).merge(one)
+        self.minutes[minute] = self.minutes.get(minute, EMPTY).merge(one)

@@ -1,0 +1,135 @@
+"""The projector against the real broker and database: exact, deduplicated, crash-proof."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from shared.events import serialize
+from tests.integration.conftest import TopicFactory
+from tests.integration.support import (
+    ProjectorProcess,
+    event,
+    ground_truth,
+    projection_stats,
+    publish,
+    publish_raw,
+    wait_until,
+)
+
+
+async def consumed(pool: asyncpg.Pool, total: int) -> bool:
+    _, offsets = await projection_stats(pool)
+    return offsets >= total
+
+
+async def test_events_fold_to_exact_stats_with_duplicates_and_poison(
+    kafka_settings: TopicFactory, database_url: str, pg_pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    kafka = await kafka_settings()
+    events = [event(f"{i}.{i % 100:02d}") for i in range(1, 201)]
+    retried = [event("999.99", transaction_id=events[0].transaction_id) for _ in range(5)]
+    await publish(kafka, events + retried)
+    poison = [
+        (b"p1", b"\xff\xfe garbage"),
+        (b"p2", b'{"not": "an event"}'),
+        (b"p3", serialize(event("1.00")).replace(b'"schema_version":1', b'"schema_version":9')),
+        (b"p4", serialize(event("1.00")).replace(b'"amount":"1.00"', b'"amount":"-1.00"')),
+    ]
+    await publish_raw(kafka, poison)
+
+    projector = ProjectorProcess(
+        kafka=kafka,
+        database_url=database_url,
+        group_id=uuid.uuid4().hex,
+        log_path=tmp_path / "projector.log",
+    ).start()
+    try:
+        await wait_until(lambda: consumed(pg_pool, len(events) + 5 + 4), timeout=60)
+    finally:
+        projector.stop()
+
+    stats, _ = await projection_stats(pg_pool)
+    assert stats == ground_truth(events)
+    assert await pg_pool.fetchval("SELECT count(*) FROM poison_events") == 4
+    log = (tmp_path / "projector.log").read_text()
+    assert log.count("skipped a poison event") == 4
+
+
+@pytest.mark.slow
+async def test_kill_9_at_random_points_loses_and_doubles_nothing(
+    kafka_settings: TopicFactory, database_url: str, pg_pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    kafka = await kafka_settings()
+    rng = random.Random(20261126)
+    events = [event(Decimal(rng.randint(1, 10**7)) / 100) for _ in range(50_000)]
+    events += [event("5.00", transaction_id=e.transaction_id) for e in rng.sample(events, 500)]
+    rng.shuffle(events)
+    await publish(kafka, events)
+    truth = ground_truth(events)
+
+    def spawn() -> ProjectorProcess:
+        return ProjectorProcess(
+            kafka=kafka,
+            database_url=database_url,
+            group_id="crashy",
+            log_path=tmp_path / "projector.log",
+            PROJECTOR_MAX_BATCH="500",
+        ).start()
+
+    kills = 0
+    for fraction in sorted(rng.uniform(0.05, 0.9) for _ in range(5)):
+        projector = spawn()
+        target = int(len(events) * fraction)
+        await wait_until(lambda: consumed(pg_pool, target), timeout=120)  # noqa: B023
+        projector.kill()
+        kills += 1
+        partial, _ = await projection_stats(pg_pool)
+        assert partial.count < truth.count, "killed too late: the fold had already finished"
+
+    projector = spawn()
+    try:
+        await wait_until(lambda: consumed(pg_pool, len(events)), timeout=180)
+    finally:
+        projector.stop()
+    stats, offsets = await projection_stats(pg_pool)
+    assert kills == 5
+    assert offsets == len(events)
+    assert stats == truth
+
+
+@pytest.mark.slow
+async def test_two_projectors_share_partitions_and_survive_one_being_killed(
+    kafka_settings: TopicFactory, database_url: str, pg_pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    kafka = await kafka_settings(partitions=6)
+    rng = random.Random(7)
+    events = [event(Decimal(rng.randint(1, 10**6)) / 100) for _ in range(30_000)]
+    await publish(kafka, events)
+
+    def spawn(name: str) -> ProjectorProcess:
+        return ProjectorProcess(
+            kafka=kafka,
+            database_url=database_url,
+            group_id="pair",
+            log_path=tmp_path / f"{name}.log",
+            PROJECTOR_MAX_BATCH="300",
+        ).start()
+
+    first, second = spawn("first"), spawn("second")
+    try:
+        await wait_until(lambda: consumed(pg_pool, len(events) // 3), timeout=120)
+        first.kill()
+        await wait_until(lambda: consumed(pg_pool, len(events)), timeout=180)
+    finally:
+        first.stop()
+        second.stop()
+    stats, _ = await projection_stats(pg_pool)
+    assert stats == ground_truth(events)
+    writers = await pg_pool.fetchval("SELECT count(DISTINCT partition) FROM partition_totals")
+    assert writers == 6
