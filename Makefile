@@ -57,3 +57,6 @@ lint: venv ## ruff + mypy --strict + forbidden calls in service code
 
 token: venv env ## print a development JWT (scopes transactions:write stats:read)
 	@$(PY) -m shared.devtoken
+
+rebuild: infra ## rebuild the projection from the log, verify, swap (ARGS="--dry-run" etc.)
+	$(PY) -m projector rebuild $(ARGS)

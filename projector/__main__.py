@@ -5,20 +5,49 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from projector.main import run_live
+from projector.main import run_abort, run_live, run_rebuild, run_status
+from projector.rebuild import RebuildOptions, parse_until
 from shared.logs import configure_logging
 from shared.settings import LogSettings
+
+EPILOG = """exit codes of rebuild: 0 done (or verified with --dry-run), 1 verification failed
+(nothing swapped), 3 another rebuild is running, 130 interrupted (resumable)"""
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m projector", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="fold the event log into the active projection (live)")
+    rebuild = commands.add_parser(
+        "rebuild",
+        help="rebuild the projection from offset 0, verify it, swap it in",
+        epilog=EPILOG,
+    )
+    rebuild.add_argument("--dry-run", action="store_true", help="build and verify; do not swap")
+    rebuild.add_argument("--keep-old", action="store_true", help="keep the replaced version")
+    rebuild.add_argument(
+        "--until",
+        help="audit: fold only up to a record time (RFC 3339) or offsets P=O[,P=O...]"
+        " (unlisted partitions: to their end); prints the totals, never swaps",
+    )
+    rebuild.add_argument("--abort", action="store_true", help="remove an interrupted rebuild")
+    commands.add_parser("status", help="active version, versions in progress, offsets and lag")
     args = parser.parse_args(argv)
     configure_logging(LogSettings().log_level)
     if args.command == "run":
         asyncio.run(run_live())
-    return 0
+        return 0
+    if args.command == "status":
+        return asyncio.run(run_status())
+    if args.abort:
+        return asyncio.run(run_abort())
+    if args.until is not None:
+        try:
+            parse_until(args.until)
+        except ValueError as err:
+            parser.error(str(err))
+    options = RebuildOptions(dry_run=args.dry_run, keep_old=args.keep_old, until=args.until)
+    return asyncio.run(run_rebuild(options))
 
 
 if __name__ == "__main__":

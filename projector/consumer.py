@@ -39,11 +39,10 @@ def utc_now() -> datetime:
 @dataclass(frozen=True, slots=True)
 class FoldTarget:
     """Which version to fold into. `live`: the active version, following swaps; otherwise a
-    fixed (building) version, stopping at `until` offsets when given."""
+    fixed (building) version."""
 
     live: bool
     version: int
-    until: Mapping[int, int] | None = None
 
 
 class Projector:
@@ -71,6 +70,7 @@ class Projector:
         self.batch_lock = asyncio.Lock()
         self.next_offsets: dict[int, int] = {}
         self.folded_total = 0
+        self._until: Mapping[int, int] | None = None
 
     @property
     def listener(self) -> ConsumerRebalanceListener:
@@ -92,12 +92,14 @@ class Projector:
 
     def caught_up(self) -> bool:
         """With `until`: every partition has reached its target offset."""
-        until = self._target.until
+        until = self._until
         if until is None:
             return False
         return all(self.next_offsets.get(p, 0) >= offset for p, offset in until.items())
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, *, until: Mapping[int, int] | None = None) -> None:
+        """Fold until `stop` is set, or, with `until`, until every partition reached it."""
+        self._until = until
         backoff = 0.0
         while not stop.is_set() and not self.caught_up():
             fetched = await self._consumer.getmany(
@@ -138,7 +140,7 @@ class Projector:
         await self.seek_to_stored(self._consumer.assignment())
 
     def _clip(self, records: list[ConsumedRecord]) -> list[ConsumedRecord]:
-        until = self._target.until
+        until = self._until
         if until is None:
             return records
         return [r for r in records if r.offset < until.get(r.partition, 0)]

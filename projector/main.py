@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import asdict
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
@@ -14,6 +19,15 @@ from projector.adapters.postgres_store import PostgresProjectionStore
 from projector.consumer import FoldTarget, Projector
 from projector.http import ops_server
 from projector.metrics import ProjectorMetrics
+from projector.rebuild import (
+    EXIT_INTERRUPTED,
+    EXIT_LOCKED,
+    InterruptedRebuild,
+    Rebuild,
+    RebuildOptions,
+    abort,
+)
+from projector.versions import RebuildLockedError, VersionCatalog
 from shared.database import create_pool, migrate, ping
 from shared.settings import DatabaseSettings, KafkaSettings, ProjectorSettings
 from shared.topic import ensure_topic
@@ -42,14 +56,11 @@ def stop_on_signals(stop: asyncio.Event) -> None:
 
 
 async def run_live() -> None:
-    kafka, database, settings = KafkaSettings(), DatabaseSettings(), ProjectorSettings()
+    kafka, settings = KafkaSettings(), ProjectorSettings()
     stop = asyncio.Event()
     stop_on_signals(stop)
     await ensure_topic(kafka)
-    pool = await create_pool(database)
-    try:
-        async with pool.acquire() as conn:
-            await migrate(conn)
+    async with migrated_pool() as pool:
         store = PostgresProjectionStore(pool)
         metrics = ProjectorMetrics(CollectorRegistry())
         consumer = kafka_consumer(kafka, settings, group=True)
@@ -88,5 +99,65 @@ async def run_live() -> None:
                 await serving
             await consumer.stop()
             logger.info("projector stopped", extra={"folded": projector.folded_total})
+
+
+@contextlib.asynccontextmanager
+async def migrated_pool() -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(DatabaseSettings())
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn)
+        yield pool
     finally:
         await pool.close()
+
+
+async def run_rebuild(options: RebuildOptions) -> int:
+    kafka, settings = KafkaSettings(), ProjectorSettings()
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    await ensure_topic(kafka)
+    async with migrated_pool() as pool:
+        rebuild = Rebuild(
+            pool=pool,
+            kafka=kafka,
+            settings=settings,
+            metrics=ProjectorMetrics(CollectorRegistry()),
+            stop=stop,
+        )
+        try:
+            return await rebuild.run(options)
+        except RebuildLockedError as err:
+            logger.error("%s; try again when it has finished", err)
+            return EXIT_LOCKED
+        except InterruptedRebuild:
+            logger.warning(
+                "rebuild interrupted: the live projection is untouched; run `rebuild` again to"
+                " resume or `rebuild --abort` to remove the partial version"
+            )
+            return EXIT_INTERRUPTED
+
+
+async def run_abort() -> int:
+    async with migrated_pool() as pool:
+        try:
+            removed = await abort(pool)
+        except RebuildLockedError as err:
+            logger.error("%s; stop it first", err)
+            return EXIT_LOCKED
+    sys.stdout.write(json.dumps({"removed_versions": removed}) + "\n")
+    return 0
+
+
+async def run_status() -> int:
+    async with migrated_pool() as pool:
+        catalog = VersionCatalog(pool)
+        active = await catalog.active()
+        versions = []
+        for info in await catalog.describe():
+            entry = asdict(info)
+            entry["lag"] = sum(max(0, info.log_end.get(p, 0) - o) for p, o in info.offsets.items())
+            versions.append(entry)
+    sys.stdout.write(json.dumps({"active_version": active, "versions": versions}, indent=2))
+    sys.stdout.write("\n")
+    return 0

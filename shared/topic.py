@@ -38,3 +38,14 @@ async def ensure_topic(settings: KafkaSettings) -> None:
         logger.info("ensured topic %s (%d partitions)", settings.topic, settings.partitions)
     finally:
         await admin.close()
+
+
+async def topic_partitions(settings: KafkaSettings) -> list[int]:
+    """The topic's partition ids, from the brokers' metadata."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([settings.topic])
+    finally:
+        await admin.close()
+    return sorted(partition["partition"] for partition in described["partitions"])

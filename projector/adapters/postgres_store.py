@@ -33,6 +33,7 @@ WHERE version = $1 AND partition = ANY($2::int[]) ORDER BY partition FOR UPDATE"
 STORED_OFFSETS = """
 SELECT partition, next_offset FROM partition_totals
 WHERE version = $1 AND partition = ANY($2::int[])"""
+VERSION_OFFSETS = "SELECT partition, next_offset FROM partition_totals WHERE version = $1"
 INSERT_SEEN = """
 INSERT INTO seen_transactions (version, transaction_id)
 SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING RETURNING transaction_id"""

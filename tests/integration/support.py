@@ -145,6 +145,10 @@ class ProjectorProcess:
         self.process.send_signal(sig)
         self.process.wait(timeout=30)
 
+    def wait(self, timeout: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout=timeout)
+
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
