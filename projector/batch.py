@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import NamedTuple
 
 from projector.errors import OffsetGapError
-from projector.fold import Delta
+from projector.fold import Delta, epoch_second
 from shared.events import EventDecodeError, TransactionRecorded, deserialize
 
 
-@dataclass(frozen=True, slots=True)
-class Poison:
+class Poison(NamedTuple):
     reason: str
     payload: bytes | None
 
 
-@dataclass(frozen=True, slots=True)
-class ConsumedRecord:
+class ConsumedRecord(NamedTuple):
     partition: int
     offset: int
     item: TransactionRecorded | Poison
@@ -91,12 +92,14 @@ def fold_new(
     events: Iterable[tuple[int, TransactionRecorded]], new_ids: set[str]
 ) -> tuple[Delta, tuple[TransactionRecorded, ...]]:
     """Fold the first occurrence of every id in `new_ids`; everything else is a duplicate."""
-    delta = Delta()
+    by_partition: defaultdict[int, list[Decimal]] = defaultdict(list)
+    by_second: defaultdict[int, list[Decimal]] = defaultdict(list)
     folded: list[TransactionRecorded] = []
     pending = set(new_ids)
     for partition, event in events:
         if event.transaction_id in pending:
             pending.discard(event.transaction_id)
-            delta.add(partition, event.amount, event.occurred_at)
+            by_partition[partition].append(event.amount)
+            by_second[epoch_second(event.occurred_at)].append(event.amount)
             folded.append(event)
-    return delta, tuple(folded)
+    return Delta.of(by_partition, by_second), tuple(folded)

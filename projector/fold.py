@@ -7,7 +7,7 @@ result. Buckets are keyed by event time, at one-second and one-minute resolution
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -67,10 +67,25 @@ class Delta:
     seconds: dict[int, Totals] = field(default_factory=dict)
     minutes: dict[int, Totals] = field(default_factory=dict)
 
-    def add(self, partition: int, amount: Decimal, occurred_at: datetime) -> None:
-        one = Totals.of(amount)
-        second = epoch_second(occurred_at)
-        minute = second // SECONDS_PER_MINUTE
-        self.partitions[partition] = self.partitions.get(partition, EMPTY).merge(one)
-        self.seconds[second] = self.seconds.get(second, EMPTY).merge(one)
-        self.minutes[minute] = self.minutes.get(minute, EMPTY).merge(one)
+    @staticmethod
+    def of(
+        by_partition: Mapping[int, Sequence[Decimal]], by_second: Mapping[int, Sequence[Decimal]]
+    ) -> Delta:
+        """Totals of amounts grouped by partition and by event-time second (C-speed builtins
+        per group instead of one merge per event)."""
+        seconds = {second: _totals_of(amounts) for second, amounts in by_second.items()}
+        minutes: dict[int, Totals] = {}
+        for second, totals in seconds.items():
+            minute = second // SECONDS_PER_MINUTE
+            minutes[minute] = minutes.get(minute, EMPTY).merge(totals)
+        return Delta(
+            partitions={p: _totals_of(amounts) for p, amounts in by_partition.items()},
+            seconds=seconds,
+            minutes=minutes,
+        )
+
+
+def _totals_of(amounts: Sequence[Decimal]) -> Totals:
+    if not amounts:
+        return EMPTY
+    return Totals(len(amounts), sum(amounts, Decimal(0)), max(amounts), min(amounts))

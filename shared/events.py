@@ -4,14 +4,19 @@ consumer. Amounts travel as exact decimal strings, timestamps as RFC 3339 UTC.
 
 from __future__ import annotations
 
-import json
+import re
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
+from typing import NamedTuple
+
+import orjson
 
 EVENT_TYPE = "TransactionRecorded"
 SCHEMA_VERSION = 1
+
+MAX_AMOUNT = Decimal(10**12)
+_AMOUNT = re.compile(r"\d{1,13}(\.\d{1,2})?\Z")
 
 HEADER_TYPE = "event_type"
 HEADER_VERSION = "schema_version"
@@ -21,8 +26,10 @@ class EventDecodeError(ValueError):
     """A message on the topic is not a valid `TransactionRecorded` v1 (a poison message)."""
 
 
-@dataclass(frozen=True, slots=True)
-class TransactionRecorded:
+class TransactionRecorded(NamedTuple):
+    """Immutable; a NamedTuple because the projector builds hundreds of thousands a second
+    and a frozen dataclass costs ten times as much to construct."""
+
     event_id: uuid.UUID
     transaction_id: str
     amount: Decimal
@@ -45,7 +52,7 @@ def _rfc3339(moment: datetime) -> str:
 
 
 def serialize(event: TransactionRecorded) -> bytes:
-    return json.dumps(
+    return orjson.dumps(
         {
             "event_id": str(event.event_id),
             "event_type": EVENT_TYPE,
@@ -55,9 +62,8 @@ def serialize(event: TransactionRecorded) -> bytes:
             "occurred_at": _rfc3339(event.occurred_at),
             "recorded_at": _rfc3339(event.recorded_at),
             "producer": event.producer,
-        },
-        separators=(",", ":"),
-    ).encode()
+        }
+    )
 
 
 def _field(body: dict[str, object], name: str) -> str:
@@ -81,13 +87,13 @@ def _timestamp(body: dict[str, object], name: str) -> datetime:
 
 
 def _amount(body: dict[str, object]) -> Decimal:
-    try:
-        amount = Decimal(_field(body, "amount"))
-    except InvalidOperation as err:
-        msg = "field 'amount' is not a decimal string"
-        raise EventDecodeError(msg) from err
-    if not amount.is_finite() or amount <= 0 or amount.as_tuple().exponent < -2:  # type: ignore[operator]
-        msg = "field 'amount' must be positive, finite, with at most 2 fractional digits"
+    text = _field(body, "amount")
+    if _AMOUNT.match(text) is None:
+        msg = "field 'amount' is not a plain decimal with at most 2 fractional digits"
+        raise EventDecodeError(msg)
+    amount = Decimal(text)
+    if amount <= 0 or amount > MAX_AMOUNT:
+        msg = "field 'amount' must be in (0, 10^12]"
         raise EventDecodeError(msg)
     return amount
 
@@ -98,8 +104,8 @@ def deserialize(value: bytes | None) -> TransactionRecorded:
         msg = "empty message"
         raise EventDecodeError(msg)
     try:
-        body = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        body = orjson.loads(value)
+    except orjson.JSONDecodeError as err:
         msg = "message is not JSON"
         raise EventDecodeError(msg) from err
     if not isinstance(body, dict):
@@ -108,8 +114,9 @@ def deserialize(value: bytes | None) -> TransactionRecorded:
     if body.get("event_type") != EVENT_TYPE:
         msg = f"unknown event type {body.get('event_type')!r}"
         raise EventDecodeError(msg)
-    if body.get("schema_version") != SCHEMA_VERSION:
-        msg = f"unknown schema version {body.get('schema_version')!r}"
+    version = body.get("schema_version")
+    if type(version) is not int or version != SCHEMA_VERSION:
+        msg = f"unknown schema version {version!r}"
         raise EventDecodeError(msg)
     try:
         event_id = uuid.UUID(_field(body, "event_id"))

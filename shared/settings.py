@@ -59,6 +59,11 @@ class JwtSettings(BaseSettings):
             return None
         return value
 
+    @field_validator("audience", "issuer")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
 
 class LogSettings(BaseSettings):
     model_config = _ENV

