@@ -54,6 +54,10 @@ lint: venv ## ruff + mypy --strict + forbidden calls in service code
 	$(PY) -m mypy --strict .
 	@if grep -rnE '(^|[^.a-z_])print\(|time\.sleep\(' --include='*.py' $(SERVICE_DIRS); then \
 	  echo "print( or time.sleep( in service code (see above)" >&2; exit 1; fi
+	$(MAKE) --no-print-directory docker-lint
+
+docker-lint: venv ## hadolint both Dockerfiles, validate docker-compose.yml
+	scripts/docker_lint.sh
 
 token: venv env ## print a development JWT (scopes transactions:write stats:read)
 	@$(PY) -m shared.devtoken

@@ -74,8 +74,22 @@ compose_config() { # compose_config <output file> [VAR=value ...]: `config -q`, 
     >"$out" 2>&1
 }
 
+# Compose v2 substitutes inside ${VAR:?message} too and rejects a `$` that starts no variable
+# (such as `$(`), while v1 lets it through: check for it here so v1 catches it as well.
+# A literal dollar is written `$$`. Comment lines are skipped.
+check_dollars() {
+  local bad
+  # shellcheck disable=SC2016 # the dollars are literal: grep patterns, not expansions
+  bad="$(grep -nvE '^[[:space:]]*#' "$COMPOSE_FILE" | sed -e 's/\$\$//g' | grep -E '\$([^{A-Za-z_]|$)' || true)"
+  if [[ -n "$bad" ]]; then
+    printf '%s\n' "$bad" >&2
+    die "$COMPOSE_FILE has a '\$' that starts no variable (write a literal dollar as '\$\$')"
+  fi
+}
+
 lint_compose() {
   [[ -f "$COMPOSE_FILE" ]] || die "$COMPOSE_FILE is missing"
+  check_dollars
   find_compose
   EMPTY_ENV="$(mktemp)"
   OUT="$(mktemp)"
@@ -88,7 +102,9 @@ lint_compose() {
     cat "$out" >&2
     die "$COMPOSE_FILE is not a valid Compose file (see above)"
   fi
-  if grep -qi 'warn' "$out"; then
+  # `config -q` prints nothing for a clean file; anything else is a warning (for example a
+  # variable that is not set and silently becomes a blank string).
+  if [[ -s "$out" ]]; then
     cat "$out" >&2
     die "Compose printed warnings for $COMPOSE_FILE (see above)"
   fi

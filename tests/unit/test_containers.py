@@ -1,0 +1,447 @@
+"""The container files (issue 6): docker-compose.yml, both Dockerfiles, .dockerignore, CI.
+
+No Docker engine is needed: the files are parsed and checked for the properties that the stack
+relies on. `scripts/docker_lint.sh` adds hadolint and Compose's own parser on top of this.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import json
+import re
+import shlex
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SERVICES = frozenset({"kafka", "postgres", "command-api", "projector", "query-api"})
+# service -> (the infrastructure it must wait for, the port its healthcheck probes)
+APP_DEPENDENCIES = {
+    "command-api": ({"kafka"}, 8000),
+    "projector": ({"kafka", "postgres"}, 8002),
+    "query-api": ({"postgres"}, 8001),
+}
+PUBLISHED_PORTS = {"command-api": 8000, "query-api": 8001}
+
+# Dockerfile -> (the ASGI app factory its CMD serves, the port)
+DOCKERFILES = {
+    "Dockerfile.command": ("command_api.main:create_app", 8000),
+    "Dockerfile.query": ("query_api.main:create_app", 8001),
+}
+PINNED_PYTHON = re.compile(r"^python:3\.12\.\d+-slim-[a-z]+$")
+VENV = "/opt/venv"
+
+
+# ---------------------------------------------------------------- Dockerfile parsing
+
+
+@dataclass(frozen=True)
+class Instruction:
+    keyword: str
+    args: str
+
+
+@dataclass(frozen=True)
+class Stage:
+    image: str
+    name: str | None
+    instructions: tuple[Instruction, ...]
+
+    def all(self, keyword: str) -> list[Instruction]:
+        return [i for i in self.instructions if i.keyword == keyword]
+
+
+def parse_dockerfile(text: str) -> list[Stage]:
+    """Split a Dockerfile into stages of instructions (continuations joined, comments dropped)."""
+    logical: list[str] = []
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        logical.append(pending + line)
+        pending = ""
+    assert not pending, "the Dockerfile ends inside a line continuation"
+
+    stages: list[Stage] = []
+    for line in logical:
+        keyword, _, args = line.partition(" ")
+        instruction = Instruction(keyword.upper(), args.strip())
+        if instruction.keyword == "FROM":
+            words = [w for w in instruction.args.split() if not w.startswith("--")]
+            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
+            stages.append(Stage(words[0], name, ()))
+        else:
+            assert stages, f"{line!r} comes before the first FROM"
+            last = stages[-1]
+            stages[-1] = Stage(last.image, last.name, (*last.instructions, instruction))
+    return stages
+
+
+@cache
+def dockerfile(name: str) -> list[Stage]:
+    return parse_dockerfile((ROOT / name).read_text(encoding="utf-8"))
+
+
+def env_of(stage: Stage) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for instruction in stage.all("ENV"):
+        words = shlex.split(instruction.args)
+        if "=" not in words[0]:  # legacy `ENV KEY value`
+            values[words[0]] = " ".join(words[1:])
+            continue
+        for word in words:
+            key, _, value = word.partition("=")
+            values[key] = value
+    return values
+
+
+def flag_value(args: list[str], flag: str) -> str:
+    assert flag in args, f"{flag} missing from {args}"
+    index = args.index(flag)
+    assert index + 1 < len(args), f"{flag} has no value in {args}"
+    return args[index + 1]
+
+
+# ---------------------------------------------------------------- Dockerfiles
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_dockerfile_is_multi_stage_on_a_pinned_python_slim_image(name: str) -> None:
+    stages = dockerfile(name)
+    assert len(stages) >= 2, "a builder stage and a runtime stage"
+    assert stages[0].name == "builder"
+    for stage in stages:
+        assert ":" in stage.image, f"{stage.image}: no tag"
+        assert not stage.image.endswith(":latest"), f"{stage.image}: unpinned"
+        assert PINNED_PYTHON.match(stage.image), f"{stage.image}: want python:3.12.N-slim-<debian>"
+    assert len({s.image for s in stages}) == 1, "builder and runtime must use the same base"
+
+
+def test_both_dockerfiles_use_the_same_base_image() -> None:
+    bases = {name: dockerfile(name)[-1].image for name in DOCKERFILES}
+    assert len(set(bases.values())) == 1, bases
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_builder_installs_pinned_requirements_then_the_package_into_the_venv(name: str) -> None:
+    runs = [i.args for i in dockerfile(name)[0].all("RUN")]
+
+    def first(pattern: str, what: str) -> int:
+        found = [n for n, run in enumerate(runs) if re.search(pattern, run)]
+        assert found, f"the builder must {what}"
+        return found[0]
+
+    venv = first(rf"-m venv {VENV}\b", f"create the virtualenv at {VENV}")
+    requirements = first(r"pip install .*-r requirements\.txt", "install requirements.txt")
+    package = first(r"pip install .*--no-deps \.(\s|$)", "install our package with --no-deps")
+    assert venv < requirements < package
+    assert f"PATH={VENV}/bin:$PATH" in [f"{k}={v}" for k, v in env_of(dockerfile(name)[0]).items()]
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_final_stage_copies_only_the_virtualenv_and_installs_nothing(name: str) -> None:
+    stages = dockerfile(name)
+    final = stages[-1]
+    earlier = {s.name for s in stages[:-1]}
+    copies = final.all("COPY") + final.all("ADD")
+    assert copies, "the final stage must copy the virtualenv"
+    for copy in copies:
+        words = copy.args.split()
+        sources = [w for w in words if w.startswith("--from=")]
+        assert sources, f"COPY {copy.args}: the final stage copies from the builder only"
+        assert sources[0].removeprefix("--from=") in earlier
+        assert [w for w in words if not w.startswith("--")] == [VENV, VENV]
+    for run in final.all("RUN"):
+        assert not re.search(r"\b(apt-get|apt|apk|pip|gcc|make|curl|wget)\b", run.args), run.args
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_final_stage_environment(name: str) -> None:
+    env = env_of(dockerfile(name)[-1])
+    assert env.get("PYTHONDONTWRITEBYTECODE") == "1"
+    assert env.get("PYTHONUNBUFFERED") == "1"
+    assert env.get("PATH") == f"{VENV}/bin:$PATH"
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_final_stage_runs_as_a_fixed_non_root_uid(name: str) -> None:
+    users = dockerfile(name)[-1].all("USER")
+    assert users, "the final stage must switch to a non-root USER"
+    user = users[-1].args.split(":")[0]
+    assert user.isdigit(), f"USER {user}: use a numeric uid (runAsNonRoot can verify it)"
+    assert int(user) != 0
+
+
+@pytest.mark.parametrize(("name", "app", "port"), [(n, *v) for n, v in sorted(DOCKERFILES.items())])
+def test_cmd_is_exec_form_uvicorn_with_uvloop_and_httptools(name: str, app: str, port: int) -> None:
+    cmds = dockerfile(name)[-1].all("CMD")
+    assert cmds, "the final stage needs a CMD"
+    args = json.loads(cmds[-1].args)  # shell form is not JSON: this raises
+    assert isinstance(args, list)
+    assert all(isinstance(a, str) for a in args)
+    assert args[:2] == ["uvicorn", app]
+    assert "--factory" in args
+    assert ipaddress.ip_address(flag_value(args, "--host")).is_unspecified, "listen on all"
+    assert flag_value(args, "--port") == str(port)
+    assert flag_value(args, "--loop") == "uvloop"
+    assert flag_value(args, "--http") == "httptools"
+
+
+@pytest.mark.parametrize(("name", "port"), [(n, v[1]) for n, v in sorted(DOCKERFILES.items())])
+def test_healthcheck_and_expose(name: str, port: int) -> None:
+    final = dockerfile(name)[-1]
+    checks = final.all("HEALTHCHECK")
+    assert checks, "the final stage needs a HEALTHCHECK"
+    check = checks[-1].args
+    assert "CMD" in check
+    assert "urllib.request" in check, "slim images have no curl: probe with Python's urllib"
+    assert f"127.0.0.1:{port}/health" in check
+    exposed = {p.split("/")[0] for e in final.all("EXPOSE") for p in e.args.split()}
+    assert str(port) in exposed
+
+
+# ---------------------------------------------------------------- .dockerignore
+
+KEPT_OUT_OF_THE_CONTEXT = (
+    ".local/kafka/data",
+    ".venv/bin/python",
+    ".git/HEAD",
+    "tests/unit/test_x.py",
+    ".env",
+    "shared/__pycache__/x.pyc",
+    ".pytest_cache/v",
+    ".mypy_cache/x",
+    ".ruff_cache/x",
+)
+NEEDED_IN_THE_CONTEXT = (
+    "requirements.txt",
+    "pyproject.toml",
+    "README.md",
+    "command_api/main.py",
+    "projector/__main__.py",
+    "query_api/main.py",
+    "shared/migrations/001_init.sql",
+)
+
+
+def docker_ignored(path: str, patterns: list[str]) -> bool:
+    """Approximates Docker's rule: the last matching pattern wins; `!` re-includes."""
+    ignored = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        glob = pattern.removeprefix("!").strip("/")
+        candidates = {glob, glob.removeprefix("**/")}
+        parts = path.split("/")
+        prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+        if any(fnmatch.fnmatchcase(p, g) for p in prefixes for g in candidates):
+            ignored = not negate
+    return ignored
+
+
+def test_dockerignore_keeps_local_state_tests_and_secrets_out() -> None:
+    lines = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    patterns = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+    for path in KEPT_OUT_OF_THE_CONTEXT:
+        assert docker_ignored(path, patterns), f"{path} would be sent to the Docker daemon"
+    for path in NEEDED_IN_THE_CONTEXT:
+        assert not docker_ignored(path, patterns), f"the image build needs {path}"
+
+
+# ---------------------------------------------------------------- docker-compose.yml
+
+
+def as_mapping(value: object, what: str) -> dict[str, Any]:
+    assert isinstance(value, dict), f"{what} must be a mapping, got {value!r}"
+    return value
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return as_mapping(yaml.safe_load((ROOT / "docker-compose.yml").read_text("utf-8")), "compose")
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    raw = as_mapping(compose.get("services"), "services")
+    return {name: as_mapping(spec, name) for name, spec in raw.items()}
+
+
+def environment(service: dict[str, Any]) -> dict[str, str | None]:
+    env = service.get("environment", {})
+    if isinstance(env, list):  # ["KEY=value", "KEY"]
+        return {k: (v if sep else None) for k, sep, v in (str(e).partition("=") for e in env)}
+    return {str(k): None if v is None else str(v) for k, v in as_mapping(env, "env").items()}
+
+
+def published_ports(service: dict[str, Any]) -> set[tuple[str, str]]:
+    """{(host port, container port)} from short ("8000:8000") or long port syntax."""
+    pairs: set[tuple[str, str]] = set()
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            pairs.add((str(port.get("published")), str(port.get("target"))))
+            continue
+        parts = str(port).split("/")[0].split(":")
+        if len(parts) >= 2:
+            pairs.add((parts[-2], parts[-1]))
+    return pairs
+
+
+def test_compose_defines_exactly_the_five_services(services: dict[str, Any]) -> None:
+    assert set(services) == SERVICES
+
+
+def test_every_service_has_a_healthcheck(services: dict[str, dict[str, Any]]) -> None:
+    for name, spec in services.items():
+        check = as_mapping(spec.get("healthcheck"), f"{name}.healthcheck")
+        assert not check.get("disable"), name
+        test = check.get("test")
+        assert isinstance(test, list), f"{name}: healthcheck.test as a list"
+        assert test[0] in {"CMD", "CMD-SHELL"}, name
+        assert len(test) >= 2, name
+
+
+def test_images_are_pinned(services: dict[str, dict[str, Any]]) -> None:
+    for name, spec in services.items():
+        image = str(spec.get("image", ""))
+        assert ":" in image, f"{name}: image {image!r} has no tag"
+        assert not image.endswith(":latest"), f"{name}: image {image!r} is not pinned"
+    assert re.fullmatch(r"apache/kafka:4\.\d+\.\d+", services["kafka"]["image"])
+    assert re.fullmatch(r"postgres:16\.\d+(-[a-z0-9.]+)?", services["postgres"]["image"])
+
+
+def test_kafka_is_a_single_kraft_node_with_a_volume(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    kafka = services["kafka"]
+    env = environment(kafka)
+    assert set(str(env.get("KAFKA_PROCESS_ROLES")).split(",")) == {"broker", "controller"}
+    assert env.get("CLUSTER_ID"), "KRaft needs a CLUSTER_ID"
+    assert env.get("KAFKA_ADVERTISED_LISTENERS") == "PLAINTEXT://kafka:9092"
+    assert str(env.get("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR")) == "1"
+    probe = " ".join(kafka["healthcheck"]["test"])
+    assert re.search(r"/opt/kafka/bin/kafka-(broker-api-versions|topics)\.sh", probe)
+    assert_named_volume(compose, kafka, env.get("KAFKA_LOG_DIRS") or "")
+
+
+def test_postgres_has_a_volume_pg_isready_and_an_env_driven_password(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    postgres = services["postgres"]
+    password = str(environment(postgres).get("POSTGRES_PASSWORD"))
+    assert re.fullmatch(r"\$\{POSTGRES_PASSWORD:-[^}]+\}", password), password
+    assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+    assert_named_volume(compose, postgres, "/var/lib/postgresql/data")
+
+
+def assert_named_volume(compose: dict[str, Any], service: dict[str, Any], target: str) -> None:
+    declared = set(as_mapping(compose.get("volumes"), "volumes"))
+    mounts = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            mounts[str(volume.get("target"))] = str(volume.get("source"))
+        else:
+            source, _, rest = str(volume).partition(":")
+            mounts[rest.split(":")[0]] = source
+    assert target in mounts, f"nothing is mounted at {target!r}: {mounts}"
+    assert mounts[target] in declared, f"{mounts[target]} is not a named volume"
+
+
+def test_app_services_wait_for_healthy_infrastructure(services: dict[str, dict[str, Any]]) -> None:
+    for name, (needs, _) in APP_DEPENDENCIES.items():
+        depends = as_mapping(services[name].get("depends_on"), f"{name}.depends_on")
+        assert needs <= set(depends), f"{name} must wait for {needs}"
+        for dependency, spec in depends.items():
+            condition = as_mapping(spec, f"{name}.depends_on.{dependency}").get("condition")
+            assert condition == "service_healthy", f"{name} -> {dependency}"
+
+
+def test_app_healthchecks_probe_their_own_port(services: dict[str, dict[str, Any]]) -> None:
+    for name, (_, port) in APP_DEPENDENCIES.items():
+        probe = " ".join(services[name]["healthcheck"]["test"])
+        assert "urllib.request" in probe, name
+        assert re.search(rf"127\.0\.0\.1:{port}/(health|ready)\b", probe), f"{name}: {probe}"
+
+
+def test_the_apis_require_a_jwt_secret(services: dict[str, dict[str, Any]]) -> None:
+    for name in PUBLISHED_PORTS:
+        secret = environment(services[name]).get("JWT_SECRET") or ""
+        assert re.fullmatch(r"\$\{JWT_SECRET:\?[^}]+\}", secret), f"{name}: {secret!r}"
+
+
+def test_apps_reach_kafka_and_postgres_by_service_name(services: dict[str, dict[str, Any]]) -> None:
+    password = str(environment(services["postgres"])["POSTGRES_PASSWORD"])
+    for name, (needs, _) in APP_DEPENDENCIES.items():
+        env = environment(services[name])
+        if "kafka" in needs:
+            assert env.get("KAFKA_BOOTSTRAP_SERVERS") == "kafka:9092", name
+        if "postgres" in needs:
+            url = env.get("DATABASE_URL") or ""
+            assert url.startswith("postgresql://"), f"{name}: {url!r}"
+            assert "@postgres:5432/" in url, f"{name}: {url!r}"
+            assert password in url, f"{name}: DATABASE_URL must use POSTGRES_PASSWORD"
+
+
+def test_the_apis_are_published_on_8000_and_8001(services: dict[str, dict[str, Any]]) -> None:
+    for name, port in PUBLISHED_PORTS.items():
+        assert (str(port), str(port)) in published_ports(services[name]), name
+
+
+def test_projector_runs_from_the_query_image_and_can_scale(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    projector, query = services["projector"], services["query-api"]
+    assert projector.get("command") == ["python", "-m", "projector", "run"]
+    assert "container_name" not in projector, "a fixed name prevents --scale"
+    assert not projector.get("ports"), "a published host port prevents --scale"
+    assert projector.get("image") == query.get("image")
+    for spec in (projector, query):
+        assert as_mapping(spec.get("build"), "build").get("dockerfile") == "Dockerfile.query"
+    command = as_mapping(services["command-api"].get("build"), "build")
+    assert command.get("dockerfile") == "Dockerfile.command"
+
+
+def test_compose_dollars_are_variables_or_escaped() -> None:
+    """Compose v2 rejects a `$` that starts no variable, even inside ${VAR:?message}."""
+    for number, line in enumerate((ROOT / "docker-compose.yml").read_text("utf-8").splitlines(), 1):
+        if line.lstrip().startswith("#"):
+            continue
+        stray = re.search(r"\$(?![{A-Za-z_])", line.replace("$$", ""))
+        assert stray is None, f"docker-compose.yml:{number}: write a literal '$' as '$$': {line}"
+
+
+# ---------------------------------------------------------------- CI workflow
+
+
+def test_ci_workflow_lints_tests_and_smoke_tests_the_images() -> None:
+    workflow = as_mapping(
+        yaml.safe_load((ROOT / ".github/workflows/ci.yml").read_text("utf-8")), "workflow"
+    )
+    jobs = as_mapping(workflow.get("jobs"), "jobs")
+    assert {"lint", "test", "docker"} <= set(jobs)
+
+    def runs(job: str) -> list[str]:
+        steps = as_mapping(jobs[job], job).get("steps", [])
+        return [str(step["run"]) for step in steps if "run" in step]
+
+    assert any("make lint" in r for r in runs("lint"))
+    assert any("make test" in r for r in runs("test"))
+    docker = "\n".join(runs("docker"))
+    for name in DOCKERFILES:
+        assert f"docker build -f {name}" in docker
+    assert "docker compose up" in docker
+    assert "--wait" in docker
+    assert "make" in docker
+    assert "token" in docker
+    assert "localhost:8001/stats" in docker
+    assert "docker compose down -v" in docker
