@@ -1,54 +1,89 @@
-"""Composition root of the command API: settings, the Kafka producer, the FastAPI app."""
+"""Composition root of the command API: configuration, the event publisher, the service, the
+FastAPI app. `uvicorn --factory command_api.main:create_app` builds everything from the
+environment; tests inject the configuration, a publisher (then no Kafka producer is made and
+the caller owns the publisher's lifecycle) and the clock.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from shared.auth import AUTH_PROBLEMS, JwtVerifier
+from command_api.adapters.kafka_publisher import KafkaEventPublisher
+from command_api.config import CommandConfig
+from command_api.errors import COMMAND_PROBLEMS
+from command_api.metrics import CommandMetrics, InstrumentedPublisher, RejectionCounter
+from command_api.models import TransactionBatchRequest, TransactionRequest
+from command_api.openapi import install_openapi
+from command_api.ports import EventPublisher
+from command_api.routes import router
+from command_api.services import Clock, TransactionService
+from shared.auth import JwtVerifier
 from shared.errors import install_error_handlers
 from shared.logs import configure_logging
-from shared.settings import CommandSettings, JwtSettings, KafkaSettings, LogSettings
-from shared.topic import ensure_topic
 from shared.web import install_common
 
+DESCRIPTION = """\
+The write side: producers post transactions; each becomes a `TransactionRecorded` event in the
+Kafka log (key = `transaction_id`). A 201 is sent only after the log acknowledged the event
+(`acks=all`, idempotent producer). Amounts are exact decimals (JSON numbers are parsed from
+their text, never through a float). Every error is `application/problem+json`.
+"""
 
-def create_app() -> FastAPI:
-    configure_logging(LogSettings().log_level)
-    kafka = KafkaSettings()
-    command = CommandSettings()
-    verifier = JwtVerifier(JwtSettings())
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(
+    config: CommandConfig | None = None,
+    *,
+    publisher: EventPublisher | None = None,
+    clock: Clock = _utc_now,
+) -> FastAPI:
+    if config is None:
+        config = CommandConfig.from_environment()
+        configure_logging(config.log.log_level)
+    verifier = JwtVerifier(config.jwt)
     registry = CollectorRegistry()
+    metrics = CommandMetrics(registry)
+    kafka: KafkaEventPublisher | None = None
+    if publisher is None:
+        kafka = publisher = KafkaEventPublisher(config.kafka, config.command)
+    log = InstrumentedPublisher(publisher, metrics)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await ensure_topic(kafka)
-        producer = AIOKafkaProducer(
-            bootstrap_servers=kafka.bootstrap_servers,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=command.producer_linger_ms,
-        )
-        await producer.start()
-        app.state.producer = producer
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if kafka is not None:
+            await kafka.start()
         try:
             yield
         finally:
-            await producer.stop()
+            if kafka is not None:
+                await kafka.stop()
 
-    app = FastAPI(title="Transactions command API", version="1.0.0", lifespan=lifespan)
-    app.state.verifier = verifier
-
-    async def kafka_ready() -> None:
-        producer: AIOKafkaProducer = app.state.producer
-        await producer.partitions_for(kafka.topic)
-
-    install_common(
-        app, registry=registry, checks={"kafka": kafka_ready}, max_body_bytes=command.max_body_bytes
+    app = FastAPI(
+        title="Transactions command API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
     )
-    install_error_handlers(app, AUTH_PROBLEMS)
+    app.state.verifier = verifier
+    app.state.clock = clock
+    app.state.command_settings = config.command
+    app.state.transaction_service = TransactionService(publisher=log, clock=clock)
+    app.include_router(router)
+    install_common(
+        app,
+        registry=registry,
+        checks={"kafka": log.check_ready},
+        max_body_bytes=config.command.max_body_bytes,
+    )
+    app.add_middleware(RejectionCounter, metrics=metrics, path_prefix="/transactions")
+    install_error_handlers(app, COMMAND_PROBLEMS)
+    install_openapi(app, models=[TransactionRequest, TransactionBatchRequest])
     return app

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,42 @@ def problem_response(
         media_type=PROBLEM_JSON,
         headers={**problem.headers, **(headers or {})},
     )
+
+
+class FieldErrorDetail(BaseModel):
+    """One entry of a problem's `errors`: which field failed which rule."""
+
+    field: str = Field(description="Dotted path into the body, e.g. `transactions.3.amount`.")
+    location: str = Field(description="`body`, `query`, `header`, ...")
+    message: str
+    code: str = Field(description="Machine-readable rule, e.g. `greater_than`.")
+
+
+class ProblemDetails(BaseModel):
+    """RFC 9457 problem details, served as `application/problem+json` (OpenAPI schema only)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldErrorDetail] | None = Field(
+        default=None, description="Present on 422: every field that failed validation."
+    )
+
+
+PROBLEM_SCHEMA_REF = "#/components/schemas/ProblemDetails"
+
+
+def problem_responses(descriptions: Mapping[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for a route: each status as `application/problem+json`. The app's
+    OpenAPI must carry `ProblemDetails` under components (register it with the schema)."""
+    return {
+        status: {
+            "description": text,
+            "content": {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_SCHEMA_REF}}},
+        }
+        for status, text in descriptions.items()
+    }
 
 
 VALIDATION = Problem(422, "validation-error", "Request validation failed")

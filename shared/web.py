@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.errors import Problem, problem_response
+from shared.errors import INTERNAL, Problem, problem_response
 from shared.logs import request_id_var
 
 logger = logging.getLogger(__name__)
@@ -45,12 +45,14 @@ class RequestContextMiddleware:
         request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
         status = 500
+        response_started = False
         started = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status = message["status"]
+                response_started = True
                 message["headers"] = [
                     *message.get("headers", []),
                     (REQUEST_ID_HEADER.lower().encode(), request_id.encode()),
@@ -59,6 +61,20 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            # Answer here rather than in Starlette's outermost error middleware, so that even
+            # a 500 carries the request id; the stack trace goes to the log, never the client.
+            if response_started:
+                raise
+            logger.error(
+                "unhandled error on %s %s",
+                scope["method"],
+                scope["path"],
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
+            await problem_response(INTERNAL, "An unexpected error occurred.")(
+                scope, receive, send_with_id
+            )
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")

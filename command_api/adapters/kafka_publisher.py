@@ -1,0 +1,186 @@
+"""`KafkaEventPublisher`: appends events with one idempotent `AIOKafkaProducer` (acks=all).
+
+- Each publish is bounded by `PUBLISH_TIMEOUT_SECONDS`: every event is handed to the producer
+  (`send()`, so a batch is pipelined and lingers into few requests), then all acks are awaited.
+  No ack in time, an unknown topic, a broker error or no connection -> `PublishFailedError`.
+  A timed-out event may still be appended later (the idempotent producer keeps retrying what it
+  has already accepted, and an ack can be lost after the write): a 503 means "not confirmed",
+  and a retry with the same transaction ids is counted once by the projector.
+- The API starts even while the log is unreachable: the producer connects in the background
+  with capped backoff, publishes answer 503 meanwhile and `/ready` says "kafka". Once
+  connected, aiokafka reconnects to brokers by itself; no restart is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from command_api.ports import EventLogNotReadyError, Position, PublishFailedError
+from shared.events import TransactionRecorded, event_headers, serialize
+from shared.settings import CommandSettings, KafkaSettings
+from shared.topic import ensure_topic
+
+logger = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_SECONDS = 10.0
+STOP_TIMEOUT_SECONDS = 10.0
+FIRST_RETRY_SECONDS = 0.25
+MAX_RETRY_SECONDS = 5.0
+_CONNECT_ERRORS = (KafkaError, OSError, TimeoutError)
+
+_RETRY_HINT = "retry later with the same transaction ids (they are counted once)."
+
+
+class KafkaEventPublisher:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        command: CommandSettings,
+        *,
+        create_topic: bool = True,
+        client_id: str = "txstats-command-api",
+        producer_factory: Callable[..., Any] = AIOKafkaProducer,
+    ) -> None:
+        self._kafka = kafka
+        self._timeout = command.publish_timeout_seconds
+        self._linger_ms = command.producer_linger_ms
+        self._create_topic = create_topic
+        self._client_id = client_id
+        self._producer_factory = producer_factory
+        self._producer: Any = None
+        self._connector: asyncio.Task[None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._producer is not None
+
+    async def start(self) -> None:
+        """Connect now if the log answers, else keep trying in the background."""
+        try:
+            await self._connect()
+        except _CONNECT_ERRORS as err:
+            logger.warning(
+                "event log unreachable at start; retrying in the background",
+                extra={"bootstrap": self._kafka.bootstrap_servers, "error": repr(err)},
+            )
+            self._connector = asyncio.create_task(self._keep_connecting(), name="kafka-connect")
+
+    async def stop(self) -> None:
+        if self._connector is not None:
+            self._connector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connector
+            self._connector = None
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await _close(producer)
+
+    async def publish(self, events: Sequence[TransactionRecorded]) -> list[Position]:
+        producer = self._producer
+        if producer is None:
+            detail = "The event log is unreachable; " + _RETRY_HINT
+            raise PublishFailedError("not_connected", detail)
+        topic = self._kafka.topic
+        acks: list[asyncio.Future[Any]] = []
+        try:
+            async with asyncio.timeout(self._timeout):
+                for event in events:
+                    ack = await producer.send(
+                        topic, serialize(event), key=event.key, headers=event_headers()
+                    )
+                    acks.append(ack)
+                results = await asyncio.gather(*acks, return_exceptions=True)
+        except TimeoutError as err:
+            _forget(acks)
+            logger.warning(
+                "event log did not acknowledge in time",
+                extra={"topic": topic, "events": len(events), "timeout_s": self._timeout},
+            )
+            detail = f"The event log did not confirm within {self._timeout:g} s; " + _RETRY_HINT
+            raise PublishFailedError("timeout", detail) from err
+        except KafkaError as err:
+            _forget(acks)
+            raise _rejected(topic, err) from err
+        positions = []
+        for result in results:
+            if isinstance(result, BaseException):
+                raise _rejected(topic, result) from result
+            positions.append(Position(result.partition, result.offset))
+        return positions
+
+    async def check_ready(self) -> None:
+        producer = self._producer
+        if producer is None:
+            msg = "not connected to the event log"
+            raise EventLogNotReadyError(msg)
+        if not await producer.client.force_metadata_update():
+            msg = "no broker answered a metadata request"
+            raise EventLogNotReadyError(msg)
+        if not producer.client.cluster.partitions_for_topic(self._kafka.topic):
+            msg = f"topic {self._kafka.topic} is unknown"
+            raise EventLogNotReadyError(msg)
+
+    async def _connect(self) -> None:
+        producer = self._producer_factory(
+            bootstrap_servers=self._kafka.bootstrap_servers,
+            client_id=self._client_id,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=self._linger_ms,
+            request_timeout_ms=max(1000, int(self._timeout * 1000)),
+        )
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
+                await producer.start()
+                if self._create_topic:
+                    await ensure_topic(self._kafka)
+                await producer.client.add_topic(self._kafka.topic)
+        except BaseException:
+            await _close(producer)
+            raise
+        self._producer = producer
+        logger.info(
+            "connected to the event log",
+            extra={"bootstrap": self._kafka.bootstrap_servers, "topic": self._kafka.topic},
+        )
+
+    async def _keep_connecting(self) -> None:
+        delay = FIRST_RETRY_SECONDS
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self._connect()
+            except _CONNECT_ERRORS as err:
+                delay = min(delay * 2, MAX_RETRY_SECONDS)
+                logger.warning(
+                    "event log still unreachable",
+                    extra={"error": repr(err), "retry_in_s": delay},
+                )
+            else:
+                return
+
+
+def _forget(acks: list[asyncio.Future[Any]]) -> None:
+    """Stop waiting for acks we no longer report (the producer may still deliver them)."""
+    for ack in acks:
+        ack.cancel()
+
+
+def _rejected(topic: str, err: BaseException) -> PublishFailedError:
+    logger.warning("event log refused a publish", extra={"topic": topic, "error": repr(err)})
+    return PublishFailedError("rejected", "The event log refused the write; " + _RETRY_HINT)
+
+
+async def _close(producer: Any) -> None:
+    try:
+        async with asyncio.timeout(STOP_TIMEOUT_SECONDS):
+            await producer.stop()
+    except TimeoutError:
+        logger.warning("the Kafka producer did not flush and close in time")

@@ -1,0 +1,24 @@
+"""The command API's configuration, built once in the composition root from the environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.settings import CommandSettings, JwtSettings, KafkaSettings, LogSettings
+
+
+@dataclass(frozen=True, slots=True)
+class CommandConfig:
+    kafka: KafkaSettings
+    command: CommandSettings
+    jwt: JwtSettings
+    log: LogSettings
+
+    @classmethod
+    def from_environment(cls) -> CommandConfig:
+        return cls(
+            kafka=KafkaSettings(),
+            command=CommandSettings(),
+            jwt=JwtSettings(),
+            log=LogSettings(),
+        )

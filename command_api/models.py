@@ -1,0 +1,262 @@
+"""Request and response DTOs of the command API, with the validation rules of the contract.
+
+Bodies are parsed by `command_api.body` (JSON numbers become exact `Decimal`s) and validated
+here with a `ValidationContext` that carries the server's clock for the future-skew rule.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from command_api.services import (
+    CENT,
+    MAX_AMOUNT,
+    MAX_BATCH_ITEMS,
+    Receipt,
+    RecordedTransaction,
+    RecordTransaction,
+)
+
+# The JSON number grammar (RFC 8259), also the only text accepted inside an amount string.
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+# RFC 3339 date-time; the offset is optional here so that a missing one gets its own error.
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+    r"(?P<offset>[Zz]|[+-][0-9]{2}:[0-9]{2})?"
+)
+TRANSACTION_ID_PATTERN = r"^[A-Za-z0-9._:-]+$"
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationContext:
+    """Passed to `model_validate(..., context=...)`: what "now" is for this request."""
+
+    now: datetime
+    max_clock_skew: timedelta
+
+
+def _amount_input(value: Any) -> Any:
+    if isinstance(value, Decimal | int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and _JSON_NUMBER.fullmatch(value):
+        return Decimal(value)
+    raise PydanticCustomError(
+        "amount_type",
+        'amount must be a JSON number or a string holding one, e.g. 12.34 or "12.34"',
+    )
+
+
+def _whole_cents(value: Decimal) -> Decimal:
+    if value.quantize(CENT) != value:
+        raise PydanticCustomError(
+            "decimal_max_places", "amount must have at most 2 fractional digits"
+        )
+    return value.quantize(CENT)
+
+
+def _timestamp_input(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise PydanticCustomError(
+            "datetime_type", "timestamp must be an RFC 3339 string, e.g. 2026-11-26T12:00:00Z"
+        )
+    match = _RFC3339.fullmatch(value)
+    if match is None:
+        raise PydanticCustomError(
+            "datetime_format",
+            "timestamp must be an RFC 3339 date-time, e.g. 2026-11-26T12:00:00Z",
+        )
+    if match["offset"] is None:
+        raise PydanticCustomError(
+            "timezone_aware", "timestamp must carry a timezone offset (Z or +hh:mm)"
+        )
+    return value
+
+
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as err:
+        raise PydanticCustomError(
+            "datetime_range", "timestamp is out of the representable range"
+        ) from err
+
+
+Amount = Annotated[
+    Decimal,
+    BeforeValidator(_amount_input),
+    Field(gt=0, le=int(MAX_AMOUNT), allow_inf_nan=False),
+    AfterValidator(_whole_cents),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0, "maximum": int(MAX_AMOUNT)},
+                {"type": "string", "pattern": f"^{_JSON_NUMBER.pattern}$"},
+            ],
+            "examples": [12.34, "12.34"],
+        }
+    ),
+]
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_timestamp_input), AfterValidator(_in_utc)]
+TransactionId = Annotated[
+    str, Field(strict=True, min_length=1, max_length=64, pattern=TRANSACTION_ID_PATTERN)
+]
+
+
+class TransactionRequest(BaseModel):
+    """One transaction as a producer posts it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {"amount": "12.34", "timestamp": "2026-11-26T12:00:00Z", "transaction_id": "t-1"}
+            ]
+        },
+    )
+
+    amount: Amount = Field(
+        description="Greater than 0, at most 10^12, at most 2 fractional digits. A JSON "
+        "number (parsed exactly from its text: 0.1 is 0.1) or a decimal string."
+    )
+    timestamp: Timestamp = Field(
+        description="When the transaction happened: RFC 3339 with a timezone (Z or ±hh:mm), "
+        "not more than MAX_CLOCK_SKEW_SECONDS ahead of the server's clock. Old is fine."
+    )
+    transaction_id: TransactionId | None = Field(
+        default=None,
+        description="Idempotency key, 1..64 of [A-Za-z0-9._:-]. Generated when absent; "
+        "supply your own so that a retry after a 503 is counted once.",
+    )
+
+    @field_validator("timestamp")
+    @classmethod
+    def _not_in_the_future(cls, value: datetime, info: ValidationInfo) -> datetime:
+        context = info.context
+        if not isinstance(context, ValidationContext):
+            msg = "TransactionRequest needs a ValidationContext"
+            raise TypeError(msg)
+        if value > context.now + context.max_clock_skew:
+            seconds = context.max_clock_skew.total_seconds()
+            raise PydanticCustomError(
+                "timestamp_in_future",
+                "timestamp is more than {seconds} s ahead of the server's clock",
+                {"seconds": seconds},
+            )
+        return value
+
+    def to_command(self) -> RecordTransaction:
+        return RecordTransaction(
+            amount=self.amount, occurred_at=self.timestamp, transaction_id=self.transaction_id
+        )
+
+
+class TransactionBatchRequest(BaseModel):
+    """Up to 1,000 transactions, validated all-or-nothing."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    transactions: list[TransactionRequest] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_ITEMS,
+        description=f"1..{MAX_BATCH_ITEMS} transactions; transaction ids must be distinct.",
+    )
+
+    @field_validator("transactions")
+    @classmethod
+    def _distinct_ids(cls, items: list[TransactionRequest]) -> list[TransactionRequest]:
+        first_index: dict[str, int] = {}
+        for index, item in enumerate(items):
+            if item.transaction_id is None:
+                continue
+            if item.transaction_id in first_index:
+                raise PydanticCustomError(
+                    "duplicate_transaction_id",
+                    "items {first} and {index} share the transaction_id {transaction_id!r}",
+                    {
+                        "first": first_index[item.transaction_id],
+                        "index": index,
+                        "transaction_id": item.transaction_id,
+                    },
+                )
+            first_index[item.transaction_id] = index
+        return items
+
+    def to_commands(self) -> list[RecordTransaction]:
+        return [item.to_command() for item in self.transactions]
+
+
+class Position(BaseModel):
+    partition: int = Field(description="Kafka partition the event was appended to.")
+    offset: int = Field(description="Offset of the event itself in that partition.")
+
+
+class RecordedItem(BaseModel):
+    transaction_id: str = Field(description="The client's id, or the one generated for it.")
+    event_id: uuid.UUID
+    position: Position
+
+    @classmethod
+    def of(cls, recorded: RecordedTransaction) -> RecordedItem:
+        return cls(**_item_fields(recorded))
+
+
+def _item_fields(recorded: RecordedTransaction) -> dict[str, Any]:
+    return {
+        "transaction_id": recorded.transaction_id,
+        "event_id": recorded.event_id,
+        "position": Position(
+            partition=recorded.position.partition, offset=recorded.position.offset
+        ),
+    }
+
+
+_CONSISTENCY_DOC = (
+    "Pass to `GET /stats?consistency_token=...` on the query API to read your own writes: "
+    "it names, per partition, the highest offset this request appended."
+)
+
+
+class TransactionRecordedResponse(RecordedItem):
+    """201: the event is durably in the log (acknowledged with acks=all)."""
+
+    consistency_token: str = Field(description=_CONSISTENCY_DOC)
+
+    @classmethod
+    def of_receipt(cls, receipt: Receipt) -> TransactionRecordedResponse:
+        [recorded] = receipt.transactions
+        return cls(**_item_fields(recorded), consistency_token=receipt.consistency_token)
+
+
+class BatchRecordedResponse(BaseModel):
+    """201: every event of the batch is durably in the log."""
+
+    transactions: list[RecordedItem] = Field(
+        description="One entry per request item, in request order."
+    )
+    consistency_token: str = Field(description=_CONSISTENCY_DOC)
+
+    @classmethod
+    def of_receipt(cls, receipt: Receipt) -> BatchRecordedResponse:
+        return cls(
+            transactions=[RecordedItem.of(recorded) for recorded in receipt.transactions],
+            consistency_token=receipt.consistency_token,
+        )

@@ -1,0 +1,43 @@
+"""The command side's port to the event log, and what it promises."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from shared.events import TransactionRecorded
+
+PublishFailure = Literal["not_connected", "timeout", "rejected"]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Position:
+    """Where an event sits in the log."""
+
+    partition: int
+    offset: int
+
+
+class PublishFailedError(Exception):
+    """The log did not confirm the events in time. Some of them may still have been appended,
+    so a retry must reuse the same transaction ids (the projector counts each id once)."""
+
+    def __init__(self, reason: PublishFailure, detail: str) -> None:
+        super().__init__(detail)
+        self.reason: PublishFailure = reason
+
+
+class EventLogNotReadyError(Exception):
+    """Readiness: the event log cannot be reached right now."""
+
+
+class EventPublisher(Protocol):
+    async def publish(self, events: Sequence[TransactionRecorded]) -> list[Position]:
+        """Append `events` and return their positions, in order, once every one of them is
+        acknowledged durably. Raise `PublishFailedError` within a bounded time otherwise."""
+        ...
+
+    async def check_ready(self) -> None:
+        """Return when the log answers; raise `EventLogNotReadyError` otherwise."""
+        ...

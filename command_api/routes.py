@@ -1,0 +1,65 @@
+"""HTTP routes of the command API: translate a validated body to one service call."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from command_api.deps import BatchBody, Service, TransactionBody, Writer
+from command_api.errors import WRITE_RESPONSES
+from command_api.models import (
+    BatchRecordedResponse,
+    TransactionBatchRequest,
+    TransactionRecordedResponse,
+    TransactionRequest,
+)
+from command_api.openapi import json_request_body
+
+router = APIRouter(tags=["transactions"])
+
+_DURABLE = (
+    "Answers **201 only after the event log acknowledged the write** with `acks=all` "
+    "(idempotent producer): a 201 means the transaction is durably in the log. Kafka "
+    "unreachable, an unknown topic or no acknowledgement within PUBLISH_TIMEOUT_SECONDS "
+    "answer 503 with `Retry-After`, never 201. Requires a bearer token with the scope "
+    "`transactions:write`; the token's `sub` is recorded as the producer."
+)
+
+
+@router.post(
+    "/transactions",
+    status_code=201,
+    summary="Record one transaction",
+    description=_DURABLE + "\n\nThe `consistency_token` names the partition and offset of the "
+    "event itself; the query API treats it as covered once the projection is past it.",
+    response_model=TransactionRecordedResponse,
+    responses=WRITE_RESPONSES,
+    openapi_extra=json_request_body(TransactionRequest),
+)
+async def record_transaction(
+    principal: Writer, body: TransactionBody, service: Service
+) -> TransactionRecordedResponse:
+    receipt = await service.record(body.to_command(), producer=principal.subject)
+    return TransactionRecordedResponse.of_receipt(receipt)
+
+
+@router.post(
+    "/transactions/batch",
+    status_code=201,
+    summary="Record up to 1,000 transactions",
+    description=_DURABLE + "\n\nThe whole batch is validated first: one invalid item answers "
+    "422 naming it (`transactions.<index>.<field>`) and nothing is written. The events are "
+    "then sent together (pipelined) and the 201 comes once **all** are acknowledged; it lists "
+    "one position per item, in request order, and a `consistency_token` with the highest "
+    "offset written per partition. If any publish fails the answer is 503, and some items may "
+    "already be in the log: **send your own `transaction_id`s** so that retrying the same "
+    "batch is safe (the projector counts each id once). Ids generated for items without one "
+    "are only reported in a 201.",
+    response_model=BatchRecordedResponse,
+    responses=WRITE_RESPONSES,
+    openapi_extra=json_request_body(TransactionBatchRequest),
+)
+async def record_transactions(
+    principal: Writer, body: BatchBody, service: Service
+) -> BatchRecordedResponse:
+    receipt = await service.record_batch(body.to_commands(), producer=principal.subject)
+    return BatchRecordedResponse.of_receipt(receipt)

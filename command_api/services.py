@@ -1,0 +1,113 @@
+"""The command service: turns validated commands into `TransactionRecorded` events and appends
+them to the log through the `EventPublisher` port. No HTTP and no Kafka in here."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from command_api.ports import EventPublisher, Position
+from shared.consistency import encode_token
+from shared.events import TransactionRecorded
+
+MAX_BATCH_ITEMS = 1000
+MAX_AMOUNT = Decimal(10) ** 12
+CENT = Decimal("0.01")
+
+Clock = Callable[[], datetime]
+IdFactory = Callable[[], uuid.UUID]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordTransaction:
+    """Command: record one transaction. Already validated (amount, timestamp, id format)."""
+
+    amount: Decimal
+    occurred_at: datetime
+    transaction_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not is_valid_amount(self.amount):
+            msg = f"amount {self.amount} is not in (0, {MAX_AMOUNT}] in whole cents"
+            raise ValueError(msg)
+        if self.occurred_at.utcoffset() is None:
+            msg = "occurred_at must carry a timezone"
+            raise ValueError(msg)
+
+
+def is_valid_amount(amount: Decimal) -> bool:
+    """Positive, finite, at most `MAX_AMOUNT`, and a whole number of cents (trailing zeros
+    beyond the second fractional digit do not count: 1.100 is 1.10)."""
+    if not amount.is_finite() or not 0 < amount <= MAX_AMOUNT:
+        return False
+    return amount.quantize(CENT) == amount
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedTransaction:
+    transaction_id: str
+    event_id: uuid.UUID
+    position: Position
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What a producer gets back: one entry per command, in order, and a consistency token
+    naming the highest offset written per partition."""
+
+    transactions: list[RecordedTransaction]
+    consistency_token: str
+
+
+def consistency_token(positions: Sequence[Position]) -> str:
+    highest: dict[int, int] = {}
+    for position in positions:
+        highest[position.partition] = max(position.offset, highest.get(position.partition, -1))
+    return encode_token(highest)
+
+
+class TransactionService:
+    def __init__(
+        self, *, publisher: EventPublisher, clock: Clock, new_id: IdFactory = uuid.uuid4
+    ) -> None:
+        self._publisher = publisher
+        self._clock = clock
+        self._new_id = new_id
+
+    async def record(self, command: RecordTransaction, *, producer: str) -> Receipt:
+        return await self.record_batch([command], producer=producer)
+
+    async def record_batch(
+        self, commands: Sequence[RecordTransaction], *, producer: str
+    ) -> Receipt:
+        """Append every command as one event; all are acknowledged or the call raises
+        `PublishFailedError` (and then some may be in the log: retries reuse the ids)."""
+        if not 1 <= len(commands) <= MAX_BATCH_ITEMS:
+            msg = f"a batch holds 1..{MAX_BATCH_ITEMS} transactions, got {len(commands)}"
+            raise ValueError(msg)
+        recorded_at = self._clock()
+        events = [
+            TransactionRecorded(
+                event_id=self._new_id(),
+                transaction_id=command.transaction_id or str(self._new_id()),
+                amount=command.amount,
+                occurred_at=command.occurred_at,
+                recorded_at=recorded_at,
+                producer=producer,
+            )
+            for command in commands
+        ]
+        positions = await self._publisher.publish(events)
+        if len(positions) != len(events):
+            msg = f"the publisher returned {len(positions)} positions for {len(events)} events"
+            raise RuntimeError(msg)
+        return Receipt(
+            transactions=[
+                RecordedTransaction(event.transaction_id, event.event_id, position)
+                for event, position in zip(events, positions, strict=True)
+            ],
+            consistency_token=consistency_token(positions),
+        )

@@ -1,0 +1,82 @@
+"""One contract, two adapters: the in-memory publisher the unit tests use behaves like the
+Kafka one (order, one position per event, key -> partition, offsets per partition)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from command_api.adapters.kafka_publisher import KafkaEventPublisher
+from command_api.adapters.memory_publisher import InMemoryEventPublisher
+from command_api.ports import EventPublisher
+from shared.events import TransactionRecorded
+from shared.settings import CommandSettings
+from tests.integration.conftest import TopicFactory
+
+
+def event(transaction_id: str, amount: str = "1.00") -> TransactionRecorded:
+    now = datetime.now(UTC)
+    return TransactionRecorded(
+        event_id=uuid.uuid4(),
+        transaction_id=transaction_id,
+        amount=Decimal(amount),
+        occurred_at=now,
+        recorded_at=now,
+        producer="contract",
+    )
+
+
+@pytest.fixture(params=["memory", "kafka"])
+async def publisher(
+    request: pytest.FixtureRequest, kafka_settings: TopicFactory
+) -> AsyncIterator[EventPublisher]:
+    if request.param == "memory":
+        yield InMemoryEventPublisher(partitions=6)
+        return
+    kafka = KafkaEventPublisher(
+        await kafka_settings(partitions=6),
+        CommandSettings(publish_timeout_seconds=5, producer_linger_ms=2),
+        create_topic=False,
+    )
+    await kafka.start()
+    assert kafka.connected
+    try:
+        yield kafka
+    finally:
+        await kafka.stop()
+
+
+async def test_one_position_per_event_in_order(publisher: EventPublisher) -> None:
+    events = [event(f"c-{i}") for i in range(60)]
+    positions = await publisher.publish(events)
+
+    assert len(positions) == 60
+    assert len(set(positions)) == 60
+    per_partition: dict[int, list[int]] = {}
+    for position in positions:
+        per_partition.setdefault(position.partition, []).append(position.offset)
+    for offsets in per_partition.values():  # a fresh log: 0, 1, 2, ... in send order
+        assert offsets == list(range(len(offsets)))
+    assert len(per_partition) > 1
+    assert all(0 <= partition < 6 for partition in per_partition)
+
+
+async def test_a_key_always_maps_to_one_partition(publisher: EventPublisher) -> None:
+    first = await publisher.publish([event("same"), event("other"), event("same")])
+    second = await publisher.publish([event("same")])
+    assert first[0].partition == first[2].partition == second[0].partition
+    assert [first[0].offset, first[2].offset, second[0].offset] == sorted(
+        [first[0].offset, first[2].offset, second[0].offset]
+    )
+
+
+async def test_nothing_to_publish_is_no_position(publisher: EventPublisher) -> None:
+    assert await publisher.publish([]) == []
+
+
+async def test_ready(publisher: EventPublisher) -> None:
+    await publisher.check_ready()

@@ -1,0 +1,232 @@
+"""`KafkaEventPublisher` around a scripted stand-in for `AIOKafkaProducer` (no I/O): the
+producer configuration, the publish timeout, broker errors, background reconnection, and the
+same producer working again once acks flow (what a broker coming back looks like to us).
+
+The real broker is exercised in tests/integration/test_command_outage.py; stopping it is not
+possible there (it is shared), so the "broker dies after we connected" case lives here."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+
+import pytest
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NotLeaderForPartitionError
+
+from command_api.adapters.kafka_publisher import KafkaEventPublisher
+from command_api.ports import EventLogNotReadyError, Position, PublishFailedError
+from shared.events import TransactionRecorded, deserialize, event_headers
+from shared.settings import CommandSettings, KafkaSettings
+
+TIMEOUT = 0.3
+
+
+@dataclass
+class Metadata:
+    partition: int
+    offset: int
+
+
+@dataclass
+class FakeCluster:
+    topics: dict[str, set[int]] = field(default_factory=dict)
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        return self.topics.get(topic)
+
+
+class FakeClient:
+    def __init__(self) -> None:
+        self.cluster = FakeCluster()
+        self.reachable = True
+
+    async def add_topic(self, topic: str) -> bool:
+        self.cluster.topics.setdefault(topic, {0, 1, 2})
+        return True
+
+    async def force_metadata_update(self) -> bool:
+        return self.reachable
+
+
+class FakeProducer:
+    """Acks at once (`mode="ack"`), never (`"hang"`: broker gone), or with an error."""
+
+    made: ClassVar[list[FakeProducer]] = []
+    failing_starts: ClassVar[int] = 0
+
+    def __init__(self, **config: Any) -> None:
+        self.config = config
+        self.client = FakeClient()
+        self.mode = "ack"
+        self.sent: list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]] = []
+        self.pending: list[asyncio.Future[Metadata]] = []
+        self.stopped = False
+        FakeProducer.made.append(self)
+
+    async def start(self) -> None:
+        if FakeProducer.failing_starts > 0:
+            FakeProducer.failing_starts -= 1
+            raise KafkaConnectionError("Unable to bootstrap")
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+    async def send(
+        self, topic: str, value: bytes, *, key: bytes, headers: list[tuple[str, bytes]]
+    ) -> asyncio.Future[Metadata]:
+        if self.mode == "refuse":
+            raise KafkaTimeoutError
+        self.sent.append((topic, key, value, headers))
+        ack: asyncio.Future[Metadata] = asyncio.get_running_loop().create_future()
+        if self.mode == "ack":
+            ack.set_result(Metadata(partition=len(key) % 3, offset=len(self.sent) - 1))
+        elif self.mode == "fail":
+            ack.set_exception(NotLeaderForPartitionError())
+        else:
+            self.pending.append(ack)
+        return ack
+
+
+@pytest.fixture(autouse=True)
+def fresh_fakes() -> None:
+    FakeProducer.made = []
+    FakeProducer.failing_starts = 0
+
+
+def publisher() -> KafkaEventPublisher:
+    return KafkaEventPublisher(
+        KafkaSettings(bootstrap_servers="broker:9092", topic="tx.test"),
+        CommandSettings(publish_timeout_seconds=TIMEOUT, producer_linger_ms=3),
+        create_topic=False,
+        producer_factory=FakeProducer,
+    )
+
+
+def event(transaction_id: str = "t-1") -> TransactionRecorded:
+    now = datetime.now(UTC)
+    return TransactionRecorded(
+        event_id=uuid.uuid4(),
+        transaction_id=transaction_id,
+        amount=Decimal("4.20"),
+        occurred_at=now,
+        recorded_at=now,
+        producer="p",
+    )
+
+
+async def test_the_producer_is_idempotent_with_acks_all_and_bounded() -> None:
+    log = publisher()
+    await log.start()
+    [producer] = FakeProducer.made
+    assert producer.config["acks"] == "all"
+    assert producer.config["enable_idempotence"] is True
+    assert producer.config["linger_ms"] == 3
+    assert producer.config["request_timeout_ms"] == 1000
+    assert producer.config["bootstrap_servers"] == "broker:9092"
+    await log.stop()
+    assert producer.stopped
+
+
+async def test_events_are_sent_with_key_headers_and_value() -> None:
+    log = publisher()
+    await log.start()
+    sent = [event("a"), event("bb"), event("ccc")]
+    positions = await log.publish(sent)
+
+    [producer] = FakeProducer.made
+    assert positions == [Position(1, 0), Position(2, 1), Position(0, 2)]
+    for original, (topic, key, value, headers) in zip(sent, producer.sent, strict=True):
+        assert topic == "tx.test"
+        assert key == original.transaction_id.encode()
+        assert headers == event_headers()
+        assert deserialize(value) == original
+    await log.stop()
+
+
+async def test_no_ack_in_time_is_a_timeout_failure_within_the_bound() -> None:
+    log = publisher()
+    await log.start()
+    FakeProducer.made[0].mode = "hang"
+    started = time.monotonic()
+    with pytest.raises(PublishFailedError) as raised:
+        await log.publish([event(), event("t-2")])
+    assert raised.value.reason == "timeout"
+    assert TIMEOUT <= time.monotonic() - started < TIMEOUT + 0.5
+    assert all(ack.cancelled() for ack in FakeProducer.made[0].pending)
+    await log.stop()
+
+
+@pytest.mark.parametrize("mode", ["fail", "refuse"])
+async def test_broker_errors_are_rejections(mode: str) -> None:
+    log = publisher()
+    await log.start()
+    FakeProducer.made[0].mode = mode
+    with pytest.raises(PublishFailedError) as raised:
+        await log.publish([event()])
+    assert raised.value.reason == "rejected"
+    await log.stop()
+
+
+async def test_the_same_producer_works_again_when_acks_flow() -> None:
+    log = publisher()
+    await log.start()
+    producer = FakeProducer.made[0]
+    producer.mode = "hang"  # the broker went away
+    with pytest.raises(PublishFailedError):
+        await log.publish([event()])
+    producer.client.reachable = False
+    with pytest.raises(EventLogNotReadyError):
+        await log.check_ready()
+
+    producer.mode = "ack"  # the broker is back: aiokafka reconnects by itself
+    producer.client.reachable = True
+    assert len(await log.publish([event()])) == 1
+    await log.check_ready()
+    assert len(FakeProducer.made) == 1  # no new producer, no restart
+    await log.stop()
+
+
+async def test_unreachable_at_start_connects_in_the_background() -> None:
+    FakeProducer.failing_starts = 2
+    log = publisher()
+    await log.start()  # does not raise, does not block
+
+    assert not log.connected
+    with pytest.raises(PublishFailedError) as raised:
+        await log.publish([event()])
+    assert raised.value.reason == "not_connected"
+    with pytest.raises(EventLogNotReadyError):
+        await log.check_ready()
+
+    deadline = time.monotonic() + 5
+    while not log.connected:
+        assert time.monotonic() < deadline, "never connected"
+        await asyncio.sleep(0.05)
+    assert len(await log.publish([event()])) == 1
+    assert [p.stopped for p in FakeProducer.made] == [True, True, False]  # failed ones closed
+    await log.stop()
+
+
+async def test_stop_while_still_connecting_cancels_the_retries() -> None:
+    FakeProducer.failing_starts = 1000
+    log = publisher()
+    await log.start()
+    await log.stop()
+    made = len(FakeProducer.made)
+    await asyncio.sleep(0.6)
+    assert len(FakeProducer.made) == made
+    assert not log.connected
+
+
+async def test_an_unknown_topic_is_not_ready() -> None:
+    log = publisher()
+    await log.start()
+    FakeProducer.made[0].client.cluster.topics.clear()
+    with pytest.raises(EventLogNotReadyError, match="unknown"):
+        await log.check_ready()
+    await log.stop()
