@@ -12,7 +12,13 @@ from typing import Any
 
 import asyncpg
 
-from projector.adapters.postgres_store import VERSION_OFFSETS, VERSION_TOTALS
+from projector.adapters.postgres_store import (
+    NOTIFY,
+    NOTIFY_CHANNEL,
+    VERSION_OFFSETS,
+    VERSION_TOTALS,
+    progress_payload,
+)
 from projector.fold import Totals
 
 logger = logging.getLogger(__name__)
@@ -161,4 +167,8 @@ class ActiveHold:
             "UPDATE projection_versions SET state = 'active', activated_at = now()"
             " WHERE version = $1",
             new,
+        )
+        # Delivered on commit: readers waiting on a consistency token re-check at once.
+        await self._conn.execute(
+            NOTIFY, NOTIFY_CHANNEL, progress_payload(new, await self.offsets(new))
         )

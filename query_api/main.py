@@ -1,45 +1,88 @@
-"""Composition root of the query API: settings, the asyncpg pool, the FastAPI app."""
+"""Composition root of the query API: configuration, the PostgreSQL reader and progress
+listener, the stats service, the FastAPI app. `uvicorn --factory query_api.main:create_app`.
+
+Tests inject the configuration, a `ProjectionReader` (then no pool or listener is made) and
+the clock.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from query_api.adapters.postgres_listener import PostgresProgressListener
+from query_api.adapters.postgres_reader import PostgresProjectionReader
+from query_api.adapters.prometheus_metrics import PrometheusStatsMetrics
+from query_api.config import QueryConfig
+from query_api.deps import read_guard
+from query_api.ports import Clock, ProjectionReader
+from query_api.progress import ProgressBoard
+from query_api.routes import QUERY_PROBLEMS, install_query_error_handlers, router
+from query_api.services import StatsService
+from query_api.windows import future_allowance
 from shared.auth import AUTH_PROBLEMS, JwtVerifier
-from shared.database import create_pool, migrate, ping
+from shared.database import create_pool, migrate
 from shared.errors import install_error_handlers
 from shared.logs import configure_logging
-from shared.settings import DatabaseSettings, JwtSettings, LogSettings
 from shared.web import install_common
 
 MAX_QUERY_BODY_BYTES = 64 * 1024
 
 
-def create_app() -> FastAPI:
-    configure_logging(LogSettings().log_level)
-    database = DatabaseSettings()
-    verifier = JwtVerifier(JwtSettings())
+def create_app(
+    config: QueryConfig | None = None,
+    *,
+    reader: ProjectionReader | None = None,
+    clock: Clock = time.time,
+) -> FastAPI:
+    if config is None:
+        config = QueryConfig.from_environment()
+        configure_logging(config.log.log_level)
+    verifier = JwtVerifier(config.jwt)
     registry = CollectorRegistry()
+    metrics = PrometheusStatsMetrics(registry)
+    board = ProgressBoard()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await create_pool(database)
-        async with pool.acquire() as conn:
-            await migrate(conn)
-        app.state.pool = pool
-        try:
+        async with AsyncExitStack() as stack:
+            store = reader
+            if store is None:
+                pool = await create_pool(config.database)
+                stack.push_async_callback(pool.close)
+                async with pool.acquire() as conn:
+                    await migrate(conn)
+                store = PostgresProjectionReader(pool)
+                listener = PostgresProgressListener(
+                    dsn=config.database.database_url.get_secret_value(),
+                    board=board,
+                    recheck_seconds=config.progress_recheck_seconds,
+                )
+                await listener.start()
+                stack.push_async_callback(listener.stop)
+                app.state.listener = listener
+            app.state.reader = store
+            app.state.stats_service = StatsService(
+                reader=store,
+                board=board,
+                clock=clock,
+                metrics=metrics,
+                window_allowance=future_allowance(config.clock_skew_seconds),
+                default_wait_ms=config.query.default_wait_ms,
+            )
             yield
-        finally:
-            await pool.close()
 
     app = FastAPI(title="Transactions query API", version="1.0.0", lifespan=lifespan)
     app.state.verifier = verifier
+    app.state.board = board
 
     async def postgres_ready() -> None:
-        await ping(app.state.pool)
+        store: ProjectionReader = app.state.reader
+        await store.ping()
 
     install_common(
         app,
@@ -47,5 +90,8 @@ def create_app() -> FastAPI:
         checks={"postgres": postgres_ready},
         max_body_bytes=MAX_QUERY_BODY_BYTES,
     )
-    install_error_handlers(app, AUTH_PROBLEMS)
+    guard = read_guard(require_auth=config.query.stats_require_auth)
+    app.include_router(router, dependencies=guard)
+    install_error_handlers(app, {**AUTH_PROBLEMS, **QUERY_PROBLEMS})
+    install_query_error_handlers(app)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal
+from fractions import Fraction
 
 CENT = Decimal("0.01")
 
@@ -13,6 +14,9 @@ def to_cents_string(amount: Decimal) -> str:
 
 
 def average(total: Decimal, count: int) -> Decimal | None:
+    """`total / count` rounded half-even to cents, exactly: no intermediate Decimal rounding,
+    so no double rounding however many digits the sum has."""
     if count == 0:
         return None
-    return (total / Decimal(count)).quantize(CENT, rounding=ROUND_HALF_EVEN)
+    cents = round(Fraction(total) * 100 / count)  # round() of a Fraction is half-even
+    return Decimal(f"{cents}E-2")

@@ -71,6 +71,11 @@ SELECT coalesce(sum(tx_count), 0)::bigint AS count, coalesce(sum(tx_sum), 0) AS 
 FROM partition_totals WHERE version = $1"""
 
 
+def progress_payload(version: int, offsets: dict[int, int]) -> str:
+    """What readers are told on commit: the version and the partitions' next offsets."""
+    return json.dumps({"version": version, "offsets": {str(p): o for p, o in offsets.items()}})
+
+
 def _columns(
     rows: dict[int, Totals],
 ) -> tuple[list[int], list[int], list[Decimal], list[Decimal | None], list[Decimal | None]]:
@@ -150,8 +155,8 @@ class PostgresProjectionStore:
                     [item.reason for _, _, item in poison],
                     [item.payload for _, _, item in poison],
                 )
-            payload = {"version": version, "offsets": {str(p): next_offsets[p] for p in keys}}
-            await conn.execute(NOTIFY, NOTIFY_CHANNEL, json.dumps(payload))
+            if live:  # readers only read the active version
+                await conn.execute(NOTIFY, NOTIFY_CHANNEL, progress_payload(version, next_offsets))
         return CommitResult(
             folded=folded, duplicates=len(events) - len(folded), stale=stale, poison=len(poison)
         )

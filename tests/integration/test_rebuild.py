@@ -11,6 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from projector.versions import REBUILD_LOCK
 from shared.events import TransactionRecorded
 from shared.settings import KafkaSettings
 from tests.integration.conftest import TopicFactory
@@ -128,6 +129,12 @@ async def test_a_killed_rebuild_resumes_and_ends_exact(
     finally:
         live.stop()
 
+    async with pg_pool.acquire() as holder:  # as if another rebuild were running
+        await holder.execute("SELECT pg_advisory_lock($1)", REBUILD_LOCK)
+        second = process(kafka, database_url, tmp_path, "second")
+        assert await run_to_end(second, "rebuild", timeout=60) == 3
+        await holder.execute("SELECT pg_advisory_unlock($1)", REBUILD_LOCK)
+
     slow = {"PROJECTOR_MAX_BATCH": "300"}
     first = process(kafka, database_url, tmp_path, "first", **slow).start("rebuild")
 
@@ -138,8 +145,6 @@ async def test_a_killed_rebuild_resumes_and_ends_exact(
         return bool(folded >= len(events) * share)
 
     await wait_until(lambda: rebuilt(0.3), timeout=120)
-    second = process(kafka, database_url, tmp_path, "second")
-    assert await run_to_end(second, "rebuild", timeout=60) == 3  # one rebuild at a time
     first.kill(signal.SIGKILL)
     assert await pg_pool.fetchval("SELECT version FROM projection_active") == 1
     assert await pg_pool.fetchval("SELECT state FROM projection_versions WHERE version = 2") == (

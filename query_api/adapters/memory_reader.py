@@ -1,0 +1,125 @@
+"""`InMemoryProjectionReader`: the projection's tables as dictionaries, for tests.
+
+It stores rows the way the PostgreSQL tables do (per version: partition totals, second and
+minute buckets, plus the active version) and merges them the way the SQL does; the reader
+contract suite keeps the two in step. `record` folds one event the way the projector would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from decimal import MAX_PREC, Decimal, localcontext
+
+from query_api.errors import ProjectionUnavailableError
+from query_api.ports import BucketRange, PartitionPosition, Snapshot, Totals
+from query_api.windows import SECONDS_PER_MINUTE
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionRow:
+    next_offset: int = 0
+    log_end_offset: int = 0
+    totals: Totals = field(default_factory=Totals)
+
+
+def merge(a: Totals, b: Totals) -> Totals:
+    """The fold's monoid: counts and sums add, max of max, min of min (None is empty)."""
+    maxima = [m for m in (a.maximum, b.maximum) if m is not None]
+    minima = [m for m in (a.minimum, b.minimum) if m is not None]
+    with localcontext() as context:
+        context.prec = MAX_PREC  # sums are exact, like PostgreSQL's numeric
+        total = a.total + b.total
+    return Totals(
+        count=a.count + b.count,
+        total=total,
+        maximum=max(maxima) if maxima else None,
+        minimum=min(minima) if minima else None,
+    )
+
+
+class InMemoryProjectionReader:
+    def __init__(self, *, active_version: int = 1) -> None:
+        self.active_version = active_version
+        self.partitions: dict[int, dict[int, PartitionRow]] = {}
+        self.seconds: dict[int, dict[int, Totals]] = {}
+        self.minutes: dict[int, dict[int, Totals]] = {}
+        self.unavailable = False  # set to simulate a store that does not answer
+        self.reads = 0
+
+    # -- seeding, the way rows land in the tables ------------------------------------------
+
+    def put_partition(self, partition: int, row: PartitionRow, *, version: int = 1) -> None:
+        self.partitions.setdefault(version, {})[partition] = row
+
+    def put_second(self, bucket: int, totals: Totals, *, version: int = 1) -> None:
+        self.seconds.setdefault(version, {})[bucket] = totals
+
+    def put_minute(self, bucket: int, totals: Totals, *, version: int = 1) -> None:
+        self.minutes.setdefault(version, {})[bucket] = totals
+
+    def record(
+        self,
+        *,
+        partition: int,
+        amount: Decimal,
+        event_second: int,
+        version: int | None = None,
+    ) -> None:
+        """Fold one event at the partition's next offset (what the projector does)."""
+        version = self.active_version if version is None else version
+        one = Totals(count=1, total=amount, maximum=amount, minimum=amount)
+        rows = self.partitions.setdefault(version, {})
+        row = rows.get(partition, PartitionRow())
+        offset = row.next_offset + 1
+        rows[partition] = PartitionRow(
+            next_offset=offset,
+            log_end_offset=max(row.log_end_offset, offset),
+            totals=merge(row.totals, one),
+        )
+        seconds = self.seconds.setdefault(version, {})
+        seconds[event_second] = merge(seconds.get(event_second, Totals()), one)
+        minute = event_second // SECONDS_PER_MINUTE
+        minutes = self.minutes.setdefault(version, {})
+        minutes[minute] = merge(minutes.get(minute, Totals()), one)
+
+    def set_log_end(self, partition: int, log_end_offset: int, *, version: int = 1) -> None:
+        rows = self.partitions.setdefault(version, {})
+        row = rows.get(partition, PartitionRow())
+        rows[partition] = replace(row, log_end_offset=log_end_offset)
+
+    # -- the ProjectionReader port ---------------------------------------------------------
+
+    async def all_time(self) -> Snapshot:
+        self._answer()
+        version = self.active_version
+        totals = Totals()
+        for row in self.partitions.get(version, {}).values():
+            totals = merge(totals, row.totals)
+        return Snapshot(version, totals, self._positions(version))
+
+    async def window(self, buckets: BucketRange) -> Snapshot:
+        self._answer()
+        version = self.active_version
+        totals = Totals()
+        for second, value in self.seconds.get(version, {}).items():
+            if buckets.first_second <= second <= buckets.last_second:
+                totals = merge(totals, value)
+        for minute, value in self.minutes.get(version, {}).items():
+            if buckets.first_minute <= minute <= buckets.last_minute:
+                totals = merge(totals, value)
+        return Snapshot(version, totals, self._positions(version))
+
+    async def ping(self) -> None:
+        self._answer()
+
+    def _answer(self) -> None:
+        if self.unavailable:
+            msg = "the in-memory projection is switched off"
+            raise ProjectionUnavailableError(msg)
+        self.reads += 1
+
+    def _positions(self, version: int) -> tuple[PartitionPosition, ...]:
+        rows = self.partitions.get(version, {})
+        return tuple(
+            PartitionPosition(p, rows[p].next_offset, rows[p].log_end_offset) for p in sorted(rows)
+        )

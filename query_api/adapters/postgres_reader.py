@@ -1,0 +1,162 @@
+"""`PostgresProjectionReader`: each read is ONE statement over the active version.
+
+A statement sees one snapshot, and every statement here resolves `projection_active` itself,
+so a rebuild's version swap is seen atomically: all old rows or all new rows, never a mix.
+Rows touched: all-time reads one `projection_active` row and at most one `partition_totals`
+row per partition; a window reads those plus the bucket rows of its `BucketRange` through the
+primary keys (version, bucket), so at most 59 second rows + 61 minute rows for an hour (see
+query_api/windows.py). asyncpg prepares and caches each statement per connection.
+
+The SQL is public so the O(1) test EXPLAINs exactly what runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from query_api.errors import ProjectionUnavailableError
+from query_api.ports import BucketRange, PartitionPosition, Snapshot, Totals
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_READ_TIMEOUT_SECONDS = 5.0
+
+# `active` is exactly one row, estimated as one (projection_active is never ANALYZEd, so a
+# plain join would be planned for thousands of rows) and read once by the whole statement.
+ALL_TIME_SQL = """
+WITH active AS MATERIALIZED (SELECT (SELECT version FROM projection_active) AS version)
+SELECT a.version, s.*
+  FROM active AS a
+ CROSS JOIN LATERAL (
+    SELECT coalesce(array_agg(t.partition ORDER BY t.partition), '{}') AS partitions,
+           coalesce(array_agg(t.next_offset ORDER BY t.partition), '{}') AS next_offsets,
+           coalesce(array_agg(t.log_end_offset ORDER BY t.partition), '{}') AS log_end_offsets,
+           coalesce(sum(t.tx_count), 0)::bigint AS tx_count,
+           coalesce(sum(t.tx_sum), 0) AS tx_sum,
+           max(t.tx_max) AS tx_max,
+           min(t.tx_min) AS tx_min
+      FROM partition_totals AS t
+     WHERE t.version = a.version
+ ) AS s"""
+
+WINDOW_SQL = """
+WITH active AS MATERIALIZED (SELECT (SELECT version FROM projection_active) AS version)
+SELECT a.version, w.*, p.*
+  FROM active AS a
+ CROSS JOIN LATERAL (
+    SELECT coalesce(sum(b.tx_count), 0)::bigint AS tx_count,
+           coalesce(sum(b.tx_sum), 0) AS tx_sum,
+           max(b.tx_max) AS tx_max,
+           min(b.tx_min) AS tx_min
+      FROM (SELECT tx_count, tx_sum, tx_max, tx_min
+              FROM second_buckets
+             WHERE version = a.version AND bucket BETWEEN $1::bigint AND $2::bigint
+            UNION ALL
+            SELECT tx_count, tx_sum, tx_max, tx_min
+              FROM minute_buckets
+             WHERE version = a.version AND bucket BETWEEN $3::bigint AND $4::bigint) AS b
+ ) AS w
+ CROSS JOIN LATERAL (
+    SELECT coalesce(array_agg(t.partition ORDER BY t.partition), '{}') AS partitions,
+           coalesce(array_agg(t.next_offset ORDER BY t.partition), '{}') AS next_offsets,
+           coalesce(array_agg(t.log_end_offset ORDER BY t.partition), '{}') AS log_end_offsets
+      FROM partition_totals AS t
+     WHERE t.version = a.version
+ ) AS p"""
+
+PROGRESS_SQL = """
+SELECT a.version,
+       coalesce(array_agg(t.partition) FILTER (WHERE t.partition IS NOT NULL), '{}')
+           AS partitions,
+       coalesce(array_agg(t.next_offset) FILTER (WHERE t.partition IS NOT NULL), '{}')
+           AS next_offsets
+  FROM projection_active AS a
+  LEFT JOIN partition_totals AS t ON t.version = a.version
+ GROUP BY a.version"""
+
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # e.g. a connection the server killed mid-protocol
+)
+# The server dropped this pooled connection: the read is safe to repeat on a fresh one, once.
+_RETRY_ONCE: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.InternalClientError,
+)
+
+
+def window_arguments(buckets: BucketRange) -> tuple[int, int, int, int]:
+    """The parameters of `WINDOW_SQL` for a bucket range, in order."""
+    return (buckets.first_second, buckets.last_second, buckets.first_minute, buckets.last_minute)
+
+
+class PostgresProjectionReader:
+    def __init__(
+        self, pool: asyncpg.Pool, *, timeout_seconds: float = DEFAULT_READ_TIMEOUT_SECONDS
+    ) -> None:
+        self._pool = pool
+        self._timeout = timeout_seconds
+
+    async def all_time(self) -> Snapshot:
+        row = await self._fetchrow(ALL_TIME_SQL)
+        return _snapshot(row)
+
+    async def window(self, buckets: BucketRange) -> Snapshot:
+        row = await self._fetchrow(WINDOW_SQL, *window_arguments(buckets))
+        return _snapshot(row)
+
+    async def ping(self) -> None:
+        await self._fetchrow("SELECT 1")
+
+    async def _fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        """One statement on a pooled connection, bounded in time (acquire included). A
+        connection the server dropped is retried once on a fresh one; any other failure is
+        `ProjectionUnavailableError`."""
+        for attempt in (1, 2):
+            try:
+                async with asyncio.timeout(self._timeout), self._pool.acquire() as conn:
+                    return await conn.fetchrow(sql, *args)
+            except _RETRY_ONCE as err:
+                if attempt == 2:
+                    raise _unavailable(err) from err
+                logger.info("retrying a read on a fresh connection: %s", type(err).__name__)
+            except UNAVAILABLE_ERRORS as err:
+                raise _unavailable(err) from err
+        raise AssertionError("unreachable")
+
+
+def _unavailable(err: BaseException) -> ProjectionUnavailableError:
+    sqlstate = getattr(err, "sqlstate", None)
+    logger.warning("projection read failed: %s", type(err).__name__, extra={"sqlstate": sqlstate})
+    return ProjectionUnavailableError("The statistics store is unavailable.")
+
+
+def _snapshot(row: asyncpg.Record | None) -> Snapshot:
+    if row is None or row["version"] is None:  # no active version: an empty projection
+        return Snapshot(0, Totals())
+    totals = Totals(
+        count=int(row["tx_count"]),
+        total=Decimal(row["tx_sum"]),
+        maximum=row["tx_max"],
+        minimum=row["tx_min"],
+    )
+    return Snapshot(row["version"], totals, _positions(row))
+
+
+def _positions(row: asyncpg.Record) -> tuple[PartitionPosition, ...]:
+    partitions: Sequence[int] = row["partitions"]
+    return tuple(
+        PartitionPosition(p, n, e)
+        for p, n, e in zip(partitions, row["next_offsets"], row["log_end_offsets"], strict=True)
+    )

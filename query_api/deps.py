@@ -1,0 +1,28 @@
+"""FastAPI dependencies of the query API: what the lifespan built, handed to routes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, cast
+
+from fastapi import Depends, Request
+
+from query_api.services import StatsService
+from shared.auth import SCOPE_READ, JwtVerifier, require_scope
+
+
+def get_stats_service(request: Request) -> StatsService:
+    return cast(StatsService, request.app.state.stats_service)
+
+
+def get_verifier(request: Request) -> JwtVerifier:
+    return cast(JwtVerifier, request.app.state.verifier)
+
+
+StatsServiceDep = Annotated[StatsService, Depends(get_stats_service)]
+
+
+def read_guard(*, require_auth: bool) -> list[Any]:
+    """Dependencies of the stats routes: scope `stats:read` when reads are protected."""
+    if not require_auth:
+        return []
+    return [Depends(require_scope(SCOPE_READ, get_verifier))]

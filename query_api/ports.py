@@ -1,0 +1,113 @@
+"""The query API's ports and the values that cross them.
+
+`ProjectionReader` is what the stats service reads the projection through:
+`PostgresProjectionReader` in production, `InMemoryProjectionReader` in tests; one contract test
+suite (tests/integration/test_query_reader_contract.py) runs against both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Literal, Protocol
+
+Clock = Callable[[], float]
+"""Wall-clock time in epoch seconds (`time.time` in production, a fixed value in tests)."""
+
+StatsKind = Literal["all_time", "window", "consistency"]
+WaitOutcome = Literal["hit", "timeout"]
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Count, sum, max and min of a set of transactions (all time, or a window)."""
+
+    count: int = 0
+    total: Decimal = Decimal(0)
+    maximum: Decimal | None = None
+    minimum: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionPosition:
+    """How far the projection has folded one partition, and how far the log was."""
+
+    partition: int
+    next_offset: int
+    log_end_offset: int
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.log_end_offset - self.next_offset)
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """The next offset to consume per partition of one projection version."""
+
+    version: int
+    offsets: Mapping[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What one read returned: totals and positions of the same version, read atomically."""
+
+    version: int
+    totals: Totals
+    positions: tuple[PartitionPosition, ...] = ()
+
+    @property
+    def progress(self) -> Progress:
+        return Progress(self.version, {p.partition: p.next_offset for p in self.positions})
+
+
+@dataclass(frozen=True, slots=True)
+class BucketRange:
+    """The bucket rows a window read merges, both ranges inclusive (empty when first > last):
+    second buckets (epoch seconds) and minute buckets (epoch second div 60)."""
+
+    first_second: int
+    last_second: int
+    first_minute: int
+    last_minute: int
+
+    @property
+    def rows(self) -> int:
+        """The most bucket rows a read of this range can touch."""
+        seconds = max(0, self.last_second - self.first_second + 1)
+        return seconds + max(0, self.last_minute - self.first_minute + 1)
+
+
+class ProjectionReader(Protocol):
+    """Reads the active projection version. Every method reads one consistent snapshot and
+    raises `ProjectionUnavailableError` when the store does not answer."""
+
+    async def all_time(self) -> Snapshot:
+        """Totals merged over the partitions of the active version (at most one row each)."""
+        ...
+
+    async def window(self, buckets: BucketRange) -> Snapshot:
+        """Totals merged over the given buckets of the active version, with its positions."""
+        ...
+
+    async def ping(self) -> None:
+        """Return when the store answers; raise otherwise."""
+        ...
+
+
+class StatsMetrics(Protocol):
+    def stats_request(self, kind: StatsKind) -> None: ...
+
+    def consistency_wait(self, outcome: WaitOutcome, seconds: float) -> None: ...
+
+
+class NullStatsMetrics:
+    """Metrics that go nowhere (tests that do not look at them)."""
+
+    def stats_request(self, kind: StatsKind) -> None:
+        return None
+
+    def consistency_wait(self, outcome: WaitOutcome, seconds: float) -> None:
+        return None

@@ -1,0 +1,153 @@
+"""Stats use cases: all-time, sliding window, read-your-writes. No HTTP, no driver here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from query_api.errors import ConsistencyTimeoutError, InvalidQueryError
+from query_api.ports import (
+    Clock,
+    PartitionPosition,
+    ProjectionReader,
+    Snapshot,
+    StatsMetrics,
+)
+from query_api.progress import ProgressBoard
+from query_api.windows import MAX_WINDOW_SECONDS, MIN_WINDOW_SECONDS, WindowPlan, plan_window
+from shared.consistency import InvalidConsistencyToken, decode_token, is_covered
+from shared.money import average
+
+logger = logging.getLogger(__name__)
+
+MAX_WAIT_MS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class StatsView:
+    count: int
+    total: Decimal
+    average: Decimal | None
+    maximum: Decimal | None
+    minimum: Decimal | None
+    version: int
+    positions: tuple[PartitionPosition, ...]
+    read_at: float  # epoch seconds, from the injected clock
+    window: WindowPlan | None
+
+
+Read = Callable[[], Awaitable[tuple[Snapshot, WindowPlan | None, float]]]
+
+
+class StatsService:
+    def __init__(
+        self,
+        *,
+        reader: ProjectionReader,
+        board: ProgressBoard,
+        clock: Clock,
+        metrics: StatsMetrics,
+        window_allowance: int,
+        default_wait_ms: int,
+    ) -> None:
+        self._reader = reader
+        self._board = board
+        self._clock = clock
+        self._metrics = metrics
+        self._allowance = window_allowance
+        self._default_wait_ms = default_wait_ms
+
+    async def stats(
+        self,
+        *,
+        window_seconds: int | None = None,
+        consistency_token: str | None = None,
+        wait_ms: int | None = None,
+    ) -> StatsView:
+        """All-time stats, or over the last `window_seconds`; with a consistency token, only
+        once the projection covers it (waiting up to `wait_ms`)."""
+        if window_seconds is not None and not (
+            MIN_WINDOW_SECONDS <= window_seconds <= MAX_WINDOW_SECONDS
+        ):
+            msg = f"window must be {MIN_WINDOW_SECONDS}..{MAX_WINDOW_SECONDS} seconds"
+            raise InvalidQueryError("window", msg)
+
+        async def read() -> tuple[Snapshot, WindowPlan | None, float]:
+            now = self._clock()
+            if window_seconds is None:
+                return await self._reader.all_time(), None, now
+            plan = plan_window(now=now, seconds=window_seconds, allowance=self._allowance)
+            return await self._reader.window(plan.buckets), plan, now
+
+        if consistency_token is None:
+            self._metrics.stats_request("all_time" if window_seconds is None else "window")
+            snapshot, plan, now = await read()
+        else:
+            token = _decode(consistency_token)
+            wait = self._wait_seconds(wait_ms)
+            self._metrics.stats_request("consistency")
+            snapshot, plan, now = await self._read_covering(read, token, wait)
+        return _view(snapshot, plan, now)
+
+    def _wait_seconds(self, wait_ms: int | None) -> float:
+        wait = self._default_wait_ms if wait_ms is None else wait_ms
+        if not 0 <= wait <= MAX_WAIT_MS:
+            raise InvalidQueryError("wait_ms", f"wait_ms must be 0..{MAX_WAIT_MS}")
+        return wait / 1000
+
+    async def _read_covering(
+        self, read: Read, token: Mapping[int, int], wait: float
+    ) -> tuple[Snapshot, WindowPlan | None, float]:
+        """Read; while the snapshot does not cover `token`, wait on the board (no database
+        polling here) and read again. The answer always comes from a covering snapshot."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + wait
+        while True:
+            result = await read()
+            snapshot = result[0]
+            if is_covered(token, snapshot.progress.offsets):
+                self._board.observe(snapshot.progress)
+                self._metrics.consistency_wait("hit", loop.time() - started)
+                return result
+            if self._board.covers(token):
+                # The board is ahead of what we just read (a swap to a version that is
+                # behind): the database is the truth.
+                self._board.replace(snapshot.progress)
+            else:
+                self._board.observe(snapshot.progress)
+            remaining = deadline - loop.time()
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                async with asyncio.timeout(remaining):
+                    await self._board.wait_until_covers(token)
+            except TimeoutError as err:
+                self._metrics.consistency_wait("timeout", loop.time() - started)
+                msg = f"The projection did not reach the token's position within {wait:g} s."
+                raise ConsistencyTimeoutError(msg) from err
+
+
+def _decode(consistency_token: str) -> dict[int, int]:
+    try:
+        return decode_token(consistency_token)
+    except InvalidConsistencyToken as err:
+        raise InvalidQueryError("consistency_token", str(err)) from err
+
+
+def _view(snapshot: Snapshot, plan: WindowPlan | None, now: float) -> StatsView:
+    totals = snapshot.totals
+    return StatsView(
+        count=totals.count,
+        total=totals.total,
+        average=average(totals.total, totals.count),
+        maximum=totals.maximum,
+        minimum=totals.minimum,
+        version=snapshot.version,
+        positions=snapshot.positions,
+        read_at=now,
+        window=plan,
+    )

@@ -1,0 +1,211 @@
+"""One contract for every `ProjectionReader`: the in-memory fake and PostgreSQL must agree.
+
+Each test seeds rows the way they sit in the projection tables (the PostgreSQL case by plain
+SQL, so it needs no projector) and reads them through the port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Protocol
+
+import asyncpg
+import pytest
+
+from query_api.adapters.memory_reader import InMemoryProjectionReader, PartitionRow
+from query_api.adapters.postgres_reader import PostgresProjectionReader
+from query_api.errors import ProjectionUnavailableError
+from query_api.ports import BucketRange, PartitionPosition, ProjectionReader, Totals
+
+
+def totals(count: int, total: str, maximum: str | None, minimum: str | None) -> Totals:
+    return Totals(
+        count,
+        Decimal(total),
+        None if maximum is None else Decimal(maximum),
+        None if minimum is None else Decimal(minimum),
+    )
+
+
+class Seeder(Protocol):
+    reader: ProjectionReader
+
+    async def partition(
+        self, version: int, partition: int, next_offset: int, log_end: int, t: Totals
+    ) -> None: ...
+
+    async def second(self, version: int, bucket: int, t: Totals) -> None: ...
+
+    async def minute(self, version: int, bucket: int, t: Totals) -> None: ...
+
+    async def activate(self, version: int) -> None: ...
+
+
+class MemorySeeder:
+    def __init__(self) -> None:
+        self.fake = InMemoryProjectionReader()
+        self.reader: ProjectionReader = self.fake
+
+    async def partition(
+        self, version: int, partition: int, next_offset: int, log_end: int, t: Totals
+    ) -> None:
+        self.fake.put_partition(partition, PartitionRow(next_offset, log_end, t), version=version)
+
+    async def second(self, version: int, bucket: int, t: Totals) -> None:
+        self.fake.put_second(bucket, t, version=version)
+
+    async def minute(self, version: int, bucket: int, t: Totals) -> None:
+        self.fake.put_minute(bucket, t, version=version)
+
+    async def activate(self, version: int) -> None:
+        self.fake.active_version = version
+
+
+class PostgresSeeder:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.reader: ProjectionReader = PostgresProjectionReader(pool)
+
+    async def _version(self, version: int) -> None:
+        await self.pool.execute(
+            "INSERT INTO projection_versions (version, state) VALUES ($1, 'building')"
+            " ON CONFLICT DO NOTHING",
+            version,
+        )
+
+    async def partition(
+        self, version: int, partition: int, next_offset: int, log_end: int, t: Totals
+    ) -> None:
+        await self._version(version)
+        await self.pool.execute(
+            "INSERT INTO partition_totals (version, partition, next_offset, log_end_offset,"
+            " tx_count, tx_sum, tx_max, tx_min) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            version,
+            partition,
+            next_offset,
+            log_end,
+            t.count,
+            t.total,
+            t.maximum,
+            t.minimum,
+        )
+
+    async def _bucket(self, table: str, version: int, bucket: int, t: Totals) -> None:
+        await self._version(version)
+        await self.pool.execute(
+            f"INSERT INTO {table} (version, bucket, tx_count, tx_sum, tx_max, tx_min)"  # noqa: S608
+            " VALUES ($1, $2, $3, $4, $5, $6)",
+            version,
+            bucket,
+            t.count,
+            t.total,
+            t.maximum,
+            t.minimum,
+        )
+
+    async def second(self, version: int, bucket: int, t: Totals) -> None:
+        await self._bucket("second_buckets", version, bucket, t)
+
+    async def minute(self, version: int, bucket: int, t: Totals) -> None:
+        await self._bucket("minute_buckets", version, bucket, t)
+
+    async def activate(self, version: int) -> None:
+        await self._version(version)
+        await self.pool.execute("UPDATE projection_active SET version = $1", version)
+
+
+@pytest.fixture(params=["memory", "postgres"])
+def store(request: pytest.FixtureRequest) -> Iterator[Seeder]:
+    if request.param == "memory":
+        yield MemorySeeder()
+    else:
+        yield PostgresSeeder(request.getfixturevalue("pg_pool"))
+
+
+EVERYTHING = BucketRange(first_second=0, last_second=10**12, first_minute=0, last_minute=10**10)
+
+
+async def test_empty_projection(store: Seeder) -> None:
+    snapshot = await store.reader.all_time()
+    assert snapshot.version == 1
+    assert snapshot.totals == Totals(0, Decimal(0), None, None)
+    assert snapshot.positions == ()
+    window = await store.reader.window(EVERYTHING)
+    assert window.totals == Totals(0, Decimal(0), None, None)
+    assert window.version == 1
+
+
+async def test_all_time_merges_one_row_per_partition(store: Seeder) -> None:
+    await store.partition(1, 2, 10, 12, totals(3, "100.10", "99.00", "0.10"))
+    await store.partition(1, 0, 5, 5, totals(2, "0.20", "0.10", "0.10"))
+    await store.partition(1, 1, 0, 7, totals(0, "0", None, None))  # nothing folded yet
+    snapshot = await store.reader.all_time()
+    assert snapshot.totals == totals(5, "100.30", "99.00", "0.10")
+    assert snapshot.positions == (
+        PartitionPosition(0, 5, 5),
+        PartitionPosition(1, 0, 7),
+        PartitionPosition(2, 10, 12),
+    )
+    assert [p.lag for p in snapshot.positions] == [0, 7, 2]
+    assert snapshot.progress.offsets == {0: 5, 1: 0, 2: 10}
+
+
+async def test_sums_are_exact_decimals(store: Seeder) -> None:
+    await store.partition(1, 0, 1, 1, totals(1, "0.10", "0.10", "0.10"))
+    await store.partition(1, 1, 1, 1, totals(1, "0.20", "0.20", "0.20"))
+    big = "123456789012345678901234567890.99"
+    await store.partition(1, 2, 1, 1, totals(1, big, "1000000000000.00", "0.01"))
+    snapshot = await store.reader.all_time()
+    assert snapshot.totals.total == Decimal("123456789012345678901234567891.29")
+    assert isinstance(snapshot.totals.maximum, Decimal)
+
+
+async def test_reads_only_the_active_version(store: Seeder) -> None:
+    await store.partition(1, 0, 9, 9, totals(9, "9.00", "1.00", "1.00"))
+    await store.second(1, 100, totals(9, "9.00", "1.00", "1.00"))
+    await store.partition(2, 0, 4, 9, totals(4, "8.00", "2.00", "2.00"))
+    await store.second(2, 100, totals(4, "8.00", "2.00", "2.00"))
+    assert (await store.reader.all_time()).totals.count == 9
+    await store.activate(2)
+    snapshot = await store.reader.all_time()
+    assert (snapshot.version, snapshot.totals) == (2, totals(4, "8.00", "2.00", "2.00"))
+    assert snapshot.positions == (PartitionPosition(0, 4, 9),)
+    window = await store.reader.window(EVERYTHING)
+    assert (window.version, window.totals.count) == (2, 4)
+    assert window.positions == (PartitionPosition(0, 4, 9),)
+
+
+async def test_window_merges_second_and_minute_ranges_inclusively(store: Seeder) -> None:
+    for second, amount in [(99, "1.00"), (100, "2.00"), (119, "4.00"), (120, "8.00")]:
+        await store.second(1, second, totals(1, amount, amount, amount))
+    for minute, amount in [(1, "16.00"), (2, "32.00"), (3, "64.00"), (4, "128.00")]:
+        await store.minute(1, minute, totals(2, amount, amount, "0.01"))
+    await store.partition(1, 3, 6, 6, totals(12, "255.00", "128.00", "0.01"))
+    window = await store.reader.window(
+        BucketRange(first_second=100, last_second=119, first_minute=2, last_minute=3)
+    )
+    assert window.totals == totals(6, "102.00", "64.00", "0.01")
+    assert window.positions == (PartitionPosition(3, 6, 6),)
+
+
+async def test_window_with_empty_ranges(store: Seeder) -> None:
+    await store.second(1, 100, totals(1, "1.00", "1.00", "1.00"))
+    await store.minute(1, 1, totals(1, "1.00", "1.00", "1.00"))
+    only_minutes = BucketRange(first_second=120, last_second=119, first_minute=1, last_minute=1)
+    assert (await store.reader.window(only_minutes)).totals.count == 1
+    nothing = BucketRange(first_second=120, last_second=119, first_minute=2, last_minute=1)
+    assert (await store.reader.window(nothing)).totals == Totals(0, Decimal(0), None, None)
+
+
+async def test_ping_answers(store: Seeder) -> None:
+    await store.reader.ping()
+
+
+async def test_postgres_reader_down_is_unavailable(database_url: str) -> None:
+    pool = await asyncpg.create_pool(database_url, min_size=0, max_size=1)
+    assert pool is not None
+    reader = PostgresProjectionReader(pool, timeout_seconds=2)
+    await pool.close()
+    with pytest.raises(ProjectionUnavailableError):
+        await reader.all_time()
