@@ -12,7 +12,10 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-LOCAL="$ROOT/.local"
+# STACK_DIR: where data, logs and pids live; a second stack (e.g. for fault tests) takes
+# another directory and other ports. The Kafka jars are shared.
+LOCAL="${STACK_DIR:-$ROOT/.local}"
+KAFKA_LIBS="$ROOT/.local/kafka-libs"
 
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
@@ -40,7 +43,7 @@ wait_for() { # wait_for <seconds> <description> <command...>
     ((SECONDS < deadline)) || return 1
     sleep 0.5
   done
-  log "$what ready"
+  log "$what"
 }
 
 # ---------------------------------------------------------------- Kafka
@@ -51,13 +54,14 @@ kafka_require_tools() {
 }
 
 kafka_fetch() {
-  local stamp="$KAFKA_DIR/libs/.complete" pom="$ROOT/scripts/kafka/pom.xml"
+  local stamp="$KAFKA_LIBS/.complete" pom="$ROOT/scripts/kafka/pom.xml"
   if [[ -f "$stamp" && "$stamp" -nt "$pom" ]]; then return; fi
   log "fetching the Kafka broker from Maven Central (first run only)"
-  rm -rf "$KAFKA_DIR/libs"
+  rm -rf "$KAFKA_LIBS"
+  mkdir -p "$KAFKA_LIBS"
   mvn -B -q -f "$pom" dependency:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$KAFKA_DIR/libs" >"$KAFKA_DIR/mvn.log" 2>&1 ||
-    die "mvn could not fetch Kafka; see $KAFKA_DIR/mvn.log"
+    -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS" >"$KAFKA_LIBS/../mvn.log" 2>&1 ||
+    die "mvn could not fetch Kafka; see $ROOT/.local/mvn.log"
   touch "$stamp"
 }
 
@@ -106,7 +110,7 @@ EOF
 kafka_java_args() { # kafka_java_args <heap>: sets JAVA_ARGS for a JVM on Kafka's classpath
   JAVA_ARGS=("-Xms$1" "-Xmx$1" -XX:+UseG1GC -Djava.awt.headless=true
     "-Dkafka.logs.dir=$KAFKA_DIR/logs" "-Dlog4j2.configurationFile=$KAFKA_DIR/log4j2.yaml"
-    -cp "$KAFKA_DIR/libs/*")
+    -cp "$KAFKA_LIBS/*")
 }
 
 kafka_tool() { kafka_java_args 256m; java "${JAVA_ARGS[@]}" "$@"; }
@@ -132,7 +136,7 @@ kafka_up() {
   nohup java "${JAVA_ARGS[@]}" kafka.Kafka "$KAFKA_DIR/server.properties" \
     </dev/null >"$KAFKA_DIR/logs/stdout.log" 2>&1 &
   echo $! >"$KAFKA_PID"
-  wait_for 120 "Kafka" kafka_started || {
+  wait_for 120 "Kafka ready" kafka_started || {
     tail -n 20 "$KAFKA_DIR/logs/stdout.log" >&2
     die "Kafka did not start within 120 s; see $KAFKA_DIR/logs/"
   }
