@@ -9,17 +9,23 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
+import httpx
 from aiokafka import AIOKafkaProducer
+from pydantic import SecretStr
 
+from query_api.config import QueryConfig
+from query_api.main import create_app
 from shared.events import TransactionRecorded, event_headers, serialize
-from shared.settings import KafkaSettings
+from shared.settings import DatabaseSettings, JwtSettings, KafkaSettings, LogSettings, QuerySettings
+from tests.unit.command_kit import SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -157,5 +163,18 @@ class ProjectorProcess:
             self.kill(signal.SIGTERM)
 
 
-def later(seconds: float) -> datetime:
-    return datetime.now(UTC) + timedelta(seconds=seconds)
+@asynccontextmanager
+async def query_client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    config = QueryConfig(
+        database=DatabaseSettings(database_url=SecretStr(database_url)),
+        jwt=JwtSettings(secret=SecretStr(SECRET)),
+        query=QuerySettings(),
+        log=LogSettings(),
+    )
+    app = create_app(config)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://query") as client,
+    ):
+        yield client
