@@ -43,6 +43,22 @@ def process(kafka: KafkaSettings, url: str, tmp: Path, name: str, **env: str) ->
     )
 
 
+async def fold_with_live_projector(
+    kafka: KafkaSettings,
+    url: str,
+    pool: asyncpg.Pool,
+    tmp: Path,
+    events: list[TransactionRecorded],
+) -> None:
+    """Publish `events` and let a live projector fold them all, then stop it."""
+    await publish(kafka, events)
+    live = process(kafka, url, tmp, "live").start()
+    try:
+        await wait_until(lambda: consumed(pool, len(events)), timeout=120)
+    finally:
+        live.stop()
+
+
 async def run_to_end(proc: ProjectorProcess, *args: str, timeout: float = 300) -> int:
     proc.start(*args)
     return await asyncio.to_thread(proc.wait, timeout)
@@ -104,13 +120,7 @@ async def test_dry_run_detects_a_corrupted_live_projection(
     kafka_settings: TopicFactory, database_url: str, pg_pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     kafka = await kafka_settings()
-    events = random_events(2_000, seed=3)
-    await publish(kafka, events)
-    live = process(kafka, database_url, tmp_path, "live").start()
-    try:
-        await wait_until(lambda: consumed(pg_pool, len(events)), timeout=60)
-    finally:
-        live.stop()
+    await fold_with_live_projector(kafka, database_url, pg_pool, tmp_path, random_events(2_000, 3))
     await pg_pool.execute(
         "UPDATE partition_totals SET tx_sum = tx_sum + 0.01 WHERE version = 1 AND partition = 0"
     )
@@ -125,12 +135,7 @@ async def test_a_killed_rebuild_resumes_and_ends_exact(
 ) -> None:
     kafka = await kafka_settings()
     events = random_events(30_000, seed=4)
-    await publish(kafka, events)
-    live = process(kafka, database_url, tmp_path, "live").start()
-    try:
-        await wait_until(lambda: consumed(pg_pool, len(events)), timeout=120)
-    finally:
-        live.stop()
+    await fold_with_live_projector(kafka, database_url, pg_pool, tmp_path, events)
 
     async with pg_pool.acquire() as holder:  # as if another rebuild were running
         await holder.execute("SELECT pg_advisory_lock($1)", REBUILD_LOCK)
