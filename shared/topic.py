@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -11,6 +12,7 @@ from shared.settings import KafkaSettings
 
 logger = logging.getLogger(__name__)
 
+METADATA_WAIT_SECONDS = 15.0
 TOPIC_CONFIG = {"retention.ms": "-1", "cleanup.policy": "delete", "min.insync.replicas": "1"}
 
 
@@ -35,9 +37,21 @@ async def ensure_topic(settings: KafkaSettings) -> None:
                 logger.info("topic %s was created concurrently", settings.topic)
             elif topic_error[1] != 0:
                 raise error(f"cannot create topic {settings.topic}")
+        await asyncio.wait_for(_until_led(admin, settings.topic), METADATA_WAIT_SECONDS)
         logger.info("ensured topic %s (%d partitions)", settings.topic, settings.partitions)
     finally:
         await admin.close()
+
+
+async def _until_led(admin: AIOKafkaAdminClient, topic: str) -> None:
+    """A created topic reaches the brokers' metadata a moment later: wait until every
+    partition has a leader, so that producers and readiness checks can use it at once."""
+    while True:
+        [described] = await admin.describe_topics([topic])
+        partitions = described["partitions"]
+        if partitions and all(partition["leader"] >= 0 for partition in partitions):
+            return
+        await asyncio.sleep(0.05)
 
 
 async def topic_partitions(settings: KafkaSettings) -> list[int]:
