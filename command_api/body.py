@@ -5,7 +5,7 @@ refused, and only `application/json` (UTF-8) is accepted."""
 from __future__ import annotations
 
 import json
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from email.message import Message
 from typing import Any, TypeVar
 
@@ -68,6 +68,9 @@ def parse_exact_json(raw: bytes) -> Any:
         raise MalformedJsonError(msg) from err
     except RecursionError as err:
         msg = "The request body is nested too deeply."
+        raise MalformedJsonError(msg) from err
+    except InvalidOperation as err:  # e.g. 1e999999999999999999999: no Decimal holds it
+        msg = "The request body holds a number beyond the representable range."
         raise MalformedJsonError(msg) from err
 
 

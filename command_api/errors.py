@@ -24,8 +24,8 @@ COMMAND_PROBLEMS: dict[type[Exception], Problem] = {
 
 WRITE_RESPONSES = problem_responses(
     {
-        400: "Malformed JSON: not one valid UTF-8 JSON document, `NaN`/`Infinity`, or a key "
-        "repeated in one object.",
+        400: "Malformed JSON: not one valid UTF-8 JSON document, `NaN`/`Infinity`, a key "
+        "repeated in one object, or a number beyond any representable range.",
         401: "No bearer token, or one that is malformed, expired, not yet valid, badly signed, "
         "signed with an algorithm we do not accept, or for another audience/issuer.",
         403: "A valid token without the scope `transactions:write`.",

@@ -10,7 +10,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
 from pydantic import (
@@ -57,7 +57,12 @@ def _amount_input(value: Any) -> Any:
     if isinstance(value, Decimal | int) and not isinstance(value, bool):
         return value
     if isinstance(value, str) and _JSON_NUMBER.fullmatch(value):
-        return Decimal(value)
+        try:
+            return Decimal(value)
+        except InvalidOperation as err:  # an exponent beyond what Decimal represents
+            raise PydanticCustomError(
+                "amount_range", "amount is far out of range: at most 10^12, in whole cents"
+            ) from err
     raise PydanticCustomError(
         "amount_type",
         'amount must be a JSON number or a string holding one, e.g. 12.34 or "12.34"',

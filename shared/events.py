@@ -16,6 +16,7 @@ EVENT_TYPE = "TransactionRecorded"
 SCHEMA_VERSION = 1
 
 MAX_AMOUNT = Decimal(10**12)
+MAX_TRANSACTION_ID_LENGTH = 255  # the command API allows 64
 _AMOUNT = re.compile(r"\d{1,13}(\.\d{1,2})?\Z")
 
 HEADER_TYPE = "event_type"
@@ -83,7 +84,21 @@ def _timestamp(body: dict[str, object], name: str) -> datetime:
     if moment.tzinfo is None:
         msg = f"field {name!r} has no timezone"
         raise EventDecodeError(msg)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as err:  # e.g. 0001-01-01T00:00:00+14:00
+        msg = f"field {name!r} is out of range in UTC"
+        raise EventDecodeError(msg) from err
+
+
+def _transaction_id(body: dict[str, object]) -> str:
+    """Stored as a key by the projector: bounded (an index entry holds ~2.7 kB) and without
+    NUL (PostgreSQL text cannot hold it); either would fail every retry of the batch."""
+    value = _field(body, "transaction_id")
+    if len(value) > MAX_TRANSACTION_ID_LENGTH or "\x00" in value:
+        msg = f"field 'transaction_id' must be 1..{MAX_TRANSACTION_ID_LENGTH} characters, no NUL"
+        raise EventDecodeError(msg)
+    return value
 
 
 def _amount(body: dict[str, object]) -> Decimal:
@@ -125,7 +140,7 @@ def deserialize(value: bytes | None) -> TransactionRecorded:
         raise EventDecodeError(msg) from err
     return TransactionRecorded(
         event_id=event_id,
-        transaction_id=_field(body, "transaction_id"),
+        transaction_id=_transaction_id(body),
         amount=_amount(body),
         occurred_at=_timestamp(body, "occurred_at"),
         recorded_at=_timestamp(body, "recorded_at"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
@@ -29,9 +30,35 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+# A JWT is three base64url segments; its JSON header makes the first one start with "eyJ".
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
+REDACTED = "[redacted-token]"
+
+
+class RedactTokens(logging.Filter):
+    """Blank out anything shaped like a JWT. uvicorn's access log prints the path with its
+    query string, so a client that puts its token there (`?access_token=...`) would have it
+    logged whole."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "eyJ" in record.msg:
+            record.msg = _JWT.sub(REDACTED, record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _JWT.sub(REDACTED, arg) if isinstance(arg, str) and "eyJ" in arg else arg
+                for arg in record.args
+            )
+        return True
+
+
 def configure_logging(level: str) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactTokens())
+    for name in ("uvicorn.access", "uvicorn.error"):  # their own handlers, not ours
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactTokens) for f in logger.filters):
+            logger.addFilter(RedactTokens())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -9,6 +9,9 @@
 - The API starts even while the log is unreachable: the producer connects in the background
   with capped backoff, publishes answer 503 meanwhile and `/ready` says "kafka". Once
   connected, aiokafka reconnects to brokers by itself; no restart is needed.
+- aiokafka does not recover an idempotent producer whose sequence state the broker refuses
+  (`OutOfOrderSequenceNumber` after a broker outage): such a producer is replaced by a new
+  one (a new producer id) in the background, so the API recovers without a restart.
 """
 
 from __future__ import annotations
@@ -20,7 +23,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    UnknownProducerId,
+)
 
 from command_api.ports import EventLogNotReadyError, Position, PublishFailedError
 from shared.events import TransactionRecorded, event_headers, serialize
@@ -34,6 +44,16 @@ STOP_TIMEOUT_SECONDS = 10.0
 FIRST_RETRY_SECONDS = 0.25
 MAX_RETRY_SECONDS = 5.0
 _CONNECT_ERRORS = (KafkaError, OSError, TimeoutError)
+# The idempotent producer's id/sequence state no longer matches the broker's: aiokafka never
+# recovers from these (after a broker outage it may expire batches and leave a sequence gap),
+# so every later publish would fail. The publisher replaces the producer instead.
+_BROKEN_PRODUCER_ERRORS = (
+    OutOfOrderSequenceNumber,
+    UnknownProducerId,
+    ProducerFenced,
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+)
 
 _RETRY_HINT = "retry later with the same transaction ids (they are counted once)."
 
@@ -56,6 +76,7 @@ class KafkaEventPublisher:
         self._producer_factory = producer_factory
         self._producer: Any = None
         self._connector: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
 
     @property
     def connected(self) -> bool:
@@ -81,6 +102,7 @@ class KafkaEventPublisher:
         producer, self._producer = self._producer, None
         if producer is not None:
             await _close(producer)
+        await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def publish(self, events: Sequence[TransactionRecorded]) -> list[Position]:
         producer = self._producer
@@ -107,10 +129,12 @@ class KafkaEventPublisher:
             raise PublishFailedError("timeout", detail) from err
         except KafkaError as err:
             _forget(acks)
+            self._replace_if_broken(producer, err)
             raise _rejected(topic, err) from err
         positions = []
         for result in results:
             if isinstance(result, BaseException):
+                self._replace_if_broken(producer, result)
                 raise _rejected(topic, result) from result
             positions.append(Position(result.partition, result.offset))
         return positions
@@ -151,6 +175,22 @@ class KafkaEventPublisher:
             extra={"bootstrap": self._kafka.bootstrap_servers, "topic": self._kafka.topic},
         )
 
+    def _replace_if_broken(self, producer: Any, err: BaseException) -> None:
+        """Drop a producer whose idempotence state is broken and connect a new one (a new
+        producer id) in the background; meanwhile publishes answer 503 at once."""
+        if not isinstance(err, _BROKEN_PRODUCER_ERRORS) or self._producer is not producer:
+            return  # another error, or another request already replaced it
+        self._producer = None
+        logger.warning(
+            "the Kafka producer's sequence state is broken; replacing the producer",
+            extra={"error": repr(err)},
+        )
+        closing = asyncio.create_task(_discard(producer), name="kafka-close-broken")
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
+        if self._connector is None or self._connector.done():
+            self._connector = asyncio.create_task(self._keep_connecting(), name="kafka-connect")
+
     async def _keep_connecting(self) -> None:
         delay = FIRST_RETRY_SECONDS
         while True:
@@ -176,6 +216,13 @@ def _forget(acks: list[asyncio.Future[Any]]) -> None:
 def _rejected(topic: str, err: BaseException) -> PublishFailedError:
     logger.warning("event log refused a publish", extra={"topic": topic, "error": repr(err)})
     return PublishFailedError("rejected", "The event log refused the write; " + _RETRY_HINT)
+
+
+async def _discard(producer: Any) -> None:
+    try:
+        await _close(producer)
+    except _CONNECT_ERRORS as err:
+        logger.warning("closing a broken Kafka producer failed", extra={"error": repr(err)})
 
 
 async def _close(producer: Any) -> None:

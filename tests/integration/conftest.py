@@ -48,7 +48,7 @@ async def database_url(admin_database_url: str) -> AsyncIterator[str]:
         finally:
             await conn.close()
         yield url
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await infra.drop_database(admin, name)
     finally:
         await admin.close()
 

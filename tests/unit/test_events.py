@@ -105,6 +105,12 @@ POISON: dict[str, bytes | None] = {
     "naive timestamp": _raw(occurred_at="2026-11-26T12:00:00"),
     "garbage timestamp": _raw(recorded_at="yesterday"),
     "no producer": _raw(producer=...),
+    "version as boolean": _raw(schema_version=True),
+    "amount over 10^12": _raw(amount="1000000000000.01"),
+    "amount with exponent": _raw(amount="1E+2"),
+    "timestamp overflowing UTC": _raw(occurred_at="0001-01-01T00:00:00+14:00"),
+    "transaction id with NUL": _raw(transaction_id="a\u0000b"),
+    "transaction id too long": _raw(transaction_id="x" * 256),
 }
 
 

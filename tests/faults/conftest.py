@@ -1,0 +1,56 @@
+"""Fixtures of the fault suite: a private stack for the session, a fresh topic and a fresh
+database per test, and the services of a test stopped when it ends."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.settings import KafkaSettings
+from tests.faults import harness
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[harness.PrivateStack]:
+    """Our own Kafka and PostgreSQL (other ports, other data directory); stopped at the end
+    of the session. Tests that need no stack never start it."""
+    with harness.private_stack() as private:
+        yield private
+
+
+@pytest.fixture
+async def database_url(stack: harness.PrivateStack) -> AsyncIterator[str]:
+    """A new, migrated database on the private PostgreSQL; dropped afterwards."""
+    url = await harness.create_database(stack)
+    yield url
+    await harness.drop_database(stack, url)
+
+
+TopicFactory = Callable[..., Awaitable[KafkaSettings]]
+
+
+@pytest.fixture
+def new_topic(stack: harness.PrivateStack) -> TopicFactory:
+    """Make a new topic on the private broker (6 partitions by default)."""
+
+    async def make(partitions: int = 6) -> KafkaSettings:
+        return await harness.create_topic(stack, partitions)
+
+    return make
+
+
+@pytest.fixture
+async def deployment(
+    new_topic: TopicFactory, database_url: str, tmp_path: Path
+) -> AsyncIterator[harness.Deployment]:
+    """A topic and a database for this test's services; every service started through it is
+    stopped at the end (its log stays in tmp_path)."""
+    deployed = harness.Deployment(
+        kafka=await new_topic(), database_url=database_url, tmp_path=tmp_path
+    )
+    try:
+        yield deployed
+    finally:
+        deployed.stop_all()

@@ -1,0 +1,42 @@
+"""Log lines are JSON with the request id, and never carry a whole JWT."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import jwt
+
+from shared.logs import REDACTED, JsonFormatter, RedactTokens, request_id_var
+
+
+def record(msg: str, *args: object) -> logging.LogRecord:
+    return logging.LogRecord("test", logging.INFO, __file__, 1, msg, args, None)
+
+
+def test_a_token_in_the_message_or_its_arguments_is_redacted() -> None:
+    token = jwt.encode({"sub": "x"}, "k" * 32, algorithm="HS256")
+    entry = record('GET /stats?access_token=%s HTTP/1.1 "%s"', token, "ok")
+    assert RedactTokens().filter(entry)
+    assert token not in entry.getMessage()
+    assert REDACTED in entry.getMessage()
+    inline = record(f"Authorization: Bearer {token}")
+    RedactTokens().filter(inline)
+    assert inline.getMessage() == f"Authorization: Bearer {REDACTED}"
+
+
+def test_ordinary_messages_are_untouched() -> None:
+    entry = record("folded %d events from %s", 5, "partition 3")
+    RedactTokens().filter(entry)
+    assert entry.getMessage() == "folded 5 events from partition 3"
+
+
+def test_json_lines_carry_the_request_id_and_extra_fields() -> None:
+    entry = record("hello")
+    entry.partition = 3
+    token = request_id_var.set("req-1")
+    try:
+        line = json.loads(JsonFormatter().format(entry))
+    finally:
+        request_id_var.reset(token)
+    assert (line["message"], line["request_id"], line["partition"]) == ("hello", "req-1", 3)
