@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
@@ -51,10 +52,37 @@ class RedactTokens(logging.Filter):
         return True
 
 
+class Throttle(logging.Filter):
+    """At most one record per `interval` seconds for each (logger, message template) of the
+    given libraries: during a broker outage aiokafka logs the same connection error
+    thousands of times a second. The next record that passes says how many were dropped."""
+
+    def __init__(self, prefixes: tuple[str, ...], interval: float = 10.0) -> None:
+        super().__init__()
+        self._prefixes = prefixes
+        self._interval = interval
+        self._seen: dict[tuple[str, object], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self._prefixes):
+            return True
+        key = (record.name, record.msg)
+        now = time.monotonic()
+        last, dropped = self._seen.get(key, (-self._interval, 0))
+        if now - last < self._interval:
+            self._seen[key] = (last, dropped + 1)
+            return False
+        self._seen[key] = (now, 0)
+        if dropped:
+            record.suppressed = dropped
+        return True
+
+
 def configure_logging(level: str) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     handler.addFilter(RedactTokens())
+    handler.addFilter(Throttle(("aiokafka",)))
     for name in ("uvicorn.access", "uvicorn.error"):  # their own handlers, not ours
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactTokens) for f in logger.filters):

@@ -7,7 +7,7 @@ import logging
 
 import jwt
 
-from shared.logs import REDACTED, JsonFormatter, RedactTokens, request_id_var
+from shared.logs import REDACTED, JsonFormatter, RedactTokens, Throttle, request_id_var
 
 
 def record(msg: str, *args: object) -> logging.LogRecord:
@@ -40,3 +40,17 @@ def test_json_lines_carry_the_request_id_and_extra_fields() -> None:
     finally:
         request_id_var.reset(token)
     assert (line["message"], line["request_id"], line["partition"]) == ("hello", "req-1", 3)
+
+
+def test_library_floods_are_throttled_per_message_and_counted() -> None:
+    throttle = Throttle(("aiokafka",), interval=60)
+
+    def kafka(msg: str) -> logging.LogRecord:
+        entry = record(msg)
+        entry.name = "aiokafka.cluster"
+        return entry
+
+    passed = [throttle.filter(kafka("Unable to update metadata")) for _ in range(1000)]
+    assert passed.count(True) == 1
+    assert throttle.filter(kafka("another message"))
+    assert all(throttle.filter(record("ours")) for _ in range(3))  # our own logs: never
