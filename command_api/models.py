@@ -27,13 +27,13 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from command_api.services import (
-    CENT,
-    MAX_AMOUNT,
     MAX_BATCH_ITEMS,
     Receipt,
     RecordedTransaction,
     RecordTransaction,
 )
+from shared.events import MAX_AMOUNT
+from shared.money import CENT
 
 # The JSON number grammar (RFC 8259), also the only text accepted inside an amount string.
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")

@@ -11,11 +11,10 @@ from decimal import Decimal
 
 from command_api.ports import EventPublisher, Position
 from shared.consistency import encode_token
-from shared.events import TransactionRecorded
+from shared.events import MAX_AMOUNT, TransactionRecorded
+from shared.money import CENT
 
 MAX_BATCH_ITEMS = 1000
-MAX_AMOUNT = Decimal(10) ** 12
-CENT = Decimal("0.01")
 
 Clock = Callable[[], datetime]
 IdFactory = Callable[[], uuid.UUID]

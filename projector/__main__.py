@@ -11,7 +11,9 @@ from shared.logs import configure_logging
 from shared.settings import LogSettings
 
 EPILOG = """exit codes of rebuild: 0 done (or verified with --dry-run), 1 verification failed
-(nothing swapped), 3 another rebuild is running, 130 interrupted (resumable)"""
+(nothing swapped), 2 bad arguments, 3 another rebuild is running, 4 failed (error logged;
+resumable), 5 could not catch up with the live projection (resumable), 130 interrupted
+(resumable)"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +32,11 @@ def main(argv: list[str] | None = None) -> int:
         help="audit: fold only up to a record time (RFC 3339) or offsets P=O[,P=O...]"
         " (unlisted partitions: to their end); prints the totals, never swaps",
     )
-    rebuild.add_argument("--abort", action="store_true", help="remove an interrupted rebuild")
+    rebuild.add_argument(
+        "--abort",
+        action="store_true",
+        help="remove versions a rebuild left: unfinished, or replaced but not dropped",
+    )
     commands.add_parser("status", help="active version, versions in progress, offsets and lag")
     args = parser.parse_args(argv)
     configure_logging(LogSettings().log_level)

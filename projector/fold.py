@@ -7,12 +7,13 @@ result. Buckets are keyed by event time, at one-second and one-minute resolution
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-SECONDS_PER_MINUTE = 60
+from shared.projection import SECONDS_PER_MINUTE
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,7 @@ def fold(amounts: Iterable[Decimal]) -> Totals:
 
 
 def epoch_second(moment: datetime) -> int:
-    return int(moment.timestamp() // 1)
+    return math.floor(moment.timestamp())  # the same floor as `int(t // 1)`, cheaper per event
 
 
 @dataclass(slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import signal
@@ -20,6 +21,7 @@ from projector.consumer import FoldTarget, Projector
 from projector.http import ops_server
 from projector.metrics import ProjectorMetrics
 from projector.rebuild import (
+    EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_LOCKED,
     InterruptedRebuild,
@@ -33,6 +35,8 @@ from shared.settings import DatabaseSettings, KafkaSettings, ProjectorSettings
 from shared.topic import ensure_topic
 
 logger = logging.getLogger(__name__)
+
+GC_YOUNG_THRESHOLD = 50_000
 
 
 def kafka_consumer(
@@ -49,6 +53,17 @@ def kafka_consumer(
     )
 
 
+def tune_gc() -> None:
+    """The fold allocates millions of short-lived, acyclic objects (records, events, Decimals,
+    datetimes), mostly freed by reference counting. With CPython's default thresholds the cyclic
+    collector ran every 700 allocations and rescanned the batch in flight each time, a third of
+    the projector's CPU. Collect the young generation less often, and freeze what start-up
+    built so that full collections skip it."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 100)
+
+
 def stop_on_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -57,6 +72,7 @@ def stop_on_signals(stop: asyncio.Event) -> None:
 
 async def run_live() -> None:
     kafka, settings = KafkaSettings(), ProjectorSettings()
+    tune_gc()
     stop = asyncio.Event()
     stop_on_signals(stop)
     await ensure_topic(kafka)
@@ -102,8 +118,11 @@ async def run_live() -> None:
 
 
 @contextlib.asynccontextmanager
-async def migrated_pool() -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(DatabaseSettings())
+async def migrated_pool(*, min_connections: int = 1) -> AsyncIterator[asyncpg.Pool]:
+    settings = DatabaseSettings()
+    if settings.database_pool_max < min_connections:
+        settings = settings.model_copy(update={"database_pool_max": min_connections})
+    pool = await create_pool(settings)
     try:
         async with pool.acquire() as conn:
             await migrate(conn)
@@ -114,10 +133,12 @@ async def migrated_pool() -> AsyncIterator[asyncpg.Pool]:
 
 async def run_rebuild(options: RebuildOptions) -> int:
     kafka, settings = KafkaSettings(), ProjectorSettings()
+    tune_gc()
     stop = asyncio.Event()
     stop_on_signals(stop)
     await ensure_topic(kafka)
-    async with migrated_pool() as pool:
+    # the rebuild lock, the active-version hold and the fold each need a connection
+    async with migrated_pool(min_connections=4) as pool:
         rebuild = Rebuild(
             pool=pool,
             kafka=kafka,
@@ -136,6 +157,12 @@ async def run_rebuild(options: RebuildOptions) -> int:
                 " resume or `rebuild --abort` to remove the partial version"
             )
             return EXIT_INTERRUPTED
+        except Exception:
+            logger.exception(
+                "rebuild failed: the live projection is untouched unless the report above says"
+                " swapped; run `rebuild` again to resume"
+            )
+            return EXIT_FAILED
 
 
 async def run_abort() -> int:

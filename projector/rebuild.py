@@ -35,7 +35,7 @@ from shared.topic import topic_partitions
 
 logger = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_MISMATCH, EXIT_LOCKED, EXIT_INTERRUPTED = 0, 1, 3, 130
+EXIT_OK, EXIT_MISMATCH, EXIT_LOCKED, EXIT_FAILED, EXIT_BEHIND, EXIT_INTERRUPTED = 0, 1, 3, 4, 5, 130
 CATCH_UP_ROUNDS = 20
 CLOSE_ENOUGH = 5_000  # events behind the live version before the final, locking round
 
@@ -142,6 +142,12 @@ class Rebuild:
             latest = await self._catalog.offsets(await self._catalog.active())
             if sum(latest.values()) - sum(target.values()) <= CLOSE_ENOUGH:
                 break
+        else:  # never close enough: the final, locking round would hold live folding too long
+            logger.error(
+                "the live projection advances faster than the rebuild catches up; run `rebuild`"
+                " again (it resumes) when the load is lower"
+            )
+            return EXIT_BEHIND
         return await self._verify_and_swap(projector, assignment, partitions, version, options)
 
     async def _verify_and_swap(
@@ -180,7 +186,14 @@ class Rebuild:
             report["swap_held_ms"] = round((time.perf_counter() - held_at) * 1000, 1)
         self._report(report)
         if not options.keep_old:
-            await self._catalog.drop(old)
+            try:
+                await self._catalog.drop(old)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as err:
+                logger.warning(  # the swap is done; only the clean-up is left
+                    "could not drop the old version %d (%s); `rebuild --abort` removes it",
+                    old,
+                    type(err).__name__,
+                )
         return EXIT_OK
 
     async def _fold_to(
@@ -222,10 +235,12 @@ class Rebuild:
 
 
 async def abort(pool: asyncpg.Pool) -> list[int]:
-    """Remove every version an interrupted rebuild left behind."""
+    """Remove every version a rebuild left behind: unfinished ones, and replaced ones whose
+    drop did not happen (`--keep-old` or an error)."""
     catalog = VersionCatalog(pool)
     async with catalog.rebuild_lock():
-        removed = [v.version for v in await catalog.describe() if v.state == "building"]
+        leftovers = {"building", "retired"}
+        removed = [v.version for v in await catalog.describe() if v.state in leftovers]
         for version in removed:
             await catalog.drop(version)
     return removed

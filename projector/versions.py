@@ -12,14 +12,9 @@ from typing import Any
 
 import asyncpg
 
-from projector.adapters.postgres_store import (
-    NOTIFY,
-    NOTIFY_CHANNEL,
-    VERSION_OFFSETS,
-    VERSION_TOTALS,
-    progress_payload,
-)
+from projector.adapters.postgres_store import NOTIFY, VERSION_OFFSETS, VERSION_TOTALS
 from projector.fold import Totals
+from shared.projection import NOTIFY_CHANNEL, encode_progress
 
 logger = logging.getLogger(__name__)
 
@@ -170,5 +165,5 @@ class ActiveHold:
         )
         # Delivered on commit: readers waiting on a consistency token re-check at once.
         await self._conn.execute(
-            NOTIFY, NOTIFY_CHANNEL, progress_payload(new, await self.offsets(new))
+            NOTIFY, NOTIFY_CHANNEL, encode_progress(new, await self.offsets(new))
         )

@@ -101,13 +101,3 @@ class StatsMetrics(Protocol):
     def stats_request(self, kind: StatsKind) -> None: ...
 
     def consistency_wait(self, outcome: WaitOutcome, seconds: float) -> None: ...
-
-
-class NullStatsMetrics:
-    """Metrics that go nowhere (tests that do not look at them)."""
-
-    def stats_request(self, kind: StatsKind) -> None:
-        return None
-
-    def consistency_wait(self, outcome: WaitOutcome, seconds: float) -> None:
-        return None

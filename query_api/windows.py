@@ -22,8 +22,8 @@ import math
 from dataclasses import dataclass
 
 from query_api.ports import BucketRange
+from shared.projection import SECONDS_PER_MINUTE
 
-SECONDS_PER_MINUTE = 60
 MIN_WINDOW_SECONDS = 1
 MAX_WINDOW_SECONDS = 3600
 

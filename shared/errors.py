@@ -138,20 +138,10 @@ def install_error_handlers(app: FastAPI, mapping: Mapping[type[Exception], Probl
         problem = _http_problem(exc.status_code, str(exc.detail))
         return problem_response(problem, str(exc.detail), headers=exc.headers)
 
-    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        logger.error(
-            "unhandled error on %s %s",
-            request.method,
-            request.url.path,
-            exc_info=(type(exc), exc, exc.__traceback__),
-        )
-        return problem_response(INTERNAL, "An unexpected error occurred.")
-
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     for exc_type, problem in mapping.items():
         app.add_exception_handler(exc_type, _domain_handler(problem))
-    app.add_exception_handler(Exception, on_unexpected)
 
 
 def _domain_handler(problem: Problem) -> Any:

@@ -12,6 +12,8 @@ from typing import NamedTuple
 
 import orjson
 
+from shared.money import CENT
+
 EVENT_TYPE = "TransactionRecorded"
 SCHEMA_VERSION = 1
 
@@ -59,7 +61,7 @@ def serialize(event: TransactionRecorded) -> bytes:
             "event_type": EVENT_TYPE,
             "schema_version": SCHEMA_VERSION,
             "transaction_id": event.transaction_id,
-            "amount": str(event.amount),
+            "amount": f"{event.amount.quantize(CENT):f}",  # plain, two decimals: what we read
             "occurred_at": _rfc3339(event.occurred_at),
             "recorded_at": _rfc3339(event.recorded_at),
             "producer": event.producer,
@@ -138,11 +140,11 @@ def deserialize(value: bytes | None) -> TransactionRecorded:
     except ValueError as err:
         msg = "field 'event_id' is not a UUID"
         raise EventDecodeError(msg) from err
-    return TransactionRecorded(
-        event_id=event_id,
-        transaction_id=_transaction_id(body),
-        amount=_amount(body),
-        occurred_at=_timestamp(body, "occurred_at"),
-        recorded_at=_timestamp(body, "recorded_at"),
-        producer=_field(body, "producer"),
+    return TransactionRecorded(  # positional: a third cheaper than keywords, per event
+        event_id,
+        _transaction_id(body),  # transaction_id
+        _amount(body),  # amount
+        _timestamp(body, "occurred_at"),
+        _timestamp(body, "recorded_at"),
+        _field(body, "producer"),
     )

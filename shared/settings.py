@@ -11,7 +11,10 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-_ENV = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+# hide_input_in_errors: a refused JWT_SECRET must not be echoed in the startup error.
+_ENV = SettingsConfigDict(
+    env_file=".env", env_file_encoding="utf-8", extra="ignore", hide_input_in_errors=True
+)
 
 MIN_SECRET_BYTES = 32
 
@@ -74,7 +77,8 @@ class LogSettings(BaseSettings):
 class CommandSettings(BaseSettings):
     model_config = _ENV
 
-    max_clock_skew_seconds: float = Field(default=5.0, ge=0, le=3600)
+    # At most 60: a window read then touches at most 120 bucket rows (see query_api/windows.py).
+    max_clock_skew_seconds: float = Field(default=5.0, ge=0, le=60)
     publish_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     producer_linger_ms: int = Field(default=2, ge=0, le=1000)
@@ -91,7 +95,7 @@ class ProjectorSettings(BaseSettings):
     model_config = SettingsConfigDict(**_ENV, env_prefix="PROJECTOR_")
 
     group_id: str = "txstats-projector"
-    max_batch: int = Field(default=5000, ge=1, le=100_000)
+    max_batch: int = Field(default=20_000, ge=1, le=100_000)
     poll_timeout_ms: int = Field(default=200, ge=1, le=10_000)
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8002, ge=0, le=65535)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from shared.settings import KafkaSettings
@@ -13,7 +14,17 @@ from shared.settings import KafkaSettings
 logger = logging.getLogger(__name__)
 
 METADATA_WAIT_SECONDS = 15.0
-TOPIC_CONFIG = {"retention.ms": "-1", "cleanup.policy": "delete", "min.insync.replicas": "1"}
+RETENTION_FOREVER = "-1"
+
+
+def topic_config(replication_factor: int) -> dict[str, str]:
+    """The log is kept forever; with replicas, an acks=all write needs two in sync (so a 201
+    survives the loss of the leader)."""
+    return {
+        "retention.ms": RETENTION_FOREVER,
+        "cleanup.policy": "delete",
+        "min.insync.replicas": str(min(2, replication_factor)),
+    }
 
 
 async def ensure_topic(settings: KafkaSettings) -> None:
@@ -23,12 +34,13 @@ async def ensure_topic(settings: KafkaSettings) -> None:
     try:
         existing = await admin.list_topics()
         if settings.topic in existing:
+            await _warn_if_not_kept_forever(admin, settings.topic)
             return
         topic = NewTopic(
             name=settings.topic,
             num_partitions=settings.partitions,
             replication_factor=settings.replication_factor,
-            topic_configs=TOPIC_CONFIG,
+            topic_configs=topic_config(settings.replication_factor),
         )
         response = await admin.create_topics([topic])
         for topic_error in response.topic_errors:
@@ -41,6 +53,20 @@ async def ensure_topic(settings: KafkaSettings) -> None:
         logger.info("ensured topic %s (%d partitions)", settings.topic, settings.partitions)
     finally:
         await admin.close()
+
+
+async def _warn_if_not_kept_forever(admin: AIOKafkaAdminClient, topic: str) -> None:
+    """An existing topic made by someone else may delete old events: then the log is no
+    longer the source of truth and a rebuild would lose them. Say so loudly."""
+    [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    entries = {entry[0]: entry[1] for entry in response.resources[0][4]}
+    if entries.get("retention.ms") != RETENTION_FOREVER:
+        logger.error(
+            "topic %s deletes events after retention.ms=%s: the log is not kept forever, so a"
+            " rebuild cannot see old events; set retention.ms=-1",
+            topic,
+            entries.get("retention.ms"),
+        )
 
 
 async def _until_led(admin: AIOKafkaAdminClient, topic: str) -> None:

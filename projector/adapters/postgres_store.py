@@ -9,7 +9,6 @@ and notify readers. Commit makes all of it visible at once, or none of it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from decimal import Decimal
 
@@ -19,8 +18,7 @@ from projector.batch import Batch, events_of, fold_new, fresh_records, poison_of
 from projector.errors import VersionChangedError
 from projector.fold import Totals
 from projector.ports import CommitResult
-
-NOTIFY_CHANNEL = "projection_advanced"
+from shared.projection import NOTIFY_CHANNEL, encode_progress
 
 ACTIVE_VERSION = "SELECT version FROM projection_active"
 LOCK_ACTIVE_VERSION = "SELECT version FROM projection_active FOR SHARE"
@@ -69,11 +67,6 @@ VERSION_TOTALS = """
 SELECT coalesce(sum(tx_count), 0)::bigint AS count, coalesce(sum(tx_sum), 0) AS sum,
        max(tx_max) AS max, min(tx_min) AS min
 FROM partition_totals WHERE version = $1"""
-
-
-def progress_payload(version: int, offsets: dict[int, int]) -> str:
-    """What readers are told on commit: the version and the partitions' next offsets."""
-    return json.dumps({"version": version, "offsets": {str(p): o for p, o in offsets.items()}})
 
 
 def _columns(
@@ -156,7 +149,7 @@ class PostgresProjectionStore:
                     [item.payload for _, _, item in poison],
                 )
             if live:  # readers only read the active version
-                await conn.execute(NOTIFY, NOTIFY_CHANNEL, progress_payload(version, next_offsets))
+                await conn.execute(NOTIFY, NOTIFY_CHANNEL, encode_progress(version, next_offsets))
         return CommitResult(
             folded=folded, duplicates=len(events) - len(folded), stale=stale, poison=len(poison)
         )

@@ -12,7 +12,7 @@ from decimal import MAX_PREC, Decimal, localcontext
 
 from query_api.errors import ProjectionUnavailableError
 from query_api.ports import BucketRange, PartitionPosition, Snapshot, Totals
-from query_api.windows import SECONDS_PER_MINUTE
+from shared.projection import SECONDS_PER_MINUTE
 
 
 @dataclass(frozen=True, slots=True)

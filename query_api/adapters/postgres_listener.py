@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from typing import Any
 
@@ -26,23 +25,15 @@ import asyncpg
 from query_api.adapters.postgres_reader import PROGRESS_SQL, UNAVAILABLE_ERRORS
 from query_api.ports import Progress
 from query_api.progress import ProgressBoard
+from shared.projection import NOTIFY_CHANNEL, decode_progress
 
 logger = logging.getLogger(__name__)
-
-CHANNEL = "projection_advanced"
 
 
 def parse_payload(payload: str) -> Progress | None:
     """The notification's payload, or None when it is not one we understand."""
-    try:
-        data = json.loads(payload)
-        version = data["version"]
-        offsets = {int(p): int(o) for p, o in data["offsets"].items()}
-    except (ValueError, TypeError, KeyError, AttributeError):
-        return None
-    if not isinstance(version, int) or isinstance(version, bool):
-        return None
-    return Progress(version, offsets)
+    decoded = decode_progress(payload)
+    return None if decoded is None else Progress(*decoded)
 
 
 class PostgresProgressListener:
@@ -88,7 +79,7 @@ class PostgresProgressListener:
             try:
                 conn = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
                 conn.add_termination_listener(self._on_terminated)
-                await conn.add_listener(CHANNEL, self._on_notification)
+                await conn.add_listener(NOTIFY_CHANNEL, self._on_notification)
                 await self._reload(conn)  # whatever was notified while we were not listening
                 self.connected.set()
                 logger.info("listening for projection progress")
@@ -140,7 +131,7 @@ class PostgresProgressListener:
             self._board.observe(progress)
             return
         if progress is None:
-            logger.warning("ignored a malformed %s notification", CHANNEL)
+            logger.warning("ignored a malformed %s notification", NOTIFY_CHANNEL)
         self._reload_requested = True  # another version, or unreadable: ask the database
         self._wake.set()
 

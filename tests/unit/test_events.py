@@ -138,3 +138,9 @@ def test_any_valid_event_round_trips_exactly(
     decoded = deserialize(serialize(original))
     assert decoded == original
     assert str(decoded.amount) == str(amount)
+
+
+@pytest.mark.parametrize("amount", ["1E+2", "1.000", "0.10", "1000000000000", "5"])
+def test_any_equal_amount_is_written_in_the_form_the_reader_accepts(amount: str) -> None:
+    written = event(amount=Decimal(amount))
+    assert deserialize(serialize(written)).amount == Decimal(amount)

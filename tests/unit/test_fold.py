@@ -38,10 +38,10 @@ def test_empty_is_the_identity(a: Decimal) -> None:
     assert EMPTY.merge(Totals.of(a)) == Totals.of(a) == Totals.of(a).merge(EMPTY)
 
 
-def test_sums_stay_exact_where_floats_drift() -> None:
-    totals = fold([Decimal("0.10"), Decimal("0.20")])
-    assert totals.sum == Decimal("0.30")
-    assert 0.1 + 0.2 != 0.3  # what a float projection would have got wrong
+def test_sums_stay_exact_at_every_scale() -> None:
+    totals = fold([Decimal("0.10"), Decimal("0.20")] + [Decimal("999999999999.99")] * 3)
+    assert totals.sum == Decimal("2999999999999.97") + Decimal("0.30")
+    assert str(totals.sum) == "3000000000000.27"
 
 
 def test_delta_puts_events_in_second_and_minute_buckets() -> None:

@@ -1,0 +1,29 @@
+"""Settings refuse weak secrets without ever echoing them."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from shared.settings import CommandSettings, JwtSettings
+
+
+def test_a_short_jwt_secret_is_refused_and_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JWT_SECRET", "short-secret-123")
+    with pytest.raises(ValidationError) as caught:
+        JwtSettings()
+    assert "at least 32 bytes" in str(caught.value)
+    assert "short-secret-123" not in str(caught.value)
+
+
+def test_blank_optional_jwt_settings_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JWT_SECRET", "x" * 32)
+    monkeypatch.setenv("JWT_AUDIENCE", "")
+    monkeypatch.setenv("JWT_PUBLIC_KEY", "  ")
+    settings = JwtSettings()
+    assert (settings.audience, settings.public_key) == (None, None)
+
+
+def test_clock_skew_is_capped_to_keep_window_reads_bounded() -> None:
+    with pytest.raises(ValidationError):
+        CommandSettings(max_clock_skew_seconds=61)
