@@ -64,3 +64,6 @@ token: venv env ## print a development JWT (scopes transactions:write stats:read
 
 rebuild: infra ## rebuild the projection from the log, verify, swap (ARGS="--dry-run" etc.)
 	$(PY) -m projector rebuild $(ARGS)
+
+bench: infra env ## benchmarks against same-run baselines: Markdown table, JSON in .local/bench/
+	$(PY) -m bench $(ARGS)

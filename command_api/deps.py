@@ -19,7 +19,8 @@ def get_verifier(request: Request) -> JwtVerifier:
     return cast(JwtVerifier, request.app.state.verifier)
 
 
-def get_service(request: Request) -> TransactionService:
+async def get_service(request: Request) -> TransactionService:
+    # `async`: FastAPI runs a plain `def` dependency in its thread pool (a thread hop per request)
     return cast(TransactionService, request.app.state.transaction_service)
 
 

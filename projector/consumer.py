@@ -8,6 +8,7 @@ next batch starts exactly where the last committed one ended.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 LONGEST_WINDOW = timedelta(hours=1)
 MAX_BACKOFF_SECONDS = 5.0
+DECODE_SLICE = 250
 TRANSIENT = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, KafkaError, TimeoutError)
 
 Clock = Callable[[], datetime]
@@ -71,6 +73,9 @@ class Projector:
         self.next_offsets: dict[int, int] = {}
         self.folded_total = 0
         self._until: Mapping[int, int] | None = None
+        self._backoff = 0.0
+        # Bumped by every seek: records fetched before a seek are not committed after it.
+        self._generation = 0
 
     @property
     def listener(self) -> ConsumerRebalanceListener:
@@ -82,6 +87,7 @@ class Projector:
         if self._target.live:
             self.version = await self._store.active_version()
         stored = await self._store.stored_offsets(self.version, [tp.partition for tp in partitions])
+        self._generation += 1
         for tp in partitions:
             self._consumer.seek(tp, stored[tp.partition])
             self.next_offsets[tp.partition] = stored[tp.partition]
@@ -89,6 +95,16 @@ class Projector:
             "positioned at stored offsets",
             extra={"version": self.version, "offsets": {str(p): o for p, o in stored.items()}},
         )
+
+    def _completes(self, batch: Batch) -> bool:
+        """With `until`: this batch takes every partition to its target."""
+        until = self._until
+        if until is None:
+            return False
+        reached = dict(self.next_offsets)
+        for partition, offset in batch.next_offsets().items():
+            reached[partition] = max(reached.get(partition, 0), offset)
+        return all(reached.get(p, 0) >= offset for p, offset in until.items())
 
     def caught_up(self) -> bool:
         """With `until`: every partition has reached its target offset."""
@@ -98,30 +114,54 @@ class Projector:
         return all(self.next_offsets.get(p, 0) >= offset for p, offset in until.items())
 
     async def run(self, stop: asyncio.Event, *, until: Mapping[int, int] | None = None) -> None:
-        """Fold until `stop` is set, or, with `until`, until every partition reached it."""
+        """Fold until `stop` is set, or, with `until`, until every partition reached it.
+
+        Pipelined: while one batch commits (PostgreSQL's time), the next one is fetched and
+        decoded (ours). Commits stay strictly one after another, each under `batch_lock`, and a
+        batch read before a seek (a failed commit, a rebalance) is dropped, not committed.
+        """
         self._until = until
-        backoff = 0.0
-        while not stop.is_set() and not self.caught_up():
-            fetched = await self._consumer.getmany(
-                timeout_ms=self._poll_timeout_ms, max_records=self._max_batch
-            )
-            if not fetched:
-                continue
-            async with self.batch_lock:
-                try:
-                    await self._fold(fetched)
-                    backoff = 0.0
-                except (VersionChangedError, OffsetGapError) as err:
-                    logger.info("re-seeking: %s", err)
-                    self._metrics.retries.labels(type(err).__name__).inc()
-                    await self._reseek_assigned()
-                except TRANSIENT as err:
-                    backoff = min(MAX_BACKOFF_SECONDS, max(0.1, backoff * 2))
-                    logger.warning(
-                        "batch failed, retrying in %.1f s: %s", backoff, type(err).__name__
-                    )
-                    self._metrics.retries.labels(type(err).__name__).inc()
-                    await self._recover(backoff, stop)
+        self._backoff = 0.0
+        pending: asyncio.Task[None] | None = None
+        try:
+            while not stop.is_set() and not self.caught_up():
+                fetched = await self._consumer.getmany(
+                    timeout_ms=self._poll_timeout_ms, max_records=self._max_batch
+                )
+                generation = self._generation
+                prepared = await self._prepare(fetched) if fetched else None
+                if pending is not None:
+                    await pending
+                    pending = None
+                if prepared is not None and generation == self._generation:
+                    pending = asyncio.create_task(self._commit(*prepared, stop))
+                    if self._completes(prepared[0]):  # the last one: no fetch to overlap
+                        await pending
+                        pending = None
+            if pending is not None:
+                await pending
+        finally:
+            if pending is not None and not pending.done():
+                pending.cancel()  # leaving on an error: do not leave a commit running behind
+                with contextlib.suppress(asyncio.CancelledError, *TRANSIENT):
+                    await pending
+
+    async def _commit(self, batch: Batch, decode_seconds: float, stop: asyncio.Event) -> None:
+        async with self.batch_lock:
+            try:
+                started = time.perf_counter()
+                result = await self._store.commit(self.version, batch, live=self._target.live)
+                self._observe(batch, result, decode_seconds + time.perf_counter() - started)
+                self._backoff = 0.0
+            except (VersionChangedError, OffsetGapError) as err:
+                logger.info("re-seeking: %s", err)
+                self._metrics.retries.labels(type(err).__name__).inc()
+                await self._reseek_assigned()
+            except TRANSIENT as err:
+                self._backoff = backoff = min(MAX_BACKOFF_SECONDS, max(0.1, self._backoff * 2))
+                logger.warning("batch failed, retrying in %.1f s: %s", backoff, type(err).__name__)
+                self._metrics.retries.labels(type(err).__name__).inc()
+                await self._recover(backoff, stop)
 
     async def _recover(self, backoff: float, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -145,21 +185,27 @@ class Projector:
             return records
         return [r for r in records if r.offset < until.get(r.partition, 0)]
 
-    async def _fold(self, fetched: Mapping[TopicPartition, list[object]]) -> None:
+    async def _prepare(
+        self, fetched: Mapping[TopicPartition, list[object]]
+    ) -> tuple[Batch, float] | None:
+        """Decode what was fetched; None when nothing is left to fold. It yields to the event
+        loop every `DECODE_SLICE` records so that the commit in flight can send its next
+        statement as soon as PostgreSQL answered the previous one (the overlap is the point)."""
         started = time.perf_counter()
         records: list[ConsumedRecord] = []
         for tp, messages in fetched.items():
-            for message in messages:
-                records.append(decode(tp.partition, message.offset, message.value))  # type: ignore[attr-defined]
+            for start in range(0, len(messages), DECODE_SLICE):
+                for message in messages[start : start + DECODE_SLICE]:
+                    records.append(decode(tp.partition, message.offset, message.value))  # type: ignore[attr-defined]
+                await asyncio.sleep(0)
         records = self._clip(records)
         if not records:
-            return
+            return None
         batch = Batch(
             records=records,
             log_end_offsets={tp.partition: self._consumer.highwater(tp) or 0 for tp in fetched},
         )
-        result = await self._store.commit(self.version, batch, live=self._target.live)
-        self._observe(batch, result, time.perf_counter() - started)
+        return batch, time.perf_counter() - started
 
     def _observe(self, batch: Batch, result: CommitResult, seconds: float) -> None:
         for partition, offset in batch.next_offsets().items():

@@ -10,7 +10,8 @@ from query_api.services import StatsService
 from shared.auth import SCOPE_READ, JwtVerifier, require_scope
 
 
-def get_stats_service(request: Request) -> StatsService:
+async def get_stats_service(request: Request) -> StatsService:
+    # `async`: FastAPI runs a plain `def` dependency in its thread pool (a thread hop per request)
     return cast(StatsService, request.app.state.stats_service)
 
 

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from query_api.adapters.postgres_listener import PostgresProgressListener
 from query_api.adapters.postgres_reader import PostgresProjectionReader
 from query_api.adapters.prometheus_metrics import PrometheusStatsMetrics
+from query_api.coalesce import StatsReadCoalescer
 from query_api.config import QueryConfig
 from query_api.deps import read_guard
 from query_api.ports import Clock, ProjectionReader
@@ -84,6 +85,9 @@ def create_app(
         store: ProjectionReader = app.state.reader
         await store.ping()
 
+    if not config.query.stats_require_auth:  # answers are shared only when reads are public
+        # Innermost of our middlewares: request ids, latency and the body limit still apply.
+        app.add_middleware(StatsReadCoalescer, board=board, metrics=metrics)
     install_common(
         app,
         registry=registry,

@@ -1,0 +1,141 @@
+"""`python -m bench` (`make bench`): run every scenario against its baseline, print one
+Markdown table on stdout, write the details to `.local/bench/bench-<time>.json`.
+
+Progress goes to stderr. Options shrink or focus a run (e.g. `--quick` while developing);
+the defaults are what the README's table is made with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import time
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from bench.infra import bench_infra
+from bench.procs import ROOT, BenchError
+from bench.report import Report, Row
+from bench.scenarios import CLIENT_CPUS, LAYOUT, Context
+from bench.scenarios import fold as fold_scenario
+from bench.scenarios import freshness as freshness_scenario
+from bench.scenarios import ingest as ingest_scenario
+from bench.scenarios import stats as stats_scenario
+from bench.wrk import ensure_wrk
+
+SCENARIOS = ("ingest", "fold", "stats", "freshness")
+T = TypeVar("T")
+logger = logging.getLogger("bench")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated subset")
+    parser.add_argument("--runs", type=int, default=3, help="runs per scenario (>= 3 to report)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="seconds per HTTP run")
+    parser.add_argument("--events", type=int, default=1_000_000, help="events in the big log")
+    parser.add_argument("--naive-events", type=int, default=20_000, help="naive fold prefix")
+    parser.add_argument("--fresh-seconds", type=float, default=15.0, help="per freshness run")
+    parser.add_argument("--connections", type=int, default=64, help="for single POST and GET")
+    parser.add_argument("--batch-connections", type=int, default=8)
+    parser.add_argument("--quick", action="store_true", help="short runs for development")
+    return parser
+
+
+async def _main(args: argparse.Namespace) -> Report:
+    chosen = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = set(chosen) - set(SCENARIOS)
+    if unknown:
+        raise BenchError(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    ensure_wrk()
+    report = Report()
+    async with bench_infra() as infra:
+        ctx = Context(
+            infra=infra,
+            report=report,
+            log_dir=ROOT / ".local" / "bench" / "logs",
+            runs=args.runs,
+            seconds=args.seconds,
+            connections=args.connections,
+            batch_connections=args.batch_connections,
+            events=args.events,
+            naive_events=args.naive_events,
+            fresh_seconds=args.fresh_seconds,
+        )
+        if args.quick:
+            ctx.runs, ctx.seconds, ctx.warmup_seconds = min(ctx.runs, 3), 3.0, 1.0
+            ctx.events, ctx.naive_events, ctx.fresh_seconds = 100_000, 2_000, 5.0
+        report.data["settings"] = {
+            "runs": ctx.runs,
+            "seconds": ctx.seconds,
+            "connections": ctx.connections,
+            "batch_connections": ctx.batch_connections,
+            "events": ctx.events,
+            "naive_events": ctx.naive_events,
+            "layout": LAYOUT,
+        }
+        if "ingest" in chosen:
+            await _attempt(ctx, "ingest", ingest_scenario.run(ctx))
+        large_url: str | None = None
+        if "fold" in chosen or "stats" in chosen:
+            large_url = await _attempt(ctx, "fold", _fold(ctx, fold="fold" in chosen))
+        if "stats" in chosen and large_url is not None:
+            await _attempt(ctx, "stats", stats_scenario.run(ctx, large_url))
+        if "freshness" in chosen:
+            await _attempt(ctx, "freshness", freshness_scenario.run(ctx))
+        ctx.progress("cleaning up (databases, topics)")
+    return report
+
+
+async def _attempt(ctx: Context, name: str, scenario: Awaitable[T]) -> T | None:
+    """Run one scenario; a failure is reported in the table and the others still run."""
+    try:
+        return await scenario
+    except BenchError as err:
+        logger.error("%s failed: %s", name, err)
+        ctx.report.add(Row(name, f"**failed**: {err}", "—", "—", "—", False, "—"))
+        return None
+
+
+async def _fold(ctx: Context, *, fold: bool) -> str:
+    """Load the big log; fold it (measured, or once for the read benchmark): a database URL."""
+    log = await fold_scenario.load_log(ctx, ctx.events)
+    if fold:
+        return await fold_scenario.run(ctx, log)
+    url = await ctx.infra.new_database()
+    projector = fold_scenario.projector_service(ctx, log, url)
+    await fold_scenario.fold_until(ctx, projector, url, ctx.events, budget=900)
+    return url
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[bench] %(message)s", stream=sys.stderr)
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    # The orchestrator is the client side: keep it (and the loader) off the server's core.
+    if CLIENT_CPUS is not None:
+        os.sched_setaffinity(0, {int(CLIENT_CPUS)})
+    started = time.monotonic()
+    try:
+        report = asyncio.run(_main(args))
+    except BenchError as err:
+        logger.error("%s", err)
+        return 1
+    path = report.write()
+    machine = report.machine()
+    sys.stdout.write(
+        f"\nMachine: {machine['cpu']}, {machine['cores']} cores, Linux {machine['kernel']}, "
+        f"Python {machine['python']}. {LAYOUT}. Each scenario ran "
+        f"{report.data['settings']['runs']} times (interleaved with its baseline); "
+        f"total {time.monotonic() - started:.0f} s.\n\n"
+    )
+    sys.stdout.write(report.markdown())
+    sys.stdout.write(f"\nDetails: {path.relative_to(ROOT)}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
