@@ -125,9 +125,13 @@ class Projector:
         pending: asyncio.Task[None] | None = None
         try:
             while not stop.is_set() and not self.caught_up():
-                fetched = await self._consumer.getmany(
-                    timeout_ms=self._poll_timeout_ms, max_records=self._max_batch
-                )
+                try:
+                    fetched = await self._consumer.getmany(
+                        timeout_ms=self._poll_timeout_ms, max_records=self._max_batch
+                    )
+                except KafkaError as err:  # e.g. the broker is gone: wait, then fetch again
+                    await self._pause(err, stop)
+                    continue
                 generation = self._generation
                 prepared = await self._prepare(fetched) if fetched else None
                 if pending is not None:
@@ -156,20 +160,34 @@ class Projector:
             except (VersionChangedError, OffsetGapError) as err:
                 logger.info("re-seeking: %s", err)
                 self._metrics.retries.labels(type(err).__name__).inc()
-                await self._reseek_assigned()
+                await self._recover(0.0, stop)
             except TRANSIENT as err:
-                self._backoff = backoff = min(MAX_BACKOFF_SECONDS, max(0.1, self._backoff * 2))
-                logger.warning("batch failed, retrying in %.1f s: %s", backoff, type(err).__name__)
-                self._metrics.retries.labels(type(err).__name__).inc()
-                await self._recover(backoff, stop)
+                await self._pause(err, stop)
+                await self._recover(0.0, stop)
+            else:
+                if result.stale:
+                    # Behind the stored offsets (e.g. a seek on assignment failed and aiokafka
+                    # swallowed it): skipping is exact but slow, so jump to where we stand.
+                    self._metrics.retries.labels("stale").inc()
+                    await self._recover(0.0, stop)
+
+    async def _pause(self, err: BaseException, stop: asyncio.Event) -> None:
+        """Back off (0.1 s doubling to 5 s) after a transient failure, unless stopping."""
+        self._backoff = min(MAX_BACKOFF_SECONDS, max(0.1, self._backoff * 2))
+        logger.warning("%s; retrying in %.1f s", type(err).__name__, self._backoff)
+        self._metrics.retries.labels(type(err).__name__).inc()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), self._backoff)
 
     async def _recover(self, backoff: float, stop: asyncio.Event) -> None:
+        """Re-seek every assigned partition to its stored offset, retrying until it works."""
         while not stop.is_set():
-            await asyncio.sleep(backoff)
+            if backoff:
+                await asyncio.sleep(backoff)
             try:
                 await self._reseek_assigned()
             except TRANSIENT as err:
-                backoff = min(MAX_BACKOFF_SECONDS, backoff * 2)
+                backoff = min(MAX_BACKOFF_SECONDS, max(0.1, backoff * 2))
                 logger.warning(
                     "still failing (%s), retrying in %.1f s", type(err).__name__, backoff
                 )
@@ -249,4 +267,9 @@ class _SeekOnAssign(ConsumerRebalanceListener):  # type: ignore[misc]
         logger.info(
             "partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)}
         )
-        await self._projector.seek_to_stored(assigned)
+        try:
+            await self._projector.seek_to_stored(assigned)
+        except TRANSIENT as err:
+            # aiokafka would swallow it: fetching then starts from the earliest offset, the
+            # store skips what is already folded, and the first such batch re-seeks.
+            logger.warning("could not seek to the stored offsets on assignment: %r", err)
