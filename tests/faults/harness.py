@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -283,17 +283,6 @@ class Deployment:
 
 
 # ------------------------------------------------------------------------------- polling
-
-
-async def wait_until(
-    predicate: Callable[[], Awaitable[bool]], *, timeout: float, interval: float = 0.1
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            msg = f"condition not met within {timeout} s"
-            raise TimeoutError(msg)
-        await asyncio.sleep(interval)
 
 
 # --------------------------------------------------------------------- the projection

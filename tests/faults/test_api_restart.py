@@ -11,9 +11,10 @@ from collections import Counter
 import httpx
 import pytest
 
-from tests.faults.harness import Deployment, projection, totals_of, wait_until
+from tests.faults.harness import Deployment, projection, totals_of
 from tests.faults.load import Ledger, producers, retry_until_acknowledged, wait_for_acks
 from tests.integration.command_support import end_offsets, read_all
+from tests.integration.support import wait_until
 
 pytestmark = pytest.mark.integration
 

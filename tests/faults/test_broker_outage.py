@@ -23,10 +23,10 @@ from tests.faults.harness import (
     projection,
     stack_async,
     totals_of,
-    wait_until,
 )
 from tests.faults.load import Ledger, producers, retry_until_acknowledged, wait_for_acks
 from tests.integration.command_support import end_offsets, read_all
+from tests.integration.support import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -21,15 +21,8 @@ from aiokafka import AIOKafkaProducer
 
 from shared.events import TransactionRecorded, event_headers, serialize
 from shared.settings import KafkaSettings
-from tests.faults.harness import (
-    PROBLEM_JSON,
-    Deployment,
-    projection,
-    stack_async,
-    totals_of,
-    wait_until,
-)
-from tests.integration.support import event
+from tests.faults.harness import PROBLEM_JSON, Deployment, projection, stack_async, totals_of
+from tests.integration.support import event, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

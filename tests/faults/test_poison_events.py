@@ -16,8 +16,8 @@ import asyncpg
 import pytest
 
 from shared.events import serialize
-from tests.faults.harness import Deployment, projection, totals_of, wait_until
-from tests.integration.support import event, publish, publish_raw
+from tests.faults.harness import Deployment, projection, totals_of
+from tests.integration.support import event, publish, publish_raw, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from aiokafka.errors import OutOfOrderSequenceNumber, UnknownProducerId
 from command_api.adapters.kafka_publisher import KafkaEventPublisher
 from command_api.ports import PublishFailedError
 from shared.settings import CommandSettings, KafkaSettings
-from tests.faults.harness import wait_until
+from tests.integration.support import wait_until
 from tests.unit.test_command_kafka_publisher import FakeProducer, Metadata, event
 
 
