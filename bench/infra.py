@@ -9,24 +9,18 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.procs import BenchError
 from shared.auth import SCOPE_READ, SCOPE_WRITE, mint_token
-from shared.database import migrate
+from shared.database import create_database, drop_database
 from shared.settings import DatabaseSettings, JwtSettings, KafkaSettings
 from shared.topic import ensure_topic
 
 logger = logging.getLogger(__name__)
 
 PARTITIONS = 6
-
-
-def _with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
 @dataclass(slots=True)
@@ -66,35 +60,19 @@ class BenchInfra:
 
     async def new_database(self) -> str:
         """A new, migrated database; its URL."""
-        name = f"bench_{uuid.uuid4().hex[:12]}"
-        admin = await asyncpg.connect(self.admin_url)
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
-        self.databases.append(name)
-        url = _with_database(self.admin_url, name)
-        conn = await asyncpg.connect(url)
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
+        url = await create_database(self.admin_url, "bench")
+        self.databases.append(url)
         return url
 
     async def drop_database(self, url: str) -> None:
-        name = urlsplit(url).path.lstrip("/")
-        admin = await asyncpg.connect(self.admin_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await drop_database(self.admin_url, url)
         with contextlib.suppress(ValueError):
-            self.databases.remove(name)
+            self.databases.remove(url)
 
     async def cleanup(self) -> None:
         """Drop every database and delete every topic this run made."""
-        for name in list(self.databases):
-            await self.drop_database(_with_database(self.admin_url, name))
+        for url in list(self.databases):
+            await self.drop_database(url)
         if self.topics:
             admin = AIOKafkaAdminClient(bootstrap_servers=self.kafka_bootstrap)
             await admin.start()

@@ -178,6 +178,21 @@ class Service:
             name, command, env=env, cpus=cpus, log_dir=log_dir, port=port, ready_path=ready_path
         )
 
+    @classmethod
+    def api(
+        cls, package: str, *, env: Mapping[str, str], cpus: str | None, log_dir: Path
+    ) -> Service:
+        """One of our APIs (`command_api`, `query_api`) as `scripts/services.sh` runs it,
+        ready when its dependencies answer."""
+        return cls.uvicorn(
+            package,
+            f"{package}.main:create_app",
+            env=env,
+            cpus=cpus,
+            log_dir=log_dir,
+            ready_path="/ready",
+        )
+
     @property
     def pid(self) -> int:
         if self.process is None:

@@ -119,22 +119,8 @@ async def run(ctx: Context) -> None:
     url = await ctx.infra.new_database()
     token = ctx.infra.token()
     env = ctx.infra.service_env(topic=topic.topic, database_url=url)
-    command = Service.uvicorn(
-        "command_api",
-        "command_api.main:create_app",
-        env=env,
-        cpus=SERVICE_CPUS,
-        log_dir=ctx.log_dir,
-        ready_path="/ready",
-    )
-    query = Service.uvicorn(
-        "query_api",
-        "query_api.main:create_app",
-        env=env,
-        cpus=SERVICE_CPUS,
-        log_dir=ctx.log_dir,
-        ready_path="/ready",
-    )
+    command = Service.api("command_api", env=env, cpus=SERVICE_CPUS, log_dir=ctx.log_dir)
+    query = Service.api("query_api", env=env, cpus=SERVICE_CPUS, log_dir=ctx.log_dir)
     projector = projector_service(ctx, topic, url, cpus=SERVICE_CPUS)
     runs: list[Paced] = []
     with running(command, query, projector):

@@ -72,14 +72,7 @@ async def run(ctx: Context) -> None:
     topic = await ctx.infra.new_topic()
     token = ctx.infra.token()
     env = ctx.infra.service_env(topic=topic.topic)
-    real = Service.uvicorn(
-        "command_api",
-        "command_api.main:create_app",
-        env=env,
-        cpus=SERVER_CPUS,
-        log_dir=ctx.log_dir,
-        ready_path="/ready",
-    )
+    real = Service.api("command_api", env=env, cpus=SERVER_CPUS, log_dir=ctx.log_dir)
     noop = Service.uvicorn(
         "noop_command",
         "bench.baselines:noop_command_app",

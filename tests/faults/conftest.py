@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.database import create_database, drop_database
 from shared.settings import KafkaSettings
 from tests.faults import harness
 
@@ -23,9 +24,9 @@ def stack() -> Iterator[harness.PrivateStack]:
 @pytest.fixture
 async def database_url(stack: harness.PrivateStack) -> AsyncIterator[str]:
     """A new, migrated database on the private PostgreSQL; dropped afterwards."""
-    url = await harness.create_database(stack)
+    url = await create_database(stack.admin_database_url, "faults")
     yield url
-    await harness.drop_database(stack, url)
+    await drop_database(stack.admin_database_url, url)
 
 
 TopicFactory = Callable[..., Awaitable[KafkaSettings]]

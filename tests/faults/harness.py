@@ -27,10 +27,8 @@ import httpx
 from pydantic import SecretStr
 
 from shared.auth import SCOPE_READ, SCOPE_WRITE, mint_token
-from shared.database import migrate
 from shared.settings import JwtSettings, KafkaSettings
 from shared.topic import ensure_topic
-from tests.integration import infra
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_DIR = Path(os.environ.get("FAULTS_STACK_DIR", ROOT / ".local" / "faults"))
@@ -57,9 +55,6 @@ def writer_token() -> str:
 class PrivateStack:
     kafka: str
     admin_database_url: str
-
-    def database_url(self, name: str) -> str:
-        return f"postgresql://txstats@127.0.0.1:{PG_PORT}/{name}"
 
 
 def stack(command: str) -> None:
@@ -89,32 +84,6 @@ def private_stack() -> Iterator[PrivateStack]:
 async def stack_async(command: str) -> None:
     """The same, off the event loop (producers and readers keep running meanwhile)."""
     await asyncio.to_thread(stack, command)
-
-
-async def create_database(private: PrivateStack) -> str:
-    """A new, migrated database on the private PostgreSQL; its URL."""
-    name = f"faults_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(private.admin_database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = private.database_url(name)
-    conn = await asyncpg.connect(url)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-    return url
-
-
-async def drop_database(private: PrivateStack, url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    admin = await asyncpg.connect(private.admin_database_url, timeout=30)
-    try:
-        await infra.drop_database(admin, name)
-    finally:
-        await admin.close()
 
 
 async def create_topic(private: PrivateStack, partitions: int = 6) -> KafkaSettings:

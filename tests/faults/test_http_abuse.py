@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from shared.database import create_database, drop_database
 from tests.faults import harness
 from tests.faults.harness import PROBLEM_JSON, Deployment, Service, writer_token
 
@@ -41,7 +42,7 @@ class Servers:
 async def servers(
     stack: harness.PrivateStack, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Servers]:
-    database_url = await harness.create_database(stack)
+    database_url = await create_database(stack.admin_database_url, "faults")
     deployed = Deployment(
         kafka=await harness.create_topic(stack),
         database_url=database_url,
@@ -55,7 +56,7 @@ async def servers(
         yield Servers(command, query, [])
     finally:
         deployed.stop_all()
-        await harness.drop_database(stack, database_url)
+        await drop_database(stack.admin_database_url, database_url)
 
 
 # ------------------------------------------------------------------------ raw sockets

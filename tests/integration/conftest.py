@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
-from shared.database import migrate
+from shared.database import create_database, drop_database
 from shared.settings import KafkaSettings
 from shared.topic import ensure_topic
 from tests.integration import infra
@@ -29,28 +29,13 @@ def admin_database_url() -> Iterator[str]:
         yield url
 
 
-def _with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
 @pytest.fixture
 async def database_url(admin_database_url: str) -> AsyncIterator[str]:
     """A new, migrated database for this test; dropped afterwards."""
-    name = f"txstats_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(admin_database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        url = _with_database(admin_database_url, name)
-        conn = await asyncpg.connect(url)
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
-        yield url
-        await infra.drop_database(admin, name)
-    finally:
-        await admin.close()
+    url = await create_database(admin_database_url, "txstats_test")
+    yield url
+    if not await drop_database(admin_database_url, url):
+        warnings.warn(f"could not drop test database {url}", stacklevel=1)
 
 
 @pytest.fixture

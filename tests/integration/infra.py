@@ -7,17 +7,13 @@ otherwise testcontainers when a Docker engine answers; otherwise our own local s
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import socket
 import subprocess
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
-
-import asyncpg
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_KAFKA = "127.0.0.1:9092"
@@ -77,15 +73,3 @@ def database_url() -> Iterator[str]:
     else:
         _stack("pg-up")
         yield url
-
-
-async def drop_database(admin: asyncpg.Connection, name: str) -> None:
-    """FORCE cannot end an autovacuum worker for a non-superuser: retry for a while."""
-    for _ in range(50):
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        except (asyncpg.InsufficientPrivilegeError, asyncpg.ObjectInUseError):
-            await asyncio.sleep(0.2)
-        else:
-            return
-    warnings.warn(f"could not drop test database {name}", stacklevel=1)
