@@ -11,12 +11,8 @@ from fastapi import Depends, Request
 from command_api.body import read_json, validate
 from command_api.models import TransactionBatchRequest, TransactionRequest, ValidationContext
 from command_api.services import Clock, TransactionService
-from shared.auth import SCOPE_WRITE, JwtVerifier, Principal, require_scope
+from shared.auth import SCOPE_WRITE, Principal, require_scope
 from shared.settings import CommandSettings
-
-
-def get_verifier(request: Request) -> JwtVerifier:
-    return cast(JwtVerifier, request.app.state.verifier)
 
 
 async def get_service(request: Request) -> TransactionService:
@@ -24,7 +20,7 @@ async def get_service(request: Request) -> TransactionService:
     return cast(TransactionService, request.app.state.transaction_service)
 
 
-authenticate_writer = require_scope(SCOPE_WRITE, get_verifier)
+authenticate_writer = require_scope(SCOPE_WRITE)
 
 Writer = Annotated[Principal, Depends(authenticate_writer)]
 Service = Annotated[TransactionService, Depends(get_service)]

@@ -7,16 +7,12 @@ from typing import Annotated, Any, cast
 from fastapi import Depends, Request
 
 from query_api.services import StatsService
-from shared.auth import SCOPE_READ, JwtVerifier, require_scope
+from shared.auth import SCOPE_READ, require_scope
 
 
 async def get_stats_service(request: Request) -> StatsService:
     # `async`: FastAPI runs a plain `def` dependency in its thread pool (a thread hop per request)
     return cast(StatsService, request.app.state.stats_service)
-
-
-def get_verifier(request: Request) -> JwtVerifier:
-    return cast(JwtVerifier, request.app.state.verifier)
 
 
 StatsServiceDep = Annotated[StatsService, Depends(get_stats_service)]
@@ -26,4 +22,4 @@ def read_guard(*, require_auth: bool) -> list[Any]:
     """Dependencies of the stats routes: scope `stats:read` when reads are protected."""
     if not require_auth:
         return []
-    return [Depends(require_scope(SCOPE_READ, get_verifier))]
+    return [Depends(require_scope(SCOPE_READ))]

@@ -131,7 +131,13 @@ _bearer = HTTPBearer(auto_error=False, description="JWT bearer token (HS256, RS2
 AuthDependency = Callable[..., Coroutine[Any, Any, Principal]]
 
 
-def require_scope(scope: str, verifier_of: Callable[[Request], JwtVerifier]) -> AuthDependency:
+def app_verifier(request: Request) -> JwtVerifier:
+    """The verifier each API's composition root puts on `app.state.verifier`."""
+    verifier: JwtVerifier = request.app.state.verifier
+    return verifier
+
+
+def require_scope(scope: str) -> AuthDependency:
     """A FastAPI dependency: the request's principal, which must hold `scope`."""
 
     async def authenticate(
@@ -140,7 +146,7 @@ def require_scope(scope: str, verifier_of: Callable[[Request], JwtVerifier]) -> 
     ) -> Principal:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise AuthenticationError("A bearer token is required.")
-        principal = verifier_of(request).verify(credentials.credentials)
+        principal = app_verifier(request).verify(credentials.credentials)
         if scope not in principal.scopes:
             raise PermissionDeniedError(f"The token lacks the scope {scope!r}.")
         return principal
