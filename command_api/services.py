@@ -13,6 +13,7 @@ from command_api.ports import EventPublisher, Position
 from shared.consistency import encode_token
 from shared.events import MAX_AMOUNT, TransactionRecorded
 from shared.money import CENT
+from shared.offsets import highest_offsets
 
 MAX_BATCH_ITEMS = 1000
 
@@ -62,10 +63,7 @@ class Receipt:
 
 
 def consistency_token(positions: Sequence[Position]) -> str:
-    highest: dict[int, int] = {}
-    for position in positions:
-        highest[position.partition] = max(position.offset, highest.get(position.partition, -1))
-    return encode_token(highest)
+    return encode_token(highest_offsets((p.partition, p.offset) for p in positions))
 
 
 class TransactionService:

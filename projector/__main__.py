@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from projector.config import ProjectorConfig
 from projector.main import run_abort, run_live, run_rebuild, run_status
 from projector.rebuild import RebuildOptions, parse_until
 from shared.logs import configure_logging
-from shared.settings import LogSettings
 
 EPILOG = """exit codes of rebuild: 0 done (or verified with --dry-run), 1 verification failed
 (nothing swapped), 2 bad arguments, 3 another rebuild is running, 4 failed (error logged;
@@ -39,21 +39,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands.add_parser("status", help="active version, versions in progress, offsets and lag")
     args = parser.parse_args(argv)
-    configure_logging(LogSettings().log_level)
+    config = ProjectorConfig.from_environment()
+    configure_logging(config.log.log_level)
     if args.command == "run":
-        asyncio.run(run_live())
+        asyncio.run(run_live(config))
         return 0
     if args.command == "status":
-        return asyncio.run(run_status())
+        return asyncio.run(run_status(config))
     if args.abort:
-        return asyncio.run(run_abort())
+        return asyncio.run(run_abort(config))
     if args.until is not None:
         try:
             parse_until(args.until)
         except ValueError as err:
             parser.error(str(err))
     options = RebuildOptions(dry_run=args.dry_run, keep_old=args.keep_old, until=args.until)
-    return asyncio.run(run_rebuild(options))
+    return asyncio.run(run_rebuild(config, options))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from typing import NamedTuple
 from projector.errors import OffsetGapError
 from projector.fold import Delta, epoch_second
 from shared.events import EventDecodeError, TransactionRecorded, deserialize
+from shared.offsets import highest_offsets
 
 
 class Poison(NamedTuple):
@@ -36,11 +37,7 @@ class Batch:
 
     def next_offsets(self) -> dict[int, int]:
         """Per partition: one past the highest offset in the batch."""
-        out: dict[int, int] = {}
-        for partition, offset, _ in self.records:  # unpacked: runs once per record, per batch
-            if offset >= out.get(partition, 0):
-                out[partition] = offset + 1
-        return out
+        return highest_offsets((partition, offset + 1) for partition, offset, _ in self.records)
 
 
 def decode(partition: int, offset: int, value: bytes | None) -> ConsumedRecord:

@@ -1,4 +1,5 @@
-"""The projector's errors."""
+"""The projector's errors. Adapters translate their drivers' errors into these, so the fold
+loop and the rebuild know no driver."""
 
 from __future__ import annotations
 
@@ -17,3 +18,15 @@ class VersionChangedError(ProjectionError):
 
 class OffsetGapError(ProjectionError):
     """A batch starts past the stored offset: records would be skipped; re-seek and retry."""
+
+
+class StoreUnavailable(ProjectionError):
+    """The projection store did not answer or failed transiently; back off and retry."""
+
+
+class SourceUnavailable(ProjectionError):
+    """The event log did not answer or failed transiently; back off and retry."""
+
+
+class RebuildLockedError(ProjectionError):
+    """Another rebuild holds the lock."""

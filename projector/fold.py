@@ -1,59 +1,19 @@
-"""The pure fold: events in, totals out. No I/O.
+"""The pure fold: what one batch of new events adds to the projection. No I/O.
 
-`Totals` is a commutative monoid (count and sum add, max and min take the extreme), so
-partitions, batches and projector instances can fold in any order and merge to the same
-result. Buckets are keyed by event time, at one-second and one-minute resolution.
+Per partition and per event-time bucket (one second, one minute) the batch adds `Totals`,
+which merge in any order (see `shared.totals`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
 from shared.projection import SECONDS_PER_MINUTE
-
-
-@dataclass(frozen=True, slots=True)
-class Totals:
-    count: int = 0
-    sum: Decimal = Decimal(0)
-    max: Decimal | None = None
-    min: Decimal | None = None
-
-    @staticmethod
-    def of(amount: Decimal) -> Totals:
-        return Totals(1, amount, amount, amount)
-
-    def merge(self, other: Totals) -> Totals:
-        return Totals(
-            count=self.count + other.count,
-            sum=self.sum + other.sum,
-            max=_extreme(max, self.max, other.max),
-            min=_extreme(min, self.min, other.min),
-        )
-
-
-EMPTY = Totals()
-
-
-def _extreme(
-    pick: Callable[[Decimal, Decimal], Decimal], a: Decimal | None, b: Decimal | None
-) -> Decimal | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return pick(a, b)
-
-
-def fold(amounts: Iterable[Decimal]) -> Totals:
-    totals = EMPTY
-    for amount in amounts:
-        totals = totals.merge(Totals.of(amount))
-    return totals
+from shared.totals import Totals
 
 
 def epoch_second(moment: datetime) -> int:
@@ -72,21 +32,14 @@ class Delta:
     def of(
         by_partition: Mapping[int, Sequence[Decimal]], by_second: Mapping[int, Sequence[Decimal]]
     ) -> Delta:
-        """Totals of amounts grouped by partition and by event-time second (C-speed builtins
-        per group instead of one merge per event)."""
-        seconds = {second: _totals_of(amounts) for second, amounts in by_second.items()}
+        """Totals of amounts grouped by partition and by event-time second."""
+        seconds = {second: Totals.of_amounts(amounts) for second, amounts in by_second.items()}
         minutes: dict[int, Totals] = {}
         for second, totals in seconds.items():
             minute = second // SECONDS_PER_MINUTE
-            minutes[minute] = minutes.get(minute, EMPTY).merge(totals)
+            minutes[minute] = minutes.get(minute, Totals()).merge(totals)
         return Delta(
-            partitions={p: _totals_of(amounts) for p, amounts in by_partition.items()},
+            partitions={p: Totals.of_amounts(amounts) for p, amounts in by_partition.items()},
             seconds=seconds,
             minutes=minutes,
         )
-
-
-def _totals_of(amounts: Sequence[Decimal]) -> Totals:
-    if not amounts:
-        return EMPTY
-    return Totals(len(amounts), sum(amounts, Decimal(0)), max(amounts), min(amounts))

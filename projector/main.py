@@ -1,4 +1,5 @@
-"""Composition root of the projector process: pool, store, consumer, HTTP side, signals."""
+"""Composition root of the projector process: configuration, pool, store, catalog, record
+source, the HTTP side and signals. The only module that builds adapters."""
 
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
+from projector.adapters.kafka_source import KafkaRecordSource
+from projector.adapters.postgres_catalog import PostgresVersionCatalog
 from projector.adapters.postgres_store import PostgresProjectionStore
-from projector.consumer import FoldTarget, Projector
+from projector.config import ProjectorConfig
+from projector.errors import RebuildLockedError
 from projector.http import ops_server
+from projector.loop import FoldLoop, FoldTarget
 from projector.metrics import ProjectorMetrics
 from projector.rebuild import (
     EXIT_FAILED,
@@ -29,28 +33,12 @@ from projector.rebuild import (
     RebuildOptions,
     abort,
 )
-from projector.versions import RebuildLockedError, VersionCatalog
 from shared.database import create_pool, migrate, ping
-from shared.settings import DatabaseSettings, KafkaSettings, ProjectorSettings
 from shared.topic import ensure_topic
 
 logger = logging.getLogger(__name__)
 
 GC_YOUNG_THRESHOLD = 50_000
-
-
-def kafka_consumer(
-    kafka: KafkaSettings, settings: ProjectorSettings, *, group: bool
-) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap_servers,
-        group_id=settings.group_id if group else None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-        fetch_max_bytes=64 * 1024 * 1024,
-        max_poll_records=settings.max_batch,
-    )
 
 
 def tune_gc() -> None:
@@ -70,56 +58,11 @@ def stop_on_signals(stop: asyncio.Event) -> None:
         signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
 
 
-async def run_live() -> None:
-    kafka, settings = KafkaSettings(), ProjectorSettings()
-    tune_gc()
-    stop = asyncio.Event()
-    stop_on_signals(stop)
-    await ensure_topic(kafka)
-    async with migrated_pool() as pool:
-        store = PostgresProjectionStore(pool)
-        metrics = ProjectorMetrics(CollectorRegistry())
-        consumer = kafka_consumer(kafka, settings, group=True)
-        projector = Projector(
-            consumer=consumer,
-            store=store,
-            topic=kafka.topic,
-            target=FoldTarget(live=True, version=await store.active_version()),
-            metrics=metrics,
-            max_batch=settings.max_batch,
-            poll_timeout_ms=settings.poll_timeout_ms,
-        )
-        consumer.subscribe([kafka.topic], listener=projector.listener)
-        await consumer.start()
-
-        async def kafka_ready() -> None:
-            await consumer.topics()
-
-        async def postgres_ready() -> None:
-            await ping(pool)
-
-        server = ops_server(
-            metrics=metrics,
-            checks={"kafka": kafka_ready, "postgres": postgres_ready},
-            host=settings.http_host,
-            port=settings.http_port,
-        )
-        serving = asyncio.create_task(server.serve())
-        serving.add_done_callback(lambda _: stop.set())
-        logger.info("projector started", extra={"topic": kafka.topic, "group": settings.group_id})
-        try:
-            await projector.run(stop)
-        finally:
-            server.should_exit = True
-            with contextlib.suppress(Exception):
-                await serving
-            await consumer.stop()
-            logger.info("projector stopped", extra={"folded": projector.folded_total})
-
-
 @contextlib.asynccontextmanager
-async def migrated_pool(*, min_connections: int = 1) -> AsyncIterator[asyncpg.Pool]:
-    settings = DatabaseSettings()
+async def migrated_pool(
+    config: ProjectorConfig, *, min_connections: int = 1
+) -> AsyncIterator[asyncpg.Pool]:
+    settings = config.database
     if settings.database_pool_max < min_connections:
         settings = settings.model_copy(update={"database_pool_max": min_connections})
     pool = await create_pool(settings)
@@ -131,22 +74,75 @@ async def migrated_pool(*, min_connections: int = 1) -> AsyncIterator[asyncpg.Po
         await pool.close()
 
 
-async def run_rebuild(options: RebuildOptions) -> int:
-    kafka, settings = KafkaSettings(), ProjectorSettings()
+async def run_live(config: ProjectorConfig) -> None:
     tune_gc()
     stop = asyncio.Event()
     stop_on_signals(stop)
-    await ensure_topic(kafka)
+    await ensure_topic(config.kafka)
+    async with (
+        migrated_pool(config) as pool,
+        KafkaRecordSource.started(config.kafka, config.projector, group=True) as source,
+    ):
+        store = PostgresProjectionStore(pool)
+        metrics = ProjectorMetrics(CollectorRegistry())
+        loop = FoldLoop(
+            source=source,
+            store=store,
+            topic=config.kafka.topic,
+            target=FoldTarget(live=True, version=await store.active_version()),
+            metrics=metrics,
+            max_batch=config.projector.max_batch,
+            poll_timeout_ms=config.projector.poll_timeout_ms,
+        )
+        source.subscribe(loop)
+        await source.connect()
+
+        async def postgres_ready() -> None:
+            await ping(pool)
+
+        server = ops_server(
+            metrics=metrics,
+            checks={"kafka": source.ping, "postgres": postgres_ready},
+            host=config.projector.http_host,
+            port=config.projector.http_port,
+        )
+        serving = asyncio.create_task(server.serve())
+        serving.add_done_callback(lambda _: stop.set())
+        logger.info(
+            "projector started",
+            extra={"topic": config.kafka.topic, "group": config.projector.group_id},
+        )
+        try:
+            await loop.run(stop)
+        finally:
+            server.should_exit = True
+            with contextlib.suppress(Exception):
+                await serving
+            logger.info("projector stopped", extra={"folded": loop.folded_total})
+
+
+async def run_rebuild(config: ProjectorConfig, options: RebuildOptions) -> int:
+    tune_gc()
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    await ensure_topic(config.kafka)
     # the rebuild lock, the active-version hold and the fold each need a connection
-    async with migrated_pool(min_connections=4) as pool:
+    async with (
+        migrated_pool(config, min_connections=4) as pool,
+        KafkaRecordSource.started(config.kafka, config.projector, group=False) as source,
+    ):
         rebuild = Rebuild(
-            pool=pool,
-            kafka=kafka,
-            settings=settings,
+            catalog=PostgresVersionCatalog(pool),
+            store=PostgresProjectionStore(pool),
+            source=source,
+            topic=config.kafka.topic,
             metrics=ProjectorMetrics(CollectorRegistry()),
+            max_batch=config.projector.max_batch,
+            poll_timeout_ms=config.projector.poll_timeout_ms,
             stop=stop,
         )
         try:
+            await source.connect()
             return await rebuild.run(options)
         except RebuildLockedError as err:
             logger.error("%s; try again when it has finished", err)
@@ -165,10 +161,10 @@ async def run_rebuild(options: RebuildOptions) -> int:
             return EXIT_FAILED
 
 
-async def run_abort() -> int:
-    async with migrated_pool() as pool:
+async def run_abort(config: ProjectorConfig) -> int:
+    async with migrated_pool(config) as pool:
         try:
-            removed = await abort(pool)
+            removed = await abort(PostgresVersionCatalog(pool))
         except RebuildLockedError as err:
             logger.error("%s; stop it first", err)
             return EXIT_LOCKED
@@ -176,9 +172,9 @@ async def run_abort() -> int:
     return 0
 
 
-async def run_status() -> int:
-    async with migrated_pool() as pool:
-        catalog = VersionCatalog(pool)
+async def run_status(config: ProjectorConfig) -> int:
+    async with migrated_pool(config) as pool:
+        catalog = PostgresVersionCatalog(pool)
         active = await catalog.active()
         versions = []
         for info in await catalog.describe():

@@ -1,14 +1,93 @@
-"""The projector's port: where folded totals and consumed offsets are stored together."""
+"""The projector's ports: where records come from, where folded totals and consumed offsets
+are stored together, and the catalog of projection versions.
+
+Adapters: `adapters/kafka_source.py`, `adapters/postgres_store.py`,
+`adapters/postgres_catalog.py`; their in-memory twins (`adapters/memory_*.py`) stand in for
+them in unit tests, and one contract suite per port runs against both.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from projector.batch import Batch
-from projector.fold import Totals
 from shared.events import TransactionRecorded
+from shared.totals import Totals
+
+
+class SourceRecord(Protocol):
+    """One record of the log, as a source hands it out."""
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def value(self) -> bytes | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """What one fetch returned: records per partition (in offset order) and each partition's
+    log end offset as the log reported it."""
+
+    records: Mapping[int, Sequence[SourceRecord]] = field(default_factory=dict)
+    log_end: Mapping[int, int] = field(default_factory=dict)
+
+
+class RebalanceHandler(Protocol):
+    async def partitions_revoked(self, partitions: Sequence[int]) -> None:
+        """Called before partitions move to another member; they are read no more after it."""
+        ...
+
+    async def partitions_assigned(self, partitions: Sequence[int]) -> None:
+        """Called when partitions arrive; the handler seeks them before the next fetch."""
+        ...
+
+
+class RecordSource(Protocol):
+    """The event log, read by offset. Raises `SourceUnavailable` on transient failures."""
+
+    def subscribe(self, handler: RebalanceHandler) -> None:
+        """Read as a member of the consumer group; `handler` hears of every rebalance."""
+        ...
+
+    def assign(self, partitions: Sequence[int]) -> None:
+        """Read these partitions, outside any group (the rebuild)."""
+        ...
+
+    def assignment(self) -> list[int]:
+        """The partitions read now."""
+        ...
+
+    def seek(self, partition: int, offset: int) -> None:
+        """The next fetch of `partition` starts at `offset`."""
+        ...
+
+    async def fetch(self, *, timeout_ms: int, max_records: int) -> Fetched:
+        """Up to `max_records` records, waiting up to `timeout_ms` for the first ones."""
+        ...
+
+    async def partitions(self) -> list[int]:
+        """Every partition of the topic."""
+        ...
+
+    async def end_offsets(self, partitions: Sequence[int]) -> dict[int, int]:
+        """The offset the next record of each partition will get."""
+        ...
+
+    async def offsets_at(self, moment: datetime, partitions: Sequence[int]) -> dict[int, int]:
+        """Per partition, the first offset whose record time is at or after `moment` (the end
+        offset when there is none)."""
+        ...
+
+    async def commit_offsets(self, offsets: Mapping[int, int]) -> None:
+        """Tell the log how far the group has folded, for monitoring tools only: positions
+        always come from the store. Best effort: never raises."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +99,8 @@ class CommitResult:
 
 
 class ProjectionStore(Protocol):
+    """Raises `StoreUnavailable` on transient failures."""
+
     async def active_version(self) -> int: ...
 
     async def stored_offsets(self, version: int, partitions: Sequence[int]) -> dict[int, int]:
@@ -35,3 +116,64 @@ class ProjectionStore(Protocol):
         fold the new events, record poison, store the next offsets. With `live`, raise
         `VersionChangedError` when `version` is no longer the active one."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class VersionInfo:
+    version: int
+    state: str
+    until: str | None
+    offsets: dict[int, int]
+    log_end: dict[int, int]
+    count: int
+
+
+class ActiveHold(Protocol):
+    """The active version held still: live commits wait until the hold ends (reads do not)."""
+
+    @property
+    def active(self) -> int: ...
+
+    async def offsets(self, version: int) -> dict[int, int]: ...
+
+    async def totals(self, version: int) -> Totals: ...
+
+    async def swap(self, new: int) -> None:
+        """Make `new` the active version and retire the old one, when the hold ends."""
+        ...
+
+
+class VersionCatalog(Protocol):
+    """Projection versions: one active, others building or retired. Raises
+    `StoreUnavailable` on transient failures."""
+
+    def rebuild_lock(self) -> AbstractAsyncContextManager[None]:
+        """Held for a whole rebuild; raises `RebuildLockedError` when another holds it."""
+        ...
+
+    async def active(self) -> int: ...
+
+    async def building(self, until: str | None) -> int | None:
+        """A version an interrupted rebuild or a dry run left with the same `until`, to
+        resume."""
+        ...
+
+    async def create(self, until: str | None) -> int:
+        """A new version, state `building`."""
+        ...
+
+    async def offsets(self, version: int) -> dict[int, int]: ...
+
+    async def mark_verified(self, version: int) -> None:
+        """A building version passed a dry run's verification; `building` still resumes it."""
+        ...
+
+    def holding_active(self) -> AbstractAsyncContextManager[ActiveHold]:
+        """Whatever the body does not `swap` is left as it was."""
+        ...
+
+    async def drop(self, version: int) -> None:
+        """Delete a version's rows (never the active one's)."""
+        ...
+
+    async def describe(self) -> list[VersionInfo]: ...

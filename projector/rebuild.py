@@ -20,24 +20,26 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TextIO
 
-import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
-from projector.adapters.postgres_store import PostgresProjectionStore
-from projector.consumer import FoldTarget, Projector
-from projector.fold import Totals
+from projector.errors import StoreUnavailable
+from projector.loop import FoldLoop, FoldTarget
 from projector.metrics import ProjectorMetrics
-from projector.progress import Progress
-from projector.versions import VersionCatalog
-from shared.settings import KafkaSettings, ProjectorSettings
-from shared.topic import topic_partitions
+from projector.ports import ProjectionStore, RecordSource, VersionCatalog
+from projector.progress_report import ProgressReport
+from shared.totals import Totals
 
 logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_MISMATCH, EXIT_LOCKED, EXIT_FAILED, EXIT_BEHIND, EXIT_INTERRUPTED = 0, 1, 3, 4, 5, 130
-CATCH_UP_ROUNDS = 20
-CLOSE_ENOUGH = 5_000  # events behind the live version before the final, locking round
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUp:
+    """How the rebuild chases a live projection that keeps folding."""
+
+    rounds: int = 20
+    close_enough: int = 5_000  # events behind the live version before the final, locking round
 
 
 class InterruptedRebuild(Exception):
@@ -80,18 +82,27 @@ class Rebuild:
     def __init__(
         self,
         *,
-        pool: asyncpg.Pool,
-        kafka: KafkaSettings,
-        settings: ProjectorSettings,
+        catalog: VersionCatalog,
+        store: ProjectionStore,
+        source: RecordSource,
+        topic: str,
         metrics: ProjectorMetrics,
+        max_batch: int,
+        poll_timeout_ms: int,
         stop: asyncio.Event,
+        catch_up: CatchUp = CatchUp(),
+        out: TextIO = sys.stdout,
     ) -> None:
-        self._catalog = VersionCatalog(pool)
-        self._store = PostgresProjectionStore(pool)
-        self._kafka = kafka
-        self._settings = settings
+        self._catalog = catalog
+        self._store = store
+        self._source = source
+        self._topic = topic
         self._metrics = metrics
+        self._max_batch = max_batch
+        self._poll_timeout_ms = poll_timeout_ms
         self._stop = stop
+        self._catch_up = catch_up
+        self._out = out
 
     async def run(self, options: RebuildOptions) -> int:
         async with self._catalog.rebuild_lock():
@@ -101,46 +112,33 @@ class Rebuild:
                 logger.info("created projection version %d", version)
             else:
                 logger.info("resuming projection version %d", version)
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._kafka.bootstrap_servers,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                max_partition_fetch_bytes=8 * 1024 * 1024,
-                fetch_max_bytes=64 * 1024 * 1024,
-            )
-            await consumer.start()
-            try:
-                return await self._run(consumer, version, options)
-            finally:
-                await consumer.stop()
+            return await self._run(version, options)
 
-    async def _run(self, consumer: AIOKafkaConsumer, version: int, options: RebuildOptions) -> int:
-        partitions = await topic_partitions(self._kafka)
-        assignment = [TopicPartition(self._kafka.topic, p) for p in partitions]
-        consumer.assign(assignment)
-        projector = Projector(
-            consumer=consumer,
+    async def _run(self, version: int, options: RebuildOptions) -> int:
+        partitions = await self._source.partitions()
+        self._source.assign(partitions)
+        loop = FoldLoop(
+            source=self._source,
             store=self._store,
-            topic=self._kafka.topic,
+            topic=self._topic,
             target=FoldTarget(live=False, version=version),
             metrics=self._metrics,
-            max_batch=self._settings.max_batch,
-            poll_timeout_ms=self._settings.poll_timeout_ms,
+            max_batch=self._max_batch,
+            poll_timeout_ms=self._poll_timeout_ms,
         )
-        ends = {tp.partition: o for tp, o in (await consumer.end_offsets(assignment)).items()}
         if options.until is not None:
-            until = await self._resolve_until(consumer, assignment, ends, options.until)
-            await self._fold_to(projector, assignment, until)
+            until = await self._resolve_until(partitions, options.until)
+            await self._fold_to(loop, partitions, until)
             totals = await self._store.totals(version)
             self._report({"version": version, "until": until, "totals": summary(totals)})
             return EXIT_OK
 
-        for _ in range(CATCH_UP_ROUNDS):
+        for _ in range(self._catch_up.rounds):
             live = await self._catalog.offsets(await self._catalog.active())
             target = {p: live.get(p, 0) for p in partitions}
-            await self._fold_to(projector, assignment, target)
+            await self._fold_to(loop, partitions, target)
             latest = await self._catalog.offsets(await self._catalog.active())
-            if sum(latest.values()) - sum(target.values()) <= CLOSE_ENOUGH:
+            if sum(latest.values()) - sum(target.values()) <= self._catch_up.close_enough:
                 break
         else:  # never close enough: the final, locking round would hold live folding too long
             logger.error(
@@ -148,15 +146,10 @@ class Rebuild:
                 " again (it resumes) when the load is lower"
             )
             return EXIT_BEHIND
-        return await self._verify_and_swap(projector, assignment, partitions, version, options)
+        return await self._verify_and_swap(loop, partitions, version, options)
 
     async def _verify_and_swap(
-        self,
-        projector: Projector,
-        assignment: list[TopicPartition],
-        partitions: list[int],
-        version: int,
-        options: RebuildOptions,
+        self, loop: FoldLoop, partitions: list[int], version: int, options: RebuildOptions
     ) -> int:
         old: int
         async with self._catalog.holding_active() as hold:
@@ -164,7 +157,7 @@ class Rebuild:
             old = hold.active
             live = await hold.offsets(old)
             common = {p: live.get(p, 0) for p in partitions}
-            await self._fold_to(projector, assignment, common)
+            await self._fold_to(loop, partitions, common)
             old_totals, new_totals = await hold.totals(old), await hold.totals(version)
             report = {
                 "active_version": old,
@@ -177,35 +170,36 @@ class Rebuild:
                 report["result"] = "MISMATCH: not swapped"
                 self._report(report)
                 return EXIT_MISMATCH
-            if options.dry_run:
-                report["result"] = "verified (dry run: not swapped)"
-                self._report(report)
-                return EXIT_OK
-            await hold.swap(version)
-            report["result"] = "verified and swapped"
-            report["swap_held_ms"] = round((time.perf_counter() - held_at) * 1000, 1)
+            if not options.dry_run:
+                await hold.swap(version)
+        if options.dry_run:
+            await self._catalog.mark_verified(version)
+            report["result"] = "verified (dry run: not swapped)"
+            report["next"] = "run `make rebuild` to swap it in (it resumes and verifies again)"
+            self._report(report)
+            return EXIT_OK
+        report["result"] = "verified and swapped"
+        report["swap_held_ms"] = round((time.perf_counter() - held_at) * 1000, 1)
         self._report(report)
         if not options.keep_old:
             try:
                 await self._catalog.drop(old)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as err:
+            except StoreUnavailable as err:
                 logger.warning(  # the swap is done; only the clean-up is left
                     "could not drop the old version %d (%s); `rebuild --abort` removes it",
                     old,
-                    type(err).__name__,
+                    err,
                 )
         return EXIT_OK
 
-    async def _fold_to(
-        self, projector: Projector, assignment: list[TopicPartition], target: dict[int, int]
-    ) -> None:
-        await projector.seek_to_stored(assignment)
-        progress = Progress(
-            lambda: sum(projector.next_offsets.values()), lambda: sum(target.values())
+    async def _fold_to(self, loop: FoldLoop, partitions: list[int], target: dict[int, int]) -> None:
+        await loop.seek_to_stored(partitions)
+        progress = ProgressReport(
+            lambda: sum(loop.next_offsets.values()), lambda: sum(target.values())
         )
         reporter = asyncio.create_task(progress.report())
         try:
-            await projector.run(self._stop, until=target)
+            await loop.run(self._stop, until=target)
         finally:
             reporter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -213,33 +207,22 @@ class Rebuild:
         if self._stop.is_set():
             raise InterruptedRebuild
 
-    async def _resolve_until(
-        self,
-        consumer: AIOKafkaConsumer,
-        assignment: list[TopicPartition],
-        ends: dict[int, int],
-        spec: str,
-    ) -> dict[int, int]:
+    async def _resolve_until(self, partitions: list[int], spec: str) -> dict[int, int]:
         parsed = parse_until(spec)
-        if isinstance(parsed, dict):
-            return {p: min(parsed.get(p, end), end) for p, end in ends.items()}
-        stamp = int(parsed.timestamp() * 1000)
-        found = await consumer.offsets_for_times(dict.fromkeys(assignment, stamp))
-        return {
-            tp.partition: ends[tp.partition] if hit is None else hit.offset
-            for tp, hit in found.items()
-        }
+        if isinstance(parsed, datetime):
+            return await self._source.offsets_at(parsed, partitions)
+        ends = await self._source.end_offsets(partitions)
+        return {p: min(parsed.get(p, end), end) for p, end in ends.items()}
 
     def _report(self, report: dict[str, object]) -> None:
-        sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
+        self._out.write(json.dumps(report, indent=2, default=str) + "\n")
 
 
-async def abort(pool: asyncpg.Pool) -> list[int]:
+async def abort(catalog: VersionCatalog) -> list[int]:
     """Remove every version a rebuild left behind: unfinished ones, and replaced ones whose
     drop did not happen (`--keep-old` or an error)."""
-    catalog = VersionCatalog(pool)
     async with catalog.rebuild_lock():
-        leftovers = {"building", "retired"}
+        leftovers = {"building", "verified", "retired"}
         removed = [v.version for v in await catalog.describe() if v.state in leftovers]
         for version in removed:
             await catalog.drop(version)

@@ -7,8 +7,8 @@ instead of each reading PostgreSQL and serializing the same document again. Noth
 once the leader's answer is out: the next request reads afresh, so a database outage is seen
 at once, exactly as without coalescing.
 
-Freshness: a request joins only a read that began while the `ProgressBoard` showed the same
-progress it shows now, i.e. no commit this process has been notified of (LISTEN, see
+Freshness: a request joins only a read that began while the `PositionBoard` showed the same
+position it shows now, i.e. no commit this process has been notified of (LISTEN, see
 adapters/postgres_listener.py) happened between the read's start and the request's arrival.
 So a shared answer is at most one read old, and never misses a commit a fresh read would have
 been told of. Reads with a window, a consistency token or any query string, and reads that
@@ -23,8 +23,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from query_api.ports import Progress, StatsMetrics
-from query_api.progress import ProgressBoard
+from query_api.ports import ProjectionPosition, StatsMetrics
+from query_api.position_board import PositionBoard
 
 STATS_PATH = "/stats"
 
@@ -39,12 +39,12 @@ class _Answer:
 
 @dataclass(frozen=True, slots=True)
 class _Read:
-    progress: Progress | None
+    position: ProjectionPosition | None
     answer: asyncio.Future[_Answer | None]
 
 
 class StatsReadCoalescer:
-    def __init__(self, app: ASGIApp, *, board: ProgressBoard, metrics: StatsMetrics) -> None:
+    def __init__(self, app: ASGIApp, *, board: PositionBoard, metrics: StatsMetrics) -> None:
         self.app = app
         self._board = board
         self._metrics = metrics
@@ -59,9 +59,9 @@ class StatsReadCoalescer:
         ):
             await self.app(scope, receive, send)
             return
-        progress = self._board.progress
+        position = self._board.position
         read = self._in_flight
-        if read is not None and read.progress is progress:
+        if read is not None and read.position is position:
             # shield: a joiner that goes away must not cancel the answer the others wait for
             answer = await asyncio.shield(read.answer)
             if answer is not None:
@@ -69,7 +69,7 @@ class StatsReadCoalescer:
                 return
             await self.app(scope, receive, send)  # the leader got no complete answer
             return
-        await self._lead(scope, receive, send, progress)
+        await self._lead(scope, receive, send, position)
 
     async def _send(self, answer: _Answer, scope: Scope, send: Send) -> None:
         self._metrics.stats_request("all_time")
@@ -80,10 +80,10 @@ class StatsReadCoalescer:
         await send({"type": "http.response.body", "body": answer.body})
 
     async def _lead(
-        self, scope: Scope, receive: Receive, send: Send, progress: Progress | None
+        self, scope: Scope, receive: Receive, send: Send, position: ProjectionPosition | None
     ) -> None:
         """Answer through the app, and hand a complete answer to the requests that joined."""
-        read = self._in_flight = _Read(progress, asyncio.get_running_loop().create_future())
+        read = self._in_flight = _Read(position, asyncio.get_running_loop().create_future())
         status = 0
         headers: list[tuple[bytes, bytes]] = []
         chunks: list[bytes] = []

@@ -1,4 +1,4 @@
-"""Composition root of the query API: configuration, the PostgreSQL reader and progress
+"""Composition root of the query API: configuration, the PostgreSQL reader and position
 listener, the stats service, the FastAPI app. `uvicorn --factory query_api.main:create_app`.
 
 Tests inject the configuration, a `ProjectionReader` (then no pool or listener is made) and
@@ -14,14 +14,14 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from query_api.adapters.postgres_listener import PostgresProgressListener
+from query_api.adapters.postgres_listener import PostgresPositionListener
 from query_api.adapters.postgres_reader import PostgresProjectionReader
 from query_api.adapters.prometheus_metrics import PrometheusStatsMetrics
 from query_api.coalesce import StatsReadCoalescer
 from query_api.config import QueryConfig
 from query_api.deps import read_guard
 from query_api.ports import Clock, ProjectionReader
-from query_api.progress import ProgressBoard
+from query_api.position_board import PositionBoard
 from query_api.routes import QUERY_PROBLEMS, install_query_error_handlers, router
 from query_api.services import StatsService
 from query_api.windows import future_allowance
@@ -46,7 +46,7 @@ def create_app(
     verifier = JwtVerifier(config.jwt)
     registry = CollectorRegistry()
     metrics = PrometheusStatsMetrics(registry)
-    board = ProgressBoard()
+    board = PositionBoard()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -58,7 +58,7 @@ def create_app(
                 async with pool.acquire() as conn:
                     await migrate(conn)
                 store = PostgresProjectionReader(pool)
-                listener = PostgresProgressListener(
+                listener = PostgresPositionListener(
                     dsn=config.database.database_url.get_secret_value(),
                     board=board,
                     recheck_seconds=config.progress_recheck_seconds,

@@ -9,24 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Literal, Protocol
+
+from shared.totals import Totals
 
 Clock = Callable[[], float]
 """Wall-clock time in epoch seconds (`time.time` in production, a fixed value in tests)."""
 
 StatsKind = Literal["all_time", "window", "consistency"]
 WaitOutcome = Literal["hit", "timeout"]
-
-
-@dataclass(frozen=True, slots=True)
-class Totals:
-    """Count, sum, max and min of a set of transactions (all time, or a window)."""
-
-    count: int = 0
-    total: Decimal = Decimal(0)
-    maximum: Decimal | None = None
-    minimum: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +34,7 @@ class PartitionPosition:
 
 
 @dataclass(frozen=True, slots=True)
-class Progress:
+class ProjectionPosition:
     """The next offset to consume per partition of one projection version."""
 
     version: int
@@ -59,8 +50,10 @@ class Snapshot:
     positions: tuple[PartitionPosition, ...] = ()
 
     @property
-    def progress(self) -> Progress:
-        return Progress(self.version, {p.partition: p.next_offset for p in self.positions})
+    def position(self) -> ProjectionPosition:
+        return ProjectionPosition(
+            self.version, {p.partition: p.next_offset for p in self.positions}
+        )
 
 
 @dataclass(frozen=True, slots=True)

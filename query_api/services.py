@@ -16,7 +16,7 @@ from query_api.ports import (
     Snapshot,
     StatsMetrics,
 )
-from query_api.progress import ProgressBoard
+from query_api.position_board import PositionBoard
 from query_api.windows import MAX_WINDOW_SECONDS, MIN_WINDOW_SECONDS, WindowPlan, plan_window
 from shared.consistency import InvalidConsistencyToken, decode_token, is_covered
 from shared.money import average
@@ -47,7 +47,7 @@ class StatsService:
         self,
         *,
         reader: ProjectionReader,
-        board: ProgressBoard,
+        board: PositionBoard,
         clock: Clock,
         metrics: StatsMetrics,
         window_allowance: int,
@@ -109,16 +109,16 @@ class StatsService:
         while True:
             result = await read()
             snapshot = result[0]
-            if is_covered(token, snapshot.progress.offsets):
-                self._board.observe(snapshot.progress)
+            if is_covered(token, snapshot.position.offsets):
+                self._board.observe(snapshot.position)
                 self._metrics.consistency_wait("hit", loop.time() - started)
                 return result
             if self._board.covers(token):
                 # The board is ahead of what we just read (a swap to a version that is
                 # behind): the database is the truth.
-                self._board.replace(snapshot.progress)
+                self._board.replace(snapshot.position)
             else:
-                self._board.observe(snapshot.progress)
+                self._board.observe(snapshot.position)
             remaining = deadline - loop.time()
             try:
                 if remaining <= 0:
@@ -142,10 +142,10 @@ def _view(snapshot: Snapshot, plan: WindowPlan | None, now: float) -> StatsView:
     totals = snapshot.totals
     return StatsView(
         count=totals.count,
-        total=totals.total,
-        average=average(totals.total, totals.count),
-        maximum=totals.maximum,
-        minimum=totals.minimum,
+        total=totals.sum,
+        average=average(totals.sum, totals.count),
+        maximum=totals.max,
+        minimum=totals.min,
         version=snapshot.version,
         positions=snapshot.positions,
         read_at=now,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from shared.offsets import highest_offsets
+
 _PREFIX = "v1"
 _POSITION = re.compile(r"^(\d{1,6})-(\d{1,19})$")
 MAX_PARTITIONS_IN_TOKEN = 1000
@@ -37,15 +39,14 @@ def decode_token(token: str) -> dict[int, int]:
     if len(parts) > MAX_PARTITIONS_IN_TOKEN:
         msg = "consistency token names too many partitions"
         raise InvalidConsistencyToken(msg)
-    positions: dict[int, int] = {}
+    positions: list[tuple[int, int]] = []
     for part in parts:
         match = _POSITION.match(part)
         if match is None:
             msg = "malformed position in consistency token"
             raise InvalidConsistencyToken(msg)
-        partition, offset = int(match.group(1)), int(match.group(2))
-        positions[partition] = max(offset, positions.get(partition, -1))
-    return positions
+        positions.append((int(match.group(1)), int(match.group(2))))
+    return highest_offsets(positions)
 
 
 def is_covered(token: Mapping[int, int], next_offsets: Mapping[int, int]) -> bool:

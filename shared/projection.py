@@ -1,5 +1,5 @@
 """The contract between the projector (writer) and the query API (reader) of the projection,
-beyond the schema in `migrations/`: the bucket resolution and the progress notification."""
+beyond the schema in `migrations/`: the bucket resolution and the position notification."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ NOTIFY_CHANNEL = "projection_advanced"
 MAX_NOTIFY_PAYLOAD = 7900
 
 
-def encode_progress(version: int, offsets: Mapping[int, int]) -> str:
+def encode_position(version: int, offsets: Mapping[int, int]) -> str:
     """`{"version": v, "offsets": {"<partition>": next_offset}}`; with too many partitions to
     fit, only the version (readers then reload the offsets from the table)."""
     payload = json.dumps({"version": version, "offsets": {str(p): o for p, o in offsets.items()}})
@@ -22,7 +22,7 @@ def encode_progress(version: int, offsets: Mapping[int, int]) -> str:
     return json.dumps({"version": version})
 
 
-def decode_progress(payload: str) -> tuple[int, dict[int, int]] | None:
+def decode_position(payload: str) -> tuple[int, dict[int, int]] | None:
     """The version and offsets of a notification, or None when it carries no offsets or is
     not one we understand (the reader reloads then)."""
     try:

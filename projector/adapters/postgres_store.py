@@ -5,20 +5,26 @@ the batch's partition rows FOR UPDATE (a second projector holding a stale assign
 then finds its records already folded and skips them), insert the transaction ids (the ones
 that come back are new), fold only those, store totals + buckets + poison + next offsets,
 and notify readers. Commit makes all of it visible at once, or none of it.
+
+The driver's failures leave as `StoreUnavailable`: the fold loop retries those.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 
 from projector.batch import Batch, events_of, fold_new, fresh_records, poison_of, unique_ids
-from projector.errors import VersionChangedError
-from projector.fold import Totals
+from projector.errors import StoreUnavailable, VersionChangedError
 from projector.ports import CommitResult
-from shared.projection import NOTIFY_CHANNEL, encode_progress
+from shared.projection import NOTIFY_CHANNEL, encode_position
+from shared.totals import Totals
+
+FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 ACTIVE_VERSION = "SELECT version FROM projection_active"
 LOCK_ACTIVE_VERSION = "SELECT version FROM projection_active FOR SHARE"
@@ -69,6 +75,20 @@ SELECT coalesce(sum(tx_count), 0)::bigint AS count, coalesce(sum(tx_sum), 0) AS 
 FROM partition_totals WHERE version = $1"""
 
 
+@contextmanager
+def unavailable_on_failure() -> Iterator[None]:
+    """Translate the driver's failures (a lost connection, a timeout, a server error)."""
+    try:
+        yield
+    except FAILURES as err:
+        raise StoreUnavailable(repr(err)) from err
+
+
+def totals_of(row: Any) -> Totals:
+    """A `VERSION_TOTALS` row."""
+    return Totals(row["count"], row["sum"], row["max"], row["min"])
+
+
 def _columns(
     rows: dict[int, Totals],
 ) -> tuple[list[int], list[int], list[Decimal], list[Decimal | None], list[Decimal | None]]:
@@ -87,20 +107,25 @@ class PostgresProjectionStore:
         self._pool = pool
 
     async def active_version(self) -> int:
-        version: int = await self._pool.fetchval(ACTIVE_VERSION)
+        with unavailable_on_failure():
+            version: int = await self._pool.fetchval(ACTIVE_VERSION)
         return version
 
     async def stored_offsets(self, version: int, partitions: Sequence[int]) -> dict[int, int]:
-        rows = await self._pool.fetch(STORED_OFFSETS, version, list(partitions))
+        with unavailable_on_failure():
+            rows = await self._pool.fetch(STORED_OFFSETS, version, list(partitions))
         stored = {row["partition"]: row["next_offset"] for row in rows}
         return {partition: stored.get(partition, 0) for partition in partitions}
 
     async def totals(self, version: int) -> Totals:
-        row = await self._pool.fetchrow(VERSION_TOTALS, version)
-        assert row is not None
-        return Totals(row["count"], row["sum"], row["max"], row["min"])
+        with unavailable_on_failure():
+            return totals_of(await self._pool.fetchrow(VERSION_TOTALS, version))
 
     async def commit(self, version: int, batch: Batch, *, live: bool) -> CommitResult:
+        with unavailable_on_failure():
+            return await self._commit(version, batch, live=live)
+
+    async def _commit(self, version: int, batch: Batch, *, live: bool) -> CommitResult:
         partitions = batch.partitions
         async with self._pool.acquire() as conn, conn.transaction():
             if live:
@@ -149,7 +174,7 @@ class PostgresProjectionStore:
                     [item.payload for _, _, item in poison],
                 )
             if live:  # readers only read the active version
-                await conn.execute(NOTIFY, NOTIFY_CHANNEL, encode_progress(version, next_offsets))
+                await conn.execute(NOTIFY, NOTIFY_CHANNEL, encode_position(version, next_offsets))
         return CommitResult(
             folded=folded, duplicates=len(events) - len(folded), stale=stale, poison=len(poison)
         )

@@ -8,11 +8,12 @@ contract suite keeps the two in step. `record` folds one event the way the proje
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from decimal import MAX_PREC, Decimal, localcontext
+from decimal import Decimal
 
 from query_api.errors import ProjectionUnavailableError
-from query_api.ports import BucketRange, PartitionPosition, Snapshot, Totals
+from query_api.ports import BucketRange, PartitionPosition, Snapshot
 from shared.projection import SECONDS_PER_MINUTE
+from shared.totals import Totals
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,21 +21,6 @@ class PartitionRow:
     next_offset: int = 0
     log_end_offset: int = 0
     totals: Totals = field(default_factory=Totals)
-
-
-def merge(a: Totals, b: Totals) -> Totals:
-    """The fold's monoid: counts and sums add, max of max, min of min (None is empty)."""
-    maxima = [m for m in (a.maximum, b.maximum) if m is not None]
-    minima = [m for m in (a.minimum, b.minimum) if m is not None]
-    with localcontext() as context:
-        context.prec = MAX_PREC  # sums are exact, like PostgreSQL's numeric
-        total = a.total + b.total
-    return Totals(
-        count=a.count + b.count,
-        total=total,
-        maximum=max(maxima) if maxima else None,
-        minimum=min(minima) if minima else None,
-    )
 
 
 class InMemoryProjectionReader:
@@ -67,20 +53,20 @@ class InMemoryProjectionReader:
     ) -> None:
         """Fold one event at the partition's next offset (what the projector does)."""
         version = self.active_version if version is None else version
-        one = Totals(count=1, total=amount, maximum=amount, minimum=amount)
+        one = Totals.of(amount)
         rows = self.partitions.setdefault(version, {})
         row = rows.get(partition, PartitionRow())
         offset = row.next_offset + 1
         rows[partition] = PartitionRow(
             next_offset=offset,
             log_end_offset=max(row.log_end_offset, offset),
-            totals=merge(row.totals, one),
+            totals=row.totals.merge(one),
         )
         seconds = self.seconds.setdefault(version, {})
-        seconds[event_second] = merge(seconds.get(event_second, Totals()), one)
+        seconds[event_second] = seconds.get(event_second, Totals()).merge(one)
         minute = event_second // SECONDS_PER_MINUTE
         minutes = self.minutes.setdefault(version, {})
-        minutes[minute] = merge(minutes.get(minute, Totals()), one)
+        minutes[minute] = minutes.get(minute, Totals()).merge(one)
 
     def set_log_end(self, partition: int, log_end_offset: int, *, version: int = 1) -> None:
         rows = self.partitions.setdefault(version, {})
@@ -94,7 +80,7 @@ class InMemoryProjectionReader:
         version = self.active_version
         totals = Totals()
         for row in self.partitions.get(version, {}).values():
-            totals = merge(totals, row.totals)
+            totals = totals.merge(row.totals)
         return Snapshot(version, totals, self._positions(version))
 
     async def window(self, buckets: BucketRange) -> Snapshot:
@@ -103,10 +89,10 @@ class InMemoryProjectionReader:
         totals = Totals()
         for second, value in self.seconds.get(version, {}).items():
             if buckets.first_second <= second <= buckets.last_second:
-                totals = merge(totals, value)
+                totals = totals.merge(value)
         for minute, value in self.minutes.get(version, {}).items():
             if buckets.first_minute <= minute <= buckets.last_minute:
-                totals = merge(totals, value)
+                totals = totals.merge(value)
         return Snapshot(version, totals, self._positions(version))
 
     async def ping(self) -> None:

@@ -1,4 +1,4 @@
-"""`PostgresProgressListener`: one per process, it keeps the `ProgressBoard` current.
+"""`PostgresPositionListener`: one per process, it keeps the `PositionBoard` current.
 
 It holds a dedicated connection that LISTENs on `projection_advanced`; the projector notifies
 in each batch transaction with `{"version": v, "offsets": {"<partition>": next_offset}}`,
@@ -23,25 +23,25 @@ from typing import Any
 import asyncpg
 
 from query_api.adapters.postgres_reader import PROGRESS_SQL, UNAVAILABLE_ERRORS
-from query_api.ports import Progress
-from query_api.progress import ProgressBoard
-from shared.projection import NOTIFY_CHANNEL, decode_progress
+from query_api.ports import ProjectionPosition
+from query_api.position_board import PositionBoard
+from shared.projection import NOTIFY_CHANNEL, decode_position
 
 logger = logging.getLogger(__name__)
 
 
-def parse_payload(payload: str) -> Progress | None:
+def parse_payload(payload: str) -> ProjectionPosition | None:
     """The notification's payload, or None when it is not one we understand."""
-    decoded = decode_progress(payload)
-    return None if decoded is None else Progress(*decoded)
+    decoded = decode_position(payload)
+    return None if decoded is None else ProjectionPosition(*decoded)
 
 
-class PostgresProgressListener:
+class PostgresPositionListener:
     def __init__(
         self,
         *,
         dsn: str,
-        board: ProgressBoard,
+        board: PositionBoard,
         recheck_seconds: float = 0.5,
         probe_seconds: float = 5.0,
         min_reload_gap_seconds: float = 0.1,
@@ -63,7 +63,7 @@ class PostgresProgressListener:
 
     async def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="progress-listener")
+            self._task = asyncio.create_task(self._run(), name="position-listener")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -82,13 +82,13 @@ class PostgresProgressListener:
                 await conn.add_listener(NOTIFY_CHANNEL, self._on_notification)
                 await self._reload(conn)  # whatever was notified while we were not listening
                 self.connected.set()
-                logger.info("listening for projection progress")
+                logger.info("listening for projection position")
                 backoff = 0.1
                 await self._serve(conn)
             except UNAVAILABLE_ERRORS as err:
-                logger.warning("progress listener connection failed: %s", type(err).__name__)
+                logger.warning("position listener connection failed: %s", type(err).__name__)
             except Exception:  # the one watcher must outlive any surprise
-                logger.exception("progress listener failed; reconnecting")
+                logger.exception("position listener failed; reconnecting")
             finally:
                 self.connected.clear()
                 if conn is not None:
@@ -122,15 +122,15 @@ class PostgresProgressListener:
         if row is None:
             return
         offsets = dict(zip(row["partitions"], row["next_offsets"], strict=True))
-        self._board.observe(Progress(row["version"], offsets))
+        self._board.observe(ProjectionPosition(row["version"], offsets))
 
     def _on_notification(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
-        progress = parse_payload(str(payload))
-        known = self._board.progress
-        if progress is not None and known is not None and progress.version == known.version:
-            self._board.observe(progress)
+        position = parse_payload(str(payload))
+        known = self._board.position
+        if position is not None and known is not None and position.version == known.version:
+            self._board.observe(position)
             return
-        if progress is None:
+        if position is None:
             logger.warning("ignored a malformed %s notification", NOTIFY_CHANNEL)
         self._reload_requested = True  # another version, or unreadable: ask the database
         self._wake.set()

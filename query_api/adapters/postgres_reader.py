@@ -21,7 +21,8 @@ from typing import Any
 import asyncpg
 
 from query_api.errors import ProjectionUnavailableError
-from query_api.ports import BucketRange, PartitionPosition, Snapshot, Totals
+from query_api.ports import BucketRange, PartitionPosition, Snapshot
+from shared.totals import Totals
 
 logger = logging.getLogger(__name__)
 
@@ -147,9 +148,9 @@ def _snapshot(row: asyncpg.Record | None) -> Snapshot:
         return Snapshot(0, Totals())
     totals = Totals(
         count=int(row["tx_count"]),
-        total=Decimal(row["tx_sum"]),
-        maximum=row["tx_max"],
-        minimum=row["tx_min"],
+        sum=Decimal(row["tx_sum"]),
+        max=row["tx_max"],
+        min=row["tx_min"],
     )
     return Snapshot(row["version"], totals, _positions(row))
 

@@ -11,9 +11,9 @@ from projector.adapters.memory_store import InMemoryProjectionStore
 from projector.adapters.postgres_store import PostgresProjectionStore
 from projector.batch import Batch, decode
 from projector.errors import OffsetGapError, VersionChangedError
-from projector.fold import Totals
 from projector.ports import ProjectionStore
 from shared.events import serialize
+from shared.totals import Totals
 from tests.integration.support import event
 
 AT = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)

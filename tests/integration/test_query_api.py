@@ -17,10 +17,10 @@ import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from query_api.adapters.postgres_listener import PostgresProgressListener
+from query_api.adapters.postgres_listener import PostgresPositionListener
 from query_api.config import QueryConfig
 from query_api.main import create_app
-from query_api.progress import ProgressBoard
+from query_api.position_board import PositionBoard
 from shared.settings import DatabaseSettings, JwtSettings, LogSettings, QuerySettings
 
 NOW = 1_700_000_070.5  # :30.5 of a minute
@@ -51,13 +51,13 @@ async def serve(
         yield client, app
 
 
-def listener_of(app: FastAPI) -> PostgresProgressListener:
-    listener: PostgresProgressListener = app.state.listener
+def listener_of(app: FastAPI) -> PostgresPositionListener:
+    listener: PostgresPositionListener = app.state.listener
     return listener
 
 
-def board_of(app: FastAPI) -> ProgressBoard:
-    board: ProgressBoard = app.state.board
+def board_of(app: FastAPI) -> PositionBoard:
+    board: PositionBoard = app.state.board
     return board
 
 

@@ -16,7 +16,8 @@ import pytest
 from query_api.adapters.memory_reader import InMemoryProjectionReader, PartitionRow
 from query_api.adapters.postgres_reader import PostgresProjectionReader
 from query_api.errors import ProjectionUnavailableError
-from query_api.ports import BucketRange, PartitionPosition, ProjectionReader, Totals
+from query_api.ports import BucketRange, PartitionPosition, ProjectionReader
+from shared.totals import Totals
 
 
 def totals(count: int, total: str, maximum: str | None, minimum: str | None) -> Totals:
@@ -86,9 +87,9 @@ class PostgresSeeder:
             next_offset,
             log_end,
             t.count,
-            t.total,
-            t.maximum,
-            t.minimum,
+            t.sum,
+            t.max,
+            t.min,
         )
 
     async def _bucket(self, table: str, version: int, bucket: int, t: Totals) -> None:
@@ -99,9 +100,9 @@ class PostgresSeeder:
             version,
             bucket,
             t.count,
-            t.total,
-            t.maximum,
-            t.minimum,
+            t.sum,
+            t.max,
+            t.min,
         )
 
     async def second(self, version: int, bucket: int, t: Totals) -> None:
@@ -148,7 +149,7 @@ async def test_all_time_merges_one_row_per_partition(store: Seeder) -> None:
         PartitionPosition(2, 10, 12),
     )
     assert [p.lag for p in snapshot.positions] == [0, 7, 2]
-    assert snapshot.progress.offsets == {0: 5, 1: 0, 2: 10}
+    assert snapshot.position.offsets == {0: 5, 1: 0, 2: 10}
 
 
 async def test_sums_are_exact_decimals(store: Seeder) -> None:
@@ -157,8 +158,8 @@ async def test_sums_are_exact_decimals(store: Seeder) -> None:
     big = "123456789012345678901234567890.99"
     await store.partition(1, 2, 1, 1, totals(1, big, "1000000000000.00", "0.01"))
     snapshot = await store.reader.all_time()
-    assert snapshot.totals.total == Decimal("123456789012345678901234567891.29")
-    assert isinstance(snapshot.totals.maximum, Decimal)
+    assert snapshot.totals.sum == Decimal("123456789012345678901234567891.29")
+    assert isinstance(snapshot.totals.max, Decimal)
 
 
 async def test_reads_only_the_active_version(store: Seeder) -> None:

@@ -12,7 +12,7 @@ import asyncpg
 import httpx
 import pytest
 
-from projector.versions import REBUILD_LOCK
+from projector.adapters.postgres_catalog import REBUILD_LOCK
 from shared.events import TransactionRecorded
 from shared.settings import KafkaSettings
 from tests.integration.conftest import TopicFactory

@@ -1,29 +1,64 @@
-"""The fold is a commutative monoid over exact decimals."""
+"""`Totals` is a commutative monoid over exact decimals, and `Delta.of` (what a batch adds)
+equals a naive fold of one event at a time."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from projector.fold import EMPTY, Delta, Totals, epoch_second, fold
+from projector.fold import Delta, epoch_second
+from shared.totals import Totals
 
 amounts = st.decimals(
     min_value=Decimal("0.01"), max_value=Decimal(10**12), places=2, allow_nan=False
 )
+events = st.lists(
+    st.tuples(st.integers(0, 5), st.integers(1_700_000_000, 1_700_000_300), amounts), max_size=80
+)
+
+
+def naive(amounts: Iterable[Decimal]) -> Totals:
+    """One event at a time, by the definition of each figure."""
+    values = list(amounts)
+    if not values:
+        return Totals()
+    total = Decimal(0)
+    for value in values:
+        total += value
+    return Totals(len(values), total, max(values), min(values))
+
+
+@given(events)
+def test_delta_equals_a_naive_fold_per_partition_second_and_minute(
+    batch: list[tuple[int, int, Decimal]],
+) -> None:
+    by_partition: dict[int, list[Decimal]] = {}
+    by_second: dict[int, list[Decimal]] = {}
+    for partition, second, amount in batch:
+        by_partition.setdefault(partition, []).append(amount)
+        by_second.setdefault(second, []).append(amount)
+    delta = Delta.of(by_partition, by_second)
+
+    def expected(key: object) -> dict[int, Totals]:
+        keys = {key(p, s) for p, s, _ in batch}  # type: ignore[operator]
+        return {k: naive(a for p, s, a in batch if key(p, s) == k) for k in keys}  # type: ignore[operator]
+
+    assert delta.partitions == expected(lambda p, s: p)
+    assert delta.seconds == expected(lambda p, s: s)
+    assert delta.minutes == expected(lambda p, s: s // 60)
 
 
 @given(st.lists(amounts, max_size=60), st.randoms())
-def test_any_split_and_order_folds_to_the_same_totals(values: list[Decimal], rnd: object) -> None:
+def test_any_split_and_order_merges_to_the_same_totals(values: list[Decimal], rnd: object) -> None:
     shuffled = list(values)
     rnd.shuffle(shuffled)  # type: ignore[attr-defined]
     cut = rnd.randint(0, len(shuffled))  # type: ignore[attr-defined]
-    merged = fold(shuffled[cut:]).merge(fold(shuffled[:cut]))
-    assert merged == fold(values)
-    if values:
-        assert merged == Totals(len(values), sum(values, Decimal(0)), max(values), min(values))
+    merged = Totals.of_amounts(shuffled[cut:]).merge(Totals.of_amounts(shuffled[:cut]))
+    assert merged == Totals.of_amounts(values) == naive(values)
 
 
 @given(amounts, amounts, amounts)
@@ -35,13 +70,15 @@ def test_merge_is_associative_and_commutative(a: Decimal, b: Decimal, c: Decimal
 
 @given(amounts)
 def test_empty_is_the_identity(a: Decimal) -> None:
-    assert EMPTY.merge(Totals.of(a)) == Totals.of(a) == Totals.of(a).merge(EMPTY)
+    assert Totals().merge(Totals.of(a)) == Totals.of(a) == Totals.of(a).merge(Totals())
 
 
-def test_sums_stay_exact_at_every_scale() -> None:
-    totals = fold([Decimal("0.10"), Decimal("0.20")] + [Decimal("999999999999.99")] * 3)
-    assert totals.sum == Decimal("2999999999999.97") + Decimal("0.30")
+def test_sums_stay_exact_past_the_default_decimal_precision() -> None:
+    big = Decimal("999999999999.99")
+    totals = Totals.of_amounts([Decimal("0.10"), Decimal("0.20")] + [big] * 3)
     assert str(totals.sum) == "3000000000000.27"
+    huge = Totals(1, Decimal("1" + "0" * 30 + ".01"), big, big)  # 33 digits: past 28
+    assert str(huge.merge(Totals.of(Decimal("0.01"))).sum) == "1000000000000000000000000000000.02"
 
 
 def test_delta_puts_events_in_second_and_minute_buckets() -> None:

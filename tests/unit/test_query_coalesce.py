@@ -15,8 +15,8 @@ from pydantic import SecretStr
 from query_api.adapters.memory_reader import InMemoryProjectionReader
 from query_api.config import QueryConfig
 from query_api.main import create_app
-from query_api.ports import Progress, Snapshot
-from query_api.progress import ProgressBoard
+from query_api.ports import ProjectionPosition, Snapshot
+from query_api.position_board import PositionBoard
 from shared.auth import SCOPE_READ, mint_token
 from shared.settings import DatabaseSettings, JwtSettings, LogSettings, QuerySettings
 
@@ -41,7 +41,7 @@ class GatedReader(InMemoryProjectionReader):
 @asynccontextmanager
 async def serve(
     reader: InMemoryProjectionReader, **query: Any
-) -> AsyncIterator[tuple[httpx.AsyncClient, ProgressBoard]]:
+) -> AsyncIterator[tuple[httpx.AsyncClient, PositionBoard]]:
     config = QueryConfig(
         database=DatabaseSettings(),
         jwt=JWT,
@@ -96,7 +96,7 @@ async def test_a_read_begun_before_a_notified_commit_is_not_shared() -> None:
     async with serve(reader) as (client, board):
         first = asyncio.create_task(client.get("/stats"))
         await until(lambda: reader.started == 1)
-        board.observe(Progress(1, {0: 2}))  # a commit was notified meanwhile
+        board.observe(ProjectionPosition(1, {0: 2}))  # a commit was notified meanwhile
         reader.record(partition=0, amount=Decimal("5.00"), event_second=int(NOW))
         second = asyncio.create_task(client.get("/stats"))
         await until(lambda: reader.started == 2)

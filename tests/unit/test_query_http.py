@@ -16,8 +16,8 @@ from pydantic import SecretStr
 from query_api.adapters.memory_reader import InMemoryProjectionReader
 from query_api.config import QueryConfig
 from query_api.main import create_app
-from query_api.ports import Progress
-from query_api.progress import ProgressBoard
+from query_api.ports import ProjectionPosition
+from query_api.position_board import PositionBoard
 from shared.auth import SCOPE_READ, SCOPE_WRITE, mint_token
 from shared.settings import DatabaseSettings, JwtSettings, LogSettings, QuerySettings
 
@@ -38,7 +38,7 @@ def config(**query: Any) -> QueryConfig:
 @asynccontextmanager
 async def serve(
     reader: InMemoryProjectionReader, **query: Any
-) -> AsyncIterator[tuple[httpx.AsyncClient, ProgressBoard]]:
+) -> AsyncIterator[tuple[httpx.AsyncClient, PositionBoard]]:
     app = create_app(config(**query), reader=reader, clock=lambda: NOW)
     transport = httpx.ASGITransport(app=app)
     async with (
@@ -155,7 +155,7 @@ async def test_token_released_by_progress(reader: InMemoryProjectionReader) -> N
             while board.waiting == 0:
                 await asyncio.sleep(0)
         reader.record(partition=0, amount=Decimal("1.00"), event_second=int(NOW))
-        board.observe(Progress(1, {0: 2}))
+        board.observe(ProjectionPosition(1, {0: 2}))
         response = await asyncio.wait_for(request, 2)
     assert response.status_code == 200
     assert response.json()["count"] == 3

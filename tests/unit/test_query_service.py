@@ -10,10 +10,11 @@ import pytest
 from query_api.adapters.memory_reader import InMemoryProjectionReader, PartitionRow
 from query_api.errors import ConsistencyTimeoutError, InvalidQueryError
 from query_api.models import StatsResponse
-from query_api.ports import Progress, StatsKind, Totals, WaitOutcome
-from query_api.progress import ProgressBoard
+from query_api.ports import ProjectionPosition, StatsKind, WaitOutcome
+from query_api.position_board import PositionBoard
 from query_api.services import StatsService
 from shared.money import average
+from shared.totals import Totals
 
 NOW = 1_700_000_040.25  # :00.25 of a minute
 SECOND = int(NOW)
@@ -42,7 +43,7 @@ class RecordingMetrics:
 class Harness:
     def __init__(self, *, default_wait_ms: int = 2000, allowance: int = 5) -> None:
         self.reader = InMemoryProjectionReader()
-        self.board = ProgressBoard()
+        self.board = PositionBoard()
         self.clock = FakeClock()
         self.metrics = RecordingMetrics()
         self.service = StatsService(
@@ -138,7 +139,7 @@ def test_average_never_double_rounds() -> None:
 
 async def test_huge_sums_format_exactly() -> None:
     h = Harness()
-    big = Totals(count=2, total=Decimal("123456789012345678901234567890.10"))
+    big = Totals(count=2, sum=Decimal("123456789012345678901234567890.10"))
     h.reader.put_partition(0, PartitionRow(next_offset=2, totals=big))
     assert (await response(h)).sum == "123456789012345678901234567890.10"
 
@@ -230,7 +231,7 @@ async def test_token_covered_after_a_notification() -> None:
     await until(lambda: h.board.waiting == 1)
     assert not task.done()
     h.record("2.00", partition=0)  # the projector folds offset 1 ...
-    h.board.observe(Progress(1, {0: 2}))  # ... and the listener relays its notification
+    h.board.observe(ProjectionPosition(1, {0: 2}))  # ... and the listener relays its notification
     body = await asyncio.wait_for(task, 1)
     assert (body.count, body.sum) == (2, "3.00")
     assert h.reader.reads == 2  # one read before waiting, one after the wake-up: no polling
@@ -241,7 +242,7 @@ async def test_unrelated_progress_does_not_release_a_waiter() -> None:
     h = Harness()
     task = asyncio.create_task(response(h, consistency_token="v1.0-0.1-3", wait_ms=5000))
     await until(lambda: h.board.waiting == 1)
-    h.board.observe(Progress(1, {0: 1}))  # partition 1 still short
+    h.board.observe(ProjectionPosition(1, {0: 1}))  # partition 1 still short
     await asyncio.sleep(0)
     await asyncio.sleep(0)
     assert not task.done()
@@ -280,13 +281,13 @@ async def test_a_board_ahead_of_the_store_is_corrected_not_spun_on() -> None:
     # version that is behind: the service must believe the store and wait, not re-read in
     # a loop.
     h = Harness()
-    h.board.observe(Progress(1, {0: 100}))
+    h.board.observe(ProjectionPosition(1, {0: 100}))
     h.reader.active_version = 2
     h.reader.put_partition(0, PartitionRow(next_offset=3), version=2)
     with pytest.raises(ConsistencyTimeoutError):
         await h.service.stats(consistency_token="v1.0-50", wait_ms=50)
     assert h.reader.reads == 1
-    assert h.board.progress == Progress(2, {0: 3})
+    assert h.board.position == ProjectionPosition(2, {0: 3})
 
 
 async def test_window_with_a_token_waits_then_reads_the_window() -> None:

@@ -1,8 +1,10 @@
-"""The consumer loop: Kafka batches in, one `ProjectionStore.commit` per batch.
+"""The fold loop: records from a `RecordSource` in, one `ProjectionStore.commit` per batch.
 
-Kafka's committed offsets are never used: on start, on every assignment and after every
-failed batch the consumer seeks to the offsets stored in PostgreSQL, so whatever crashes, the
-next batch starts exactly where the last committed one ended.
+It knows no driver. Positions come from the store only: on start, on every assignment and
+after every failed batch the loop seeks the source to the offsets stored with the
+projection, so whatever crashes, the next batch starts exactly where the last committed one
+ended. After each commit of the live projection it also tells the source how far it got, for
+monitoring tools; that is never read back.
 """
 
 from __future__ import annotations
@@ -11,31 +13,41 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
-
 from projector.batch import Batch, ConsumedRecord, Poison, decode
-from projector.errors import OffsetGapError, VersionChangedError
+from projector.errors import (
+    OffsetGapError,
+    SourceUnavailable,
+    StoreUnavailable,
+    VersionChangedError,
+)
 from projector.metrics import ProjectorMetrics
-from projector.ports import CommitResult, ProjectionStore
+from projector.ports import CommitResult, Fetched, ProjectionStore, RecordSource
+from shared.offsets import highest_offsets
 
 logger = logging.getLogger(__name__)
 
 LONGEST_WINDOW = timedelta(hours=1)
+FIRST_BACKOFF_SECONDS = 0.1
 MAX_BACKOFF_SECONDS = 5.0
 DECODE_SLICE = 250
-TRANSIENT = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, KafkaError, TimeoutError)
+TRANSIENT = (StoreUnavailable, SourceUnavailable)
 
 Clock = Callable[[], datetime]
+Pause = Callable[[asyncio.Event, float], Awaitable[None]]
+"""Wait `seconds` after a transient failure, or less when the stop event is set."""
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+async def pause_unless_stopped(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +59,11 @@ class FoldTarget:
     version: int
 
 
-class Projector:
+class FoldLoop:
     def __init__(
         self,
         *,
-        consumer: AIOKafkaConsumer,
+        source: RecordSource,
         store: ProjectionStore,
         topic: str,
         target: FoldTarget,
@@ -59,8 +71,9 @@ class Projector:
         max_batch: int,
         poll_timeout_ms: int,
         clock: Clock = utc_now,
+        pause: Pause = pause_unless_stopped,
     ) -> None:
-        self._consumer = consumer
+        self._source = source
         self._store = store
         self._topic = topic
         self._target = target
@@ -69,6 +82,7 @@ class Projector:
         self._max_batch = max_batch
         self._poll_timeout_ms = poll_timeout_ms
         self._clock = clock
+        self._pause_for = pause
         self.batch_lock = asyncio.Lock()
         self.next_offsets: dict[int, int] = {}
         self.folded_total = 0
@@ -76,47 +90,59 @@ class Projector:
         self._backoff = 0.0
         # Bumped by every seek: records fetched before a seek are not committed after it.
         self._generation = 0
+        self._reporting: asyncio.Task[None] | None = None
 
-    @property
-    def listener(self) -> ConsumerRebalanceListener:
-        return _SeekOnAssign(self)
+    # -- the RebalanceHandler port ------------------------------------------------------------
 
-    async def seek_to_stored(self, partitions: Collection[TopicPartition]) -> None:
+    async def partitions_revoked(self, partitions: Sequence[int]) -> None:
+        # Wait for an in-flight batch: it commits (or fails) before the partitions move on.
+        async with self.batch_lock:
+            logger.info("partitions revoked", extra={"partitions": sorted(partitions)})
+
+    async def partitions_assigned(self, partitions: Sequence[int]) -> None:
+        logger.info("partitions assigned", extra={"partitions": sorted(partitions)})
+        try:
+            await self.seek_to_stored(partitions)
+        except TRANSIENT as err:
+            # The source reads from its default position then; the store skips what is
+            # already folded (or refuses a gap), and that batch re-seeks.
+            logger.warning("could not seek to the stored offsets on assignment: %r", err)
+
+    # -- folding ------------------------------------------------------------------------------
+
+    async def seek_to_stored(self, partitions: Sequence[int]) -> None:
         if not partitions:
             return
         if self._target.live:
             self.version = await self._store.active_version()
-        stored = await self._store.stored_offsets(self.version, [tp.partition for tp in partitions])
+        stored = await self._store.stored_offsets(self.version, partitions)
         self._generation += 1
-        for tp in partitions:
-            self._consumer.seek(tp, stored[tp.partition])
-            self.next_offsets[tp.partition] = stored[tp.partition]
+        for partition in partitions:
+            self._source.seek(partition, stored[partition])
+            self.next_offsets[partition] = stored[partition]
         logger.info(
             "positioned at stored offsets",
             extra={"version": self.version, "offsets": {str(p): o for p, o in stored.items()}},
         )
 
-    def _completes(self, batch: Batch) -> bool:
-        """With `until`: this batch takes every partition to its target."""
-        until = self._until
-        if until is None:
-            return False
-        reached = dict(self.next_offsets)
-        for partition, offset in batch.next_offsets().items():
-            reached[partition] = max(reached.get(partition, 0), offset)
-        return all(reached.get(p, 0) >= offset for p, offset in until.items())
-
     def caught_up(self) -> bool:
         """With `until`: every partition has reached its target offset."""
+        return self._reaches(self.next_offsets)
+
+    def _reaches(self, offsets: Mapping[int, int]) -> bool:
         until = self._until
         if until is None:
             return False
-        return all(self.next_offsets.get(p, 0) >= offset for p, offset in until.items())
+        return all(offsets.get(p, 0) >= offset for p, offset in until.items())
+
+    def _completes(self, batch: Batch) -> bool:
+        """With `until`: this batch takes every partition to its target."""
+        return self._reaches(highest_offsets(batch.next_offsets().items(), dict(self.next_offsets)))
 
     async def run(self, stop: asyncio.Event, *, until: Mapping[int, int] | None = None) -> None:
         """Fold until `stop` is set, or, with `until`, until every partition reached it.
 
-        Pipelined: while one batch commits (PostgreSQL's time), the next one is fetched and
+        Pipelined: while one batch commits (the store's time), the next one is fetched and
         decoded (ours). Commits stay strictly one after another, each under `batch_lock`, and a
         batch read before a seek (a failed commit, a rebalance) is dropped, not committed.
         """
@@ -126,14 +152,14 @@ class Projector:
         try:
             while not stop.is_set() and not self.caught_up():
                 try:
-                    fetched = await self._consumer.getmany(
+                    fetched = await self._source.fetch(
                         timeout_ms=self._poll_timeout_ms, max_records=self._max_batch
                     )
-                except KafkaError as err:  # e.g. the broker is gone: wait, then fetch again
+                except SourceUnavailable as err:  # e.g. the broker is gone: wait, fetch again
                     await self._pause(err, stop)
                     continue
                 generation = self._generation
-                prepared = await self._prepare(fetched) if fetched else None
+                prepared = await self._prepare(fetched) if fetched.records else None
                 if pending is not None:
                     await pending
                     pending = None
@@ -149,6 +175,7 @@ class Projector:
                 pending.cancel()  # leaving on an error: do not leave a commit running behind
                 with contextlib.suppress(asyncio.CancelledError, *TRANSIENT):
                     await pending
+            await self._finish_reporting()
 
     async def _commit(self, batch: Batch, decode_seconds: float, stop: asyncio.Event) -> None:
         async with self.batch_lock:
@@ -160,42 +187,46 @@ class Projector:
             except (VersionChangedError, OffsetGapError) as err:
                 logger.info("re-seeking: %s", err)
                 self._metrics.retries.labels(type(err).__name__).inc()
-                await self._recover(0.0, stop)
+                await self._recover(stop)
             except TRANSIENT as err:
                 await self._pause(err, stop)
-                await self._recover(0.0, stop)
+                await self._recover(stop)
             else:
                 if result.stale:
-                    # Behind the stored offsets (e.g. a seek on assignment failed and aiokafka
-                    # swallowed it): skipping is exact but slow, so jump to where we stand.
+                    # Behind the stored offsets (e.g. a seek on assignment failed): skipping is
+                    # exact but slow, so jump to where the projection stands.
                     self._metrics.retries.labels("stale").inc()
-                    await self._recover(0.0, stop)
+                    await self._recover(stop)
+                elif self._target.live:
+                    self._report_offsets()
 
     async def _pause(self, err: BaseException, stop: asyncio.Event) -> None:
         """Back off (0.1 s doubling to 5 s) after a transient failure, unless stopping."""
-        self._backoff = min(MAX_BACKOFF_SECONDS, max(0.1, self._backoff * 2))
+        self._backoff = min(MAX_BACKOFF_SECONDS, max(FIRST_BACKOFF_SECONDS, self._backoff * 2))
         logger.warning("%s; retrying in %.1f s", type(err).__name__, self._backoff)
         self._metrics.retries.labels(type(err).__name__).inc()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), self._backoff)
+        await self._pause_for(stop, self._backoff)
 
-    async def _recover(self, backoff: float, stop: asyncio.Event) -> None:
+    async def _recover(self, stop: asyncio.Event) -> None:
         """Re-seek every assigned partition to its stored offset, retrying until it works."""
         while not stop.is_set():
-            if backoff:
-                await asyncio.sleep(backoff)
             try:
-                await self._reseek_assigned()
+                await self.seek_to_stored(self._source.assignment())
             except TRANSIENT as err:
-                backoff = min(MAX_BACKOFF_SECONDS, max(0.1, backoff * 2))
-                logger.warning(
-                    "still failing (%s), retrying in %.1f s", type(err).__name__, backoff
-                )
+                await self._pause(err, stop)
             else:
                 return
 
-    async def _reseek_assigned(self) -> None:
-        await self.seek_to_stored(self._consumer.assignment())
+    def _report_offsets(self) -> None:
+        """Hand the folded offsets to the source for monitoring, one report at a time; a
+        report still running is not waited for (the next batch reports newer offsets)."""
+        if self._reporting is None or self._reporting.done():
+            offsets = {p: self.next_offsets[p] for p in self._source.assignment()}
+            self._reporting = asyncio.create_task(self._source.commit_offsets(offsets))
+
+    async def _finish_reporting(self) -> None:
+        if self._reporting is not None:
+            await self._reporting
 
     def _clip(self, records: list[ConsumedRecord]) -> list[ConsumedRecord]:
         until = self._until
@@ -203,33 +234,33 @@ class Projector:
             return records
         return [r for r in records if r.offset < until.get(r.partition, 0)]
 
-    async def _prepare(
-        self, fetched: Mapping[TopicPartition, list[object]]
-    ) -> tuple[Batch, float] | None:
+    async def _prepare(self, fetched: Fetched) -> tuple[Batch, float] | None:
         """Decode what was fetched; None when nothing is left to fold. It yields to the event
         loop every `DECODE_SLICE` records so that the commit in flight can send its next
-        statement as soon as PostgreSQL answered the previous one (the overlap is the point)."""
+        statement as soon as the store answered the previous one (the overlap is the point)."""
         started = time.perf_counter()
         records: list[ConsumedRecord] = []
-        for tp, messages in fetched.items():
+        for partition, messages in fetched.records.items():
             for start in range(0, len(messages), DECODE_SLICE):
                 for message in messages[start : start + DECODE_SLICE]:
-                    records.append(decode(tp.partition, message.offset, message.value))  # type: ignore[attr-defined]
+                    records.append(decode(partition, message.offset, message.value))
                 await asyncio.sleep(0)
         records = self._clip(records)
         if not records:
             return None
         batch = Batch(
             records=records,
-            log_end_offsets={tp.partition: self._consumer.highwater(tp) or 0 for tp in fetched},
+            log_end_offsets={p: fetched.log_end.get(p, 0) for p in fetched.records},
         )
         return batch, time.perf_counter() - started
 
     def _observe(self, batch: Batch, result: CommitResult, seconds: float) -> None:
-        for partition, offset in batch.next_offsets().items():
-            self.next_offsets[partition] = max(self.next_offsets.get(partition, 0), offset)
+        reached = batch.next_offsets()
+        highest_offsets(reached.items(), self.next_offsets)
+        for partition in reached:
             end = batch.log_end_offsets.get(partition, 0)
-            self._metrics.lag.labels(str(partition)).set(max(0, end - self.next_offsets[partition]))
+            lag = max(0, end - self.next_offsets[partition])
+            self._metrics.lag.labels(str(partition)).set(lag)
         horizon = self._clock() - LONGEST_WINDOW
         late = sum(1 for event in result.folded if event.occurred_at < horizon)
         self.folded_total += len(result.folded)
@@ -250,26 +281,3 @@ class Projector:
                         "reason": record.item.reason,
                     },
                 )
-
-
-class _SeekOnAssign(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, projector: Projector) -> None:
-        self._projector = projector
-
-    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
-        # Wait for an in-flight batch: it commits (or fails) before the partitions move on.
-        async with self._projector.batch_lock:
-            logger.info(
-                "partitions revoked", extra={"partitions": sorted(tp.partition for tp in revoked)}
-            )
-
-    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
-        logger.info(
-            "partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)}
-        )
-        try:
-            await self._projector.seek_to_stored(assigned)
-        except TRANSIENT as err:
-            # aiokafka would swallow it: fetching then starts from the earliest offset, the
-            # store skips what is already folded, and the first such batch re-seeks.
-            logger.warning("could not seek to the stored offsets on assignment: %r", err)

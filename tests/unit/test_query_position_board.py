@@ -1,4 +1,4 @@
-"""The progress board (what a process knows of the projection) and notification payloads."""
+"""The position board (what a process knows of the projection) and notification payloads."""
 
 from __future__ import annotations
 
@@ -8,53 +8,53 @@ import json
 import pytest
 
 from query_api.adapters.postgres_listener import parse_payload
-from query_api.ports import Progress
-from query_api.progress import ProgressBoard
+from query_api.ports import ProjectionPosition
+from query_api.position_board import PositionBoard
 
 
 def test_offsets_only_grow_within_a_version() -> None:
-    board = ProgressBoard()
-    board.observe(Progress(1, {0: 5, 1: 7}))
-    board.observe(Progress(1, {0: 3, 2: 1}))  # an older observation of 0: ignored
-    assert board.progress == Progress(1, {0: 5, 1: 7, 2: 1})
+    board = PositionBoard()
+    board.observe(ProjectionPosition(1, {0: 5, 1: 7}))
+    board.observe(ProjectionPosition(1, {0: 3, 2: 1}))  # an older observation of 0: ignored
+    assert board.position == ProjectionPosition(1, {0: 5, 1: 7, 2: 1})
 
 
 def test_another_version_replaces_what_was_known() -> None:
-    board = ProgressBoard()
-    board.observe(Progress(1, {0: 5, 1: 7}))
-    board.observe(Progress(2, {0: 2}))
-    assert board.progress == Progress(2, {0: 2})
-    board.replace(Progress(2, {0: 1}))
-    assert board.progress == Progress(2, {0: 1})
+    board = PositionBoard()
+    board.observe(ProjectionPosition(1, {0: 5, 1: 7}))
+    board.observe(ProjectionPosition(2, {0: 2}))
+    assert board.position == ProjectionPosition(2, {0: 2})
+    board.replace(ProjectionPosition(2, {0: 1}))
+    assert board.position == ProjectionPosition(2, {0: 1})
 
 
 def test_covers_needs_every_partition_past_the_token() -> None:
-    board = ProgressBoard()
+    board = PositionBoard()
     assert not board.covers({0: 0})  # knows nothing yet
-    board.observe(Progress(1, {0: 5}))
+    board.observe(ProjectionPosition(1, {0: 5}))
     assert board.covers({0: 4})
     assert not board.covers({0: 5})
     assert not board.covers({0: 0, 3: 0})  # partition 3 never folded
 
 
 async def test_waiters_wake_on_the_change_that_covers_them() -> None:
-    board = ProgressBoard()
-    board.observe(Progress(1, {0: 1}))
+    board = PositionBoard()
+    board.observe(ProjectionPosition(1, {0: 1}))
     first = asyncio.create_task(board.wait_until_covers({0: 1}))
     second = asyncio.create_task(board.wait_until_covers({0: 5}))
     async with asyncio.timeout(1):
         while board.waiting < 2:
             await asyncio.sleep(0)
-    board.observe(Progress(1, {0: 2}))
+    board.observe(ProjectionPosition(1, {0: 2}))
     await asyncio.wait_for(first, 1)
     assert not second.done()
-    board.observe(Progress(1, {0: 6}))
+    board.observe(ProjectionPosition(1, {0: 6}))
     await asyncio.wait_for(second, 1)
     assert board.waiting == 0
 
 
 async def test_a_timed_out_waiter_leaves_the_board() -> None:
-    board = ProgressBoard()
+    board = PositionBoard()
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.01):
             await board.wait_until_covers({0: 0})
@@ -63,7 +63,7 @@ async def test_a_timed_out_waiter_leaves_the_board() -> None:
 
 def test_payload_is_parsed() -> None:
     payload = json.dumps({"version": 3, "offsets": {"0": 10, "5": 2}})
-    assert parse_payload(payload) == Progress(3, {0: 10, 5: 2})
+    assert parse_payload(payload) == ProjectionPosition(3, {0: 10, 5: 2})
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ def describe(done: int, total: int, rate: float) -> str:
     return f"{done}/{total} offsets ({share:.1f}%), {rate:,.0f} events/s, ETA {eta}"
 
 
-class Progress:
+class ProgressReport:
     """Samples `position()` (offsets folded so far) against `total` while a fold runs."""
 
     def __init__(
