@@ -54,6 +54,11 @@ class Rig:
     pauses: Pauses
     stop: asyncio.Event
 
+    def write(self, partition: int, count: int, amount: str = "1.00") -> None:
+        """Append `count` events of `amount` to a partition of the log."""
+        for _ in range(count):
+            self.source.append(partition, event_bytes(amount))
+
     def retries(self, reason: str) -> float:
         value: float = self.metrics.retries.labels(reason)._value.get()
         return value

@@ -39,13 +39,11 @@ async def test_poison_records_are_stored_and_skipped() -> None:
 
 async def test_the_next_batch_is_fetched_while_a_commit_runs() -> None:
     rig = make_rig(poll_timeout_ms=10_000)
-    for _ in range(3):
-        rig.source.append(0, event_bytes("1.00"))
+    rig.write(0, 3)
     rig.store.hold_commits()
     async with running(rig):
         await rig.store.commit_waiting()
-        for _ in range(3):
-            rig.source.append(0, event_bytes("1.00"))
+        rig.write(0, 3)
         await rig.until(lambda: rig.source.positions[0] == 6)
         assert rig.store.commits_started == 1  # the second batch was read during the first
         rig.store.release_commits()
@@ -55,13 +53,11 @@ async def test_the_next_batch_is_fetched_while_a_commit_runs() -> None:
 
 async def test_a_gap_re_seeks_to_the_stored_offset() -> None:
     rig = make_rig()
-    for _ in range(5):
-        rig.source.append(0, event_bytes("1.00"))
+    rig.write(0, 5)
     async with running(rig):
         await settle(rig, 5)
         rig.source.move(0, 8)  # a position the store never gave: offsets 5-7 would be skipped
-        for _ in range(5):
-            rig.source.append(0, event_bytes("1.00"))
+        rig.write(0, 5)
         await settle(rig, 10)
     assert (await rig.store.totals(1)).count == 10
     assert rig.retries("OffsetGapError") == 1
@@ -70,8 +66,7 @@ async def test_a_gap_re_seeks_to_the_stored_offset() -> None:
 
 async def test_a_stale_batch_re_seeks_at_once() -> None:
     rig = make_rig(max_batch=2)
-    for _ in range(5):
-        rig.source.append(0, event_bytes("1.00"))
+    rig.write(0, 5)
     async with running(rig):
         await settle(rig, 5)
         commits = rig.store.commits_started
@@ -86,8 +81,7 @@ async def test_a_stale_batch_re_seeks_at_once() -> None:
 
 async def test_a_version_swap_mid_run_moves_the_fold_to_the_new_version() -> None:
     rig = make_rig()
-    for _ in range(3):
-        rig.source.append(0, event_bytes("1.00"))
+    rig.write(0, 3)
     async with running(rig):
         await settle(rig, 3)
         rig.store.versions[2] = copy.deepcopy(rig.store.versions[1])  # a rebuild, caught up
@@ -133,8 +127,7 @@ async def test_transient_errors_back_off_and_resume_from_the_stored_offsets() ->
 
 async def test_revocation_waits_for_the_batch_in_flight() -> None:
     rig = make_rig(poll_timeout_ms=10_000)
-    for _ in range(3):
-        rig.source.append(0, event_bytes("1.00"))
+    rig.write(0, 3)
     rig.store.hold_commits()
     async with running(rig):
         await rig.store.commit_waiting()
