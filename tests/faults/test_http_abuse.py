@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.database import create_database, drop_database
 from tests.faults import harness
 from tests.faults.harness import PROBLEM_JSON, Deployment, Service, writer_token
+from tests.scratch_database import create_database, drop_database
 
 pytestmark = pytest.mark.integration
 
