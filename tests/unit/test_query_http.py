@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 from query_api.adapters.memory_reader import InMemoryProjectionReader
 from query_api.config import QueryConfig
+from query_api.deps import services_of
 from query_api.main import create_app
 from query_api.ports import Progress
 from query_api.progress import ProgressBoard
@@ -45,7 +46,7 @@ async def serve(
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=transport, base_url="http://query") as client,
     ):
-        yield client, app.state.board
+        yield client, services_of(app).board
 
 
 @pytest.fixture
