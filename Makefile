@@ -41,8 +41,16 @@ down: ## stop the services, Kafka and PostgreSQL (data stays in .local/)
 run: infra env ## start everything in the foreground; Ctrl-C stops it
 	scripts/services.sh run
 
-test: infra ## unit + integration tests against the real Kafka and PostgreSQL
-	@$(PY) -m pytest -q -p no:cacheprovider tests; rc=$$?; \
+# `make test` picks the integration tests' Kafka and PostgreSQL once: testcontainers when a
+# Docker engine answers (GitHub's runners), else the local stack; pytest prints which.
+test: venv ## unit + integration tests against a real Kafka and PostgreSQL
+	@if $(PY) -m tests.integration.infra docker; then \
+	  export TXSTATS_TEST_INFRA=testcontainers; \
+	else \
+	  $(MAKE) --no-print-directory infra || exit 1; export TXSTATS_TEST_INFRA=local; \
+	fi; \
+	echo "make test: Kafka and PostgreSQL from $$TXSTATS_TEST_INFRA"; \
+	$(PY) -m pytest -q -p no:cacheprovider tests; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 test-unit: venv ## unit tests only (no services needed)

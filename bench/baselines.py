@@ -1,9 +1,10 @@
 """Baseline apps, served by the same uvicorn settings as the real services.
 
 - `noop_command_app`: `POST /transactions` and `POST /transactions/batch` with the command
-  API's own dependencies, so the same JWT check (scope `transactions:write`) and the same
-  exact-JSON parsing and Pydantic validation, then 201 with a constant body: nothing is
-  published. The real endpoint's cost over this one is the event log (and its response).
+  API's own dependencies (its `CommandServices`, with a publisher that is never called), so
+  the same JWT check (scope `transactions:write`) and the same exact-JSON parsing and
+  Pydantic validation, then 201 with a constant body: nothing is published. The real
+  endpoint's cost over this one is the event log (and its response).
 - `noop_stats_app`: `GET /stats` returning a constant JSON document of the real answer's shape,
   from a bare FastAPI route: the floor for any read endpoint on this stack.
 
@@ -12,12 +13,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI, Response
 
-from command_api.deps import BatchBody, TransactionBody, Writer
+from command_api.adapters.memory_publisher import InMemoryEventPublisher
+from command_api.deps import (
+    BatchBody,
+    CommandServices,
+    TransactionBody,
+    Writer,
+    install_services,
+)
+from command_api.services import TransactionService
 from shared.auth import JwtVerifier
 from shared.settings import CommandSettings, JwtSettings
 
@@ -46,9 +55,15 @@ def _utc_now() -> datetime:
 
 def noop_command_app() -> FastAPI:
     app = FastAPI(title="bench: no-op command endpoint")
-    app.state.verifier = JwtVerifier(JwtSettings())
-    app.state.clock = _utc_now
-    app.state.command_settings = CommandSettings()
+    install_services(
+        app,
+        CommandServices(
+            verifier=JwtVerifier(JwtSettings()),
+            clock=_utc_now,
+            max_clock_skew=timedelta(seconds=CommandSettings().max_clock_skew_seconds),
+            transactions=TransactionService(publisher=InMemoryEventPublisher(), clock=_utc_now),
+        ),
+    )
 
     @app.post("/transactions", status_code=201)
     async def record(_: Writer, __: TransactionBody) -> dict[str, Any]:

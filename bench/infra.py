@@ -14,9 +14,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.procs import BenchError
 from shared.auth import SCOPE_READ, SCOPE_WRITE, mint_token
-from shared.database import create_database, drop_database
 from shared.settings import DatabaseSettings, JwtSettings, KafkaSettings
 from shared.topic import ensure_topic
+from tests.scratch_database import create_database, drop_database
 
 logger = logging.getLogger(__name__)
 

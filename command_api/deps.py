@@ -1,47 +1,72 @@
-"""FastAPI dependencies of the command API: what the composition root built, handed to routes,
-and the request bodies, parsed exactly and validated after authentication."""
+"""FastAPI dependencies of the command API, as `Annotated` aliases over typed providers: what the
+composition root built (one `CommandServices`), handed to routes, and the request bodies,
+parsed exactly and validated after authentication."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, cast
+from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 
 from command_api.body import read_json, validate
 from command_api.models import TransactionBatchRequest, TransactionRequest, ValidationContext
 from command_api.services import Clock, TransactionService
-from shared.auth import SCOPE_WRITE, Principal, require_scope
-from shared.settings import CommandSettings
+from shared.auth import SCOPE_WRITE, JwtVerifier, Principal, require_scope
+from shared.web import AppServices
 
 
-async def get_service(request: Request) -> TransactionService:
-    # `async`: FastAPI runs a plain `def` dependency in its thread pool (a thread hop per request)
-    return cast(TransactionService, request.app.state.transaction_service)
+@dataclass(frozen=True, slots=True)
+class CommandServices:
+    """Everything a request of the command API needs, built once by `create_app`."""
+
+    verifier: JwtVerifier
+    clock: Clock
+    max_clock_skew: timedelta
+    transactions: TransactionService
 
 
-authenticate_writer = require_scope(SCOPE_WRITE)
+_services = AppServices(CommandServices)
 
-Writer = Annotated[Principal, Depends(authenticate_writer)]
+
+def install_services(app: FastAPI, services: CommandServices) -> None:
+    """Hand `services` to every request of `app` (called by the composition root)."""
+    _services.install(app, services)
+
+
+# `async`: FastAPI runs a plain `def` dependency in its thread pool (a thread hop per request)
+async def get_services(request: Request) -> CommandServices:
+    return _services.of(request.app)
+
+
+Services = Annotated[CommandServices, Depends(get_services)]
+
+
+async def get_verifier(services: Services) -> JwtVerifier:
+    return services.verifier
+
+
+async def get_service(services: Services) -> TransactionService:
+    return services.transactions
+
+
+Writer = Annotated[Principal, Depends(require_scope(SCOPE_WRITE, verifier=get_verifier))]
 Service = Annotated[TransactionService, Depends(get_service)]
 
 
-def _context(request: Request) -> ValidationContext:
-    clock = cast(Clock, request.app.state.clock)
-    settings = cast(CommandSettings, request.app.state.command_settings)
-    return ValidationContext(
-        now=clock(), max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds)
-    )
+def _context(services: CommandServices) -> ValidationContext:
+    return ValidationContext(now=services.clock(), max_clock_skew=services.max_clock_skew)
 
 
-async def transaction_body(request: Request, _: Writer) -> TransactionRequest:
+async def transaction_body(request: Request, services: Services, _: Writer) -> TransactionRequest:
     """The body of `POST /transactions`; read only once the caller is authenticated."""
-    return validate(TransactionRequest, await read_json(request), context=_context(request))
+    return validate(TransactionRequest, await read_json(request), context=_context(services))
 
 
-async def batch_body(request: Request, _: Writer) -> TransactionBatchRequest:
+async def batch_body(request: Request, services: Services, _: Writer) -> TransactionBatchRequest:
     """The body of `POST /transactions/batch`; read only once the caller is authenticated."""
-    return validate(TransactionBatchRequest, await read_json(request), context=_context(request))
+    return validate(TransactionBatchRequest, await read_json(request), context=_context(services))
 
 
 TransactionBody = Annotated[TransactionRequest, Depends(transaction_body)]

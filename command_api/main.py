@@ -8,23 +8,26 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from command_api.adapters.kafka_publisher import KafkaEventPublisher
 from command_api.config import CommandConfig
+from command_api.deps import CommandServices, install_services
 from command_api.errors import COMMAND_PROBLEMS
-from command_api.metrics import CommandMetrics, InstrumentedPublisher, RejectionCounter
+from command_api.instrumented_publisher import InstrumentedPublisher
+from command_api.metrics import CommandMetrics
 from command_api.models import TransactionBatchRequest, TransactionRequest
-from command_api.openapi import install_openapi
 from command_api.ports import EventPublisher
+from command_api.rejection_counter import RejectionCounter
 from command_api.routes import router
 from command_api.services import Clock, TransactionService
 from shared.auth import JwtVerifier
 from shared.errors import install_error_handlers
 from shared.logs import configure_logging
+from shared.openapi import install_openapi
 from shared.web import install_common
 
 DESCRIPTION = """\
@@ -72,10 +75,15 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
     )
-    app.state.verifier = verifier
-    app.state.clock = clock
-    app.state.command_settings = config.command
-    app.state.transaction_service = TransactionService(publisher=log, clock=clock)
+    install_services(
+        app,
+        CommandServices(
+            verifier=verifier,
+            clock=clock,
+            max_clock_skew=timedelta(seconds=config.command.max_clock_skew_seconds),
+            transactions=TransactionService(publisher=log, clock=clock),
+        ),
+    )
     app.include_router(router)
     install_common(
         app,

@@ -5,19 +5,13 @@
 - `event_publish_failures_total{reason}`: publishes that ended in a 503
   (`not_connected`, `timeout`, `rejected`).
 - `event_publish_duration_seconds`: time from handing events to the log until all are acked.
-Request latency is `http_request_duration_seconds` from `shared.web`.
+Request latency is `http_request_duration_seconds` from `shared.web`. Who counts:
+`instrumented_publisher.py` (publishes) and `rejection_counter.py` (refused requests).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
-
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from command_api.ports import EventPublisher, Position, PublishFailedError
-from shared.events import TransactionRecorded
 
 REJECTION_REASONS = {
     400: "malformed_json",
@@ -60,49 +54,3 @@ class CommandMetrics:
             self.rejected.labels(reason)
         for failure in ("not_connected", "timeout", "rejected"):
             self.publish_failures.labels(failure)
-
-
-class InstrumentedPublisher:
-    """An `EventPublisher` that counts what the wrapped one does."""
-
-    def __init__(self, inner: EventPublisher, metrics: CommandMetrics) -> None:
-        self._inner = inner
-        self._metrics = metrics
-
-    async def publish(self, events: Sequence[TransactionRecorded]) -> list[Position]:
-        started = time.perf_counter()
-        try:
-            positions = await self._inner.publish(events)
-        except PublishFailedError as err:
-            self._metrics.publish_failures.labels(err.reason).inc()
-            raise
-        self._metrics.publish_duration.observe(time.perf_counter() - started)
-        self._metrics.accepted.inc(len(positions))
-        return positions
-
-    async def check_ready(self) -> None:
-        await self._inner.check_ready()
-
-
-class RejectionCounter:
-    """ASGI middleware: count 4xx answers to the transaction routes, by reason. It sits
-    outermost so that it also sees the 413 of the body-size limit."""
-
-    def __init__(self, app: ASGIApp, *, metrics: CommandMetrics, path_prefix: str) -> None:
-        self.app = app
-        self.metrics = metrics
-        self.path_prefix = path_prefix
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self.path_prefix):
-            await self.app(scope, receive, send)
-            return
-
-        async def counting_send(message: Message) -> None:
-            if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
-                status = message["status"]
-                reason = REJECTION_REASONS.get(status, f"http_{status}")
-                self.metrics.rejected.labels(reason).inc()
-            await send(message)
-
-        await self.app(scope, receive, counting_send)

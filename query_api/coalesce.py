@@ -49,6 +49,7 @@ class StatsReadCoalescer:
         self._board = board
         self._metrics = metrics
         self._in_flight: _Read | None = None
+        self.joined = 0  # requests waiting for a shared read right now (tests wait on it)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -63,7 +64,11 @@ class StatsReadCoalescer:
         read = self._in_flight
         if read is not None and read.position is position:
             # shield: a joiner that goes away must not cancel the answer the others wait for
-            answer = await asyncio.shield(read.answer)
+            self.joined += 1
+            try:
+                answer = await asyncio.shield(read.answer)
+            finally:
+                self.joined -= 1
             if answer is not None:
                 await self._send(answer, scope, send)
                 return

@@ -1,6 +1,13 @@
-"""The query API's domain errors; `routes.py` translates them to problem+json."""
+"""The query API's errors: the domain errors its service and readers raise, and how each
+looks on the wire (RFC 9457 problem details), as `command_api/errors.py` does for writes."""
 
 from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from shared.auth import AUTH_PROBLEMS
+from shared.errors import VALIDATION, Problem, problem_response, problem_responses
 
 
 class QueryError(Exception):
@@ -22,3 +29,48 @@ class ProjectionUnavailableError(QueryError):
 
 class ConsistencyTimeoutError(QueryError):
     """The projection did not cover a consistency token within the allowed wait."""
+
+
+RETRY_AFTER_SECONDS = 1
+
+CONSISTENCY_TIMEOUT = Problem(
+    503,
+    "consistency-timeout",
+    "Projection not caught up yet",
+    {"Retry-After": str(RETRY_AFTER_SECONDS)},
+)
+PROJECTION_UNAVAILABLE = Problem(
+    503,
+    "projection-unavailable",
+    "Statistics store unavailable",
+    {"Retry-After": str(RETRY_AFTER_SECONDS)},
+)
+QUERY_PROBLEMS: dict[type[Exception], Problem] = {
+    **AUTH_PROBLEMS,
+    ConsistencyTimeoutError: CONSISTENCY_TIMEOUT,
+    ProjectionUnavailableError: PROJECTION_UNAVAILABLE,
+}
+
+READ_RESPONSES = problem_responses(
+    {
+        401: "Reads are protected (`STATS_REQUIRE_AUTH=true`) and the bearer token is missing, "
+        "malformed, expired, badly signed or for another audience/issuer.",
+        403: "Reads are protected and the token lacks the scope `stats:read`.",
+        422: "`window`, `wait_ms` or `consistency_token` is invalid; `errors` names the field.",
+        503: "The statistics store is unavailable, or the projection did not cover the "
+        "`consistency_token` within `wait_ms`. Retry after `Retry-After` seconds.",
+    }
+)
+
+
+def install_query_error_handlers(app: FastAPI) -> None:
+    """A parameter the service refused is a field error, like any validation failure."""
+
+    async def on_invalid_query(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, InvalidQueryError)
+        error = {"field": f"query.{exc.field}", "location": "query", "message": exc.message}
+        return problem_response(
+            VALIDATION, "One or more fields are invalid.", errors=[{**error, "code": "invalid"}]
+        )
+
+    app.add_exception_handler(InvalidQueryError, on_invalid_query)

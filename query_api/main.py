@@ -19,16 +19,18 @@ from query_api.adapters.postgres_reader import PostgresProjectionReader
 from query_api.adapters.prometheus_metrics import PrometheusStatsMetrics
 from query_api.coalesce import StatsReadCoalescer
 from query_api.config import QueryConfig
-from query_api.deps import read_guard
+from query_api.deps import QueryServices, install_services, read_guard, services_of
+from query_api.errors import QUERY_PROBLEMS, install_query_error_handlers
 from query_api.ports import Clock, ProjectionReader
 from query_api.position_board import PositionBoard
-from query_api.routes import QUERY_PROBLEMS, install_query_error_handlers, router
+from query_api.routes import router
 from query_api.services import StatsService
 from query_api.windows import future_allowance
-from shared.auth import AUTH_PROBLEMS, JwtVerifier
+from shared.auth import JwtVerifier
 from shared.database import create_pool, migrate
 from shared.errors import install_error_handlers
 from shared.logs import configure_logging
+from shared.openapi import install_openapi
 from shared.web import install_common
 
 MAX_QUERY_BODY_BYTES = 64 * 1024
@@ -52,6 +54,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             store = reader
+            listener = None
             if store is None:
                 pool = await create_pool(config.database)
                 stack.push_async_callback(pool.close)
@@ -65,9 +68,7 @@ def create_app(
                 )
                 await listener.start()
                 stack.push_async_callback(listener.stop)
-                app.state.listener = listener
-            app.state.reader = store
-            app.state.stats_service = StatsService(
+            stats = StatsService(
                 reader=store,
                 board=board,
                 clock=clock,
@@ -75,15 +76,16 @@ def create_app(
                 window_allowance=future_allowance(config.clock_skew_seconds),
                 default_wait_ms=config.query.default_wait_ms,
             )
+            services = QueryServices(
+                verifier=verifier, board=board, reader=store, stats=stats, listener=listener
+            )
+            install_services(app, services)
             yield
 
     app = FastAPI(title="Transactions query API", version="1.0.0", lifespan=lifespan)
-    app.state.verifier = verifier
-    app.state.board = board
 
     async def postgres_ready() -> None:
-        store: ProjectionReader = app.state.reader
-        await store.ping()
+        await services_of(app).reader.ping()
 
     if not config.query.stats_require_auth:  # answers are shared only when reads are public
         # Innermost of our middlewares: request ids, latency and the body limit still apply.
@@ -96,6 +98,7 @@ def create_app(
     )
     guard = read_guard(require_auth=config.query.stats_require_auth)
     app.include_router(router, dependencies=guard)
-    install_error_handlers(app, {**AUTH_PROBLEMS, **QUERY_PROBLEMS})
+    install_error_handlers(app, QUERY_PROBLEMS)
     install_query_error_handlers(app)
+    install_openapi(app)
     return app

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from fastapi import Depends, Request
+from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.errors import Problem
@@ -131,22 +131,21 @@ _bearer = HTTPBearer(auto_error=False, description="JWT bearer token (HS256, RS2
 AuthDependency = Callable[..., Coroutine[Any, Any, Principal]]
 
 
-def app_verifier(request: Request) -> JwtVerifier:
-    """The verifier each API's composition root puts on `app.state.verifier`."""
-    verifier: JwtVerifier = request.app.state.verifier
-    return verifier
+VerifierProvider = Callable[..., Awaitable[JwtVerifier]]
+"""A FastAPI dependency that returns the app's verifier (each API's `deps.get_verifier`)."""
 
 
-def require_scope(scope: str) -> AuthDependency:
-    """A FastAPI dependency: the request's principal, which must hold `scope`."""
+def require_scope(scope: str, *, verifier: VerifierProvider) -> AuthDependency:
+    """A FastAPI dependency: the request's principal, which must hold `scope`, checked by the
+    verifier that `verifier` provides."""
 
     async def authenticate(
-        request: Request,
+        jwt_verifier: JwtVerifier = Depends(verifier),  # noqa: B008
         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
     ) -> Principal:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise AuthenticationError("A bearer token is required.")
-        principal = app_verifier(request).verify(credentials.credentials)
+        principal = jwt_verifier.verify(credentials.credentials)
         if scope not in principal.scopes:
             raise PermissionDeniedError(f"The token lacks the scope {scope!r}.")
         return principal

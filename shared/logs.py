@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
@@ -57,17 +58,24 @@ class Throttle(logging.Filter):
     given libraries: during a broker outage aiokafka logs the same connection error
     thousands of times a second. The next record that passes says how many were dropped."""
 
-    def __init__(self, prefixes: tuple[str, ...], interval: float = 10.0) -> None:
+    def __init__(
+        self,
+        prefixes: tuple[str, ...],
+        interval: float = 10.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__()
         self._prefixes = prefixes
         self._interval = interval
+        self._clock = clock
         self._seen: dict[tuple[str, object], tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.name.startswith(self._prefixes):
             return True
         key = (record.name, record.msg)
-        now = time.monotonic()
+        now = self._clock()
         last, dropped = self._seen.get(key, (-self._interval, 0))
         if now - last < self._interval:
             self._seen[key] = (last, dropped + 1)

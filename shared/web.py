@@ -9,10 +9,12 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Generic, TypeVar
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.errors import INTERNAL, Problem, problem_response
@@ -26,8 +28,30 @@ READY_CHECK_TIMEOUT_SECONDS = 2.0
 
 ReadyCheck = Callable[[], Awaitable[None]]
 
+T = TypeVar("T")
+
 PAYLOAD_TOO_LARGE = Problem(413, "payload-too-large", "Payload too large")
 NOT_READY = Problem(503, "not-ready", "Service not ready", {"Retry-After": "1"})
+
+
+class AppServices(Generic[T]):
+    """The one typed container a composition root builds (verifier, services, clock...), kept
+    on its app and read back with its type checked, so nothing reads `app.state` untyped."""
+
+    _SLOT = "services"
+
+    def __init__(self, kind: type[T]) -> None:
+        self._kind = kind
+
+    def install(self, app: Starlette, services: T) -> None:
+        setattr(app.state, self._SLOT, services)
+
+    def of(self, app: Starlette) -> T:
+        services = getattr(app.state, self._SLOT, None)
+        if not isinstance(services, self._kind):
+            msg = f"the app holds no {self._kind.__name__}: build it with its create_app"
+            raise RuntimeError(msg)
+        return services
 
 
 class RequestContextMiddleware:

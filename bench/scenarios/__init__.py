@@ -1,4 +1,4 @@
-"""The scenarios of issue 7, each measured against its baseline in the same run."""
+"""The benchmark scenarios, each measured against its baseline in the same run."""
 
 from __future__ import annotations
 

@@ -41,8 +41,8 @@ CREATE TABLE seen_transactions (
     PRIMARY KEY (version, transaction_id)
 );
 
--- Event-time buckets for windows: 1-second buckets for the edges of a window, 1-minute
--- buckets for its middle; a window of up to an hour reads at most ~121 rows.
+-- Event-time buckets for windows: 1-second buckets for the partial minute at a window's
+-- start, 1-minute buckets for the rest; a window of up to an hour reads at most 120 rows.
 CREATE TABLE second_buckets (
     version  integer NOT NULL,
     bucket   bigint  NOT NULL,          -- epoch second

@@ -1,1 +1,1 @@
-"""Fault and attack suite (issue 8): real processes on a private Kafka + PostgreSQL."""
+"""Fault and attack suite: real processes on a private Kafka + PostgreSQL."""

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.database import create_database, drop_database
 from shared.settings import KafkaSettings
 from tests.faults import harness
+from tests.scratch_database import create_database, drop_database
 
 
 @pytest.fixture(scope="session")

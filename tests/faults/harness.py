@@ -236,13 +236,15 @@ class Deployment:
         args += ["--http", "httptools"] + ([] if access_log else ["--no-access-log"])
         return self._service("query_api", args, port, **env).start()
 
-    def projector(self, *, group_id: str | None = None, **env: str) -> Service:
+    def projector(self, *, group_id: str | None = None, http: bool = False, **env: str) -> Service:
+        """`http=True` serves its /health, /ready and /metrics on `Service.url`."""
+        port = free_port() if http else None
         return self._service(
             "projector",
             ["-m", "projector", "run"],
-            None,
+            port,
             PROJECTOR_GROUP_ID=group_id or f"faults-{uuid.uuid4().hex[:8]}",
-            PROJECTOR_HTTP_PORT="0",
+            PROJECTOR_HTTP_PORT=str(port or 0),
             **env,
         ).start()
 

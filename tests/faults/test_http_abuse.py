@@ -1,8 +1,8 @@
 """Hostile HTTP against the real servers (uvicorn + httptools, as the Dockerfiles run them,
 access log on): oversized and lying bodies, pathological JSON, wrong media types, abusive
-headers and query strings. Each is a clear 4xx problem, fast, never a 500; afterwards both
-servers are alive and serve a normal request, and their logs hold no stack trace, no secret
-and no token."""
+headers and query strings. Each is a clear 4xx problem, fast, never a 500; after each test
+both servers are alive and serve a normal request, and their logs hold no stack trace, no
+secret and no token (checked by an autouse fixture, so no test depends on the order)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.database import create_database, drop_database
 from tests.faults import harness
 from tests.faults.harness import PROBLEM_JSON, Deployment, Service, writer_token
+from tests.scratch_database import create_database, drop_database
 
 pytestmark = pytest.mark.integration
 
@@ -57,6 +57,30 @@ async def servers(
     finally:
         deployed.stop_all()
         await drop_database(stack.admin_database_url, database_url)
+
+
+@pytest.fixture(autouse=True)
+async def still_serving(servers: Servers) -> AsyncIterator[None]:
+    """After each hostile test, on its own (no test relies on another having run): both
+    servers are alive and serve a normal request, and their logs hold no stack trace, no
+    secret and no token."""
+    yield
+    token = servers.token()
+    async with httpx.AsyncClient(timeout=10) as client:
+        accepted = await client.post(
+            f"{servers.command.url}/transactions",
+            content=f'{{"amount": "12.34", "timestamp": "{NOW}"}}'.encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        stats = await client.get(
+            f"{servers.query.url}/stats", headers={"Authorization": f"Bearer {token}"}
+        )
+    assert accepted.status_code == 201, accepted.text
+    assert stats.status_code == 200, stats.text
+    assert servers.command.alive()
+    assert servers.query.alive()
+    for service in (servers.command, servers.query):
+        assert_clean_log(service.log(), servers.tokens, service.log_path)
 
 
 # ------------------------------------------------------------------------ raw sockets
@@ -285,31 +309,6 @@ async def test_a_token_in_the_query_string_is_not_a_credential(servers: Servers)
             assert write.status_code == 401
             read = await client.get(f"{servers.query.url}/stats?{name}={token}")
             assert read.status_code == 401
-
-
-# --------------------------------------------------------------- and still serving
-
-
-async def test_zz_after_all_that_both_servers_serve_and_logs_are_clean(
-    servers: Servers,
-) -> None:
-    """Runs last in the module (pytest keeps file order)."""
-    token = servers.token()
-    async with httpx.AsyncClient(timeout=10) as client:
-        accepted = await client.post(
-            f"{servers.command.url}/transactions",
-            content=f'{{"amount": "12.34", "timestamp": "{NOW}"}}'.encode(),
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        )
-        stats = await client.get(
-            f"{servers.query.url}/stats", headers={"Authorization": f"Bearer {token}"}
-        )
-    assert accepted.status_code == 201, accepted.text
-    assert stats.status_code == 200, stats.text
-    assert servers.command.alive()
-    assert servers.query.alive()
-    for service in (servers.command, servers.query):
-        assert_clean_log(service.log(), servers.tokens, service.log_path)
 
 
 def assert_clean_log(log: str, tokens: list[str], where: Path) -> None:

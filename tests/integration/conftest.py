@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import asyncpg
 import pytest
 
-from shared.database import create_database, drop_database
 from shared.settings import KafkaSettings
 from shared.topic import ensure_topic
 from tests.integration import infra
+from tests.scratch_database import create_database, drop_database
 
 pytestmark = pytest.mark.integration
 

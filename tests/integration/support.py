@@ -19,6 +19,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from pydantic import SecretStr
 
 from query_api.config import QueryConfig
@@ -98,6 +100,24 @@ async def projection_stats(pool: asyncpg.Pool) -> tuple[Stats, int]:
     row = await pool.fetchrow(ACTIVE_TOTALS)
     assert row is not None
     return Stats(row["count"], row["sum"], row["max"], row["min"]), row["consumed"]
+
+
+async def group_members(settings: KafkaSettings, group_id: str) -> list[set[int]]:
+    """The partitions of `settings.topic` each live member of the consumer group holds, as
+    the broker's group coordinator reports them."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        [response] = await admin.describe_consumer_groups([group_id])
+    finally:
+        await admin.close()
+    members: list[set[int]] = []
+    for group in response.groups:
+        for member in group[5]:
+            raw = member[-1]  # empty while the group rebalances
+            assignment = ConsumerProtocolMemberAssignment.decode(raw).assignment if raw else []
+            members.append({p for topic, ps in assignment if topic == settings.topic for p in ps})
+    return members
 
 
 async def wait_until(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from tests.integration.support import (
     ProjectorProcess,
     event,
     ground_truth,
+    group_members,
     projection_stats,
     publish,
     publish_raw,
@@ -121,15 +123,27 @@ async def test_two_projectors_share_partitions_and_survive_one_being_killed(
             PROJECTOR_MAX_BATCH="300",
         ).start()
 
+    async def members(predicate: Callable[[list[set[int]]], bool]) -> bool:
+        return predicate(await group_members(kafka, "pair"))
+
+    def split_between_two(held: list[set[int]]) -> bool:
+        return len(held) == 2 and all(held) and set.union(*held) == set(range(6))
+
     first, second = spawn("first"), spawn("second")
     try:
+        # Both hold partitions (so the one killed below owns some), and the fold is under way.
+        await wait_until(lambda: members(split_between_two), timeout=60, interval=0.2)
         await wait_until(lambda: consumed(pg_pool, len(events) // 3), timeout=120)
+        held = await group_members(kafka, "pair")
+        assert split_between_two(held), held
+        partial, _ = await projection_stats(pg_pool)
         first.kill()
+        # The group notices the death and gives all six partitions to the survivor.
+        await wait_until(lambda: members(lambda h: h == [set(range(6))]), timeout=60)
         await wait_until(lambda: consumed(pg_pool, len(events)), timeout=180)
     finally:
         first.stop()
         second.stop()
+    assert partial.count < len(events), "killed too late: the fold had already finished"
     stats, _ = await projection_stats(pg_pool)
     assert stats == ground_truth(events)
-    writers = await pg_pool.fetchval("SELECT count(DISTINCT partition) FROM partition_totals")
-    assert writers == 6

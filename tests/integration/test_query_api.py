@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from query_api.adapters.postgres_listener import PostgresPositionListener
 from query_api.config import QueryConfig
+from query_api.deps import services_of
 from query_api.main import create_app
 from query_api.position_board import PositionBoard
 from shared.settings import DatabaseSettings, JwtSettings, LogSettings, QuerySettings
@@ -52,13 +53,13 @@ async def serve(
 
 
 def listener_of(app: FastAPI) -> PostgresPositionListener:
-    listener: PostgresPositionListener = app.state.listener
+    listener = services_of(app).listener
+    assert listener is not None
     return listener
 
 
 def board_of(app: FastAPI) -> PositionBoard:
-    board: PositionBoard = app.state.board
-    return board
+    return services_of(app).board
 
 
 async def seed_partition(

@@ -85,21 +85,42 @@ async def test_rebuild_under_reads_and_writes_swaps_without_a_gap(
                 reads.append((response.status_code, response.json().get("count", -1)))
                 await asyncio.sleep(0.02)
 
-        late = random_events(2_000, seed=2)
+        late: list[TransactionRecorded] = []
+        rebuild_ended = asyncio.Event()
+        overlapped = 0  # chunks acknowledged after the rebuild began and before it swapped
+
+        async def version(sql: str) -> int | None:
+            value: int | None = await pg_pool.fetchval(sql)
+            return value
 
         async def writer() -> None:
-            for start in range(0, len(late), 100):
-                await publish(kafka, late[start : start + 100])
+            """Publish 100 events at a time until the swap, and one chunk after it."""
+            nonlocal overlapped
+            seed = 2
+            while True:
+                building = await version("SELECT max(version) FROM projection_versions")
+                chunk = random_events(100, seed=seed)
+                seed += 1
+                await publish(kafka, chunk)  # returns once every event is acknowledged
+                late.extend(chunk)
+                active = await version("SELECT version FROM projection_active")
+                if active != 1 or rebuild_ended.is_set():
+                    return
+                if building == 2:  # begun before this chunk, not swapped after its acks
+                    overlapped += 1
                 await asyncio.sleep(0.05)
 
         async with query_client(database_url) as query:
             reading = asyncio.create_task(reader(query))
             writing = asyncio.create_task(writer())
-            code = await run_to_end(process(kafka, database_url, tmp_path, "rebuild"), "rebuild")
+            rebuild = process(kafka, database_url, tmp_path, "rebuild", PROJECTOR_MAX_BATCH="500")
+            code = await run_to_end(rebuild, "rebuild")
+            rebuild_ended.set()
             await writing
             done.set()
             await reading
         assert code == 0, (tmp_path / "rebuild.log").read_text()
+        assert overlapped > 0, "no write was acknowledged while the rebuild ran"
 
         everything = events + late
         await wait_until(lambda: consumed(pg_pool, len(everything)), timeout=120)

@@ -9,87 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Any, ClassVar
 
 import pytest
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NotLeaderForPartitionError
 
 from command_api.adapters.kafka_publisher import KafkaEventPublisher
 from command_api.ports import EventLogNotReadyError, Position, PublishFailedError
-from shared.events import TransactionRecorded, deserialize, event_headers
+from shared.events import deserialize, event_headers
 from shared.settings import CommandSettings, KafkaSettings
+from tests.unit.fake_producer import FakeProducer, event
 
 TIMEOUT = 0.3
-
-
-@dataclass
-class Metadata:
-    partition: int
-    offset: int
-
-
-@dataclass
-class FakeCluster:
-    topics: dict[str, set[int]] = field(default_factory=dict)
-
-    def partitions_for_topic(self, topic: str) -> set[int] | None:
-        return self.topics.get(topic)
-
-
-class FakeClient:
-    def __init__(self) -> None:
-        self.cluster = FakeCluster()
-        self.reachable = True
-
-    async def add_topic(self, topic: str) -> bool:
-        self.cluster.topics.setdefault(topic, {0, 1, 2})
-        return True
-
-    async def force_metadata_update(self) -> bool:
-        return self.reachable
-
-
-class FakeProducer:
-    """Acks at once (`mode="ack"`), never (`"hang"`: broker gone), or with an error."""
-
-    made: ClassVar[list[FakeProducer]] = []
-    failing_starts: ClassVar[int] = 0
-
-    def __init__(self, **config: Any) -> None:
-        self.config = config
-        self.client = FakeClient()
-        self.mode = "ack"
-        self.sent: list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]] = []
-        self.pending: list[asyncio.Future[Metadata]] = []
-        self.stopped = False
-        FakeProducer.made.append(self)
-
-    async def start(self) -> None:
-        if FakeProducer.failing_starts > 0:
-            FakeProducer.failing_starts -= 1
-            raise KafkaConnectionError("Unable to bootstrap")
-
-    async def stop(self) -> None:
-        self.stopped = True
-
-    async def send(
-        self, topic: str, value: bytes, *, key: bytes, headers: list[tuple[str, bytes]]
-    ) -> asyncio.Future[Metadata]:
-        if self.mode == "refuse":
-            raise KafkaTimeoutError
-        self.sent.append((topic, key, value, headers))
-        ack: asyncio.Future[Metadata] = asyncio.get_running_loop().create_future()
-        if self.mode == "ack":
-            ack.set_result(Metadata(partition=len(key) % 3, offset=len(self.sent) - 1))
-        elif self.mode == "fail":
-            ack.set_exception(NotLeaderForPartitionError())
-        else:
-            self.pending.append(ack)
-        return ack
 
 
 @pytest.fixture(autouse=True)
@@ -104,18 +33,6 @@ def publisher() -> KafkaEventPublisher:
         CommandSettings(publish_timeout_seconds=TIMEOUT, producer_linger_ms=3),
         create_topic=False,
         producer_factory=FakeProducer,
-    )
-
-
-def event(transaction_id: str = "t-1") -> TransactionRecorded:
-    now = datetime.now(UTC)
-    return TransactionRecorded(
-        event_id=uuid.uuid4(),
-        transaction_id=transaction_id,
-        amount=Decimal("4.20"),
-        occurred_at=now,
-        recorded_at=now,
-        producer="p",
     )
 
 
@@ -212,14 +129,20 @@ async def test_unreachable_at_start_connects_in_the_background() -> None:
     await log.stop()
 
 
+def connecting() -> list[asyncio.Task[object]]:
+    return [t for t in asyncio.all_tasks() if t.get_name() == "kafka-connect" and not t.done()]
+
+
 async def test_stop_while_still_connecting_cancels_the_retries() -> None:
     FakeProducer.failing_starts = 1000
     log = publisher()
     await log.start()
+    async with asyncio.timeout(5):
+        while len(FakeProducer.made) < 2:  # the background retries have begun
+            await asyncio.sleep(0.05)
+    assert connecting()
     await log.stop()
-    made = len(FakeProducer.made)
-    await asyncio.sleep(0.6)
-    assert len(FakeProducer.made) == made
+    assert connecting() == []  # no retry is left to make another producer
     assert not log.connected
 
 

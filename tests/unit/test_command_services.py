@@ -12,7 +12,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from command_api.adapters.memory_publisher import InMemoryEventPublisher
-from command_api.metrics import CommandMetrics, InstrumentedPublisher
+from command_api.instrumented_publisher import InstrumentedPublisher
+from command_api.metrics import CommandMetrics
 from command_api.ports import Position, PublishFailedError
 from command_api.services import (
     MAX_BATCH_ITEMS,

@@ -1,4 +1,4 @@
-"""The container files (issue 6): docker-compose.yml, both Dockerfiles, .dockerignore, CI.
+"""The container files: docker-compose.yml, both Dockerfiles, .dockerignore, CI.
 
 No Docker engine is needed: the files are parsed and checked for the properties that the stack
 relies on. `scripts/docker_lint.sh` adds hadolint and Compose's own parser on top of this.
@@ -231,7 +231,7 @@ NEEDED_IN_THE_CONTEXT = (
     "command_api/main.py",
     "projector/__main__.py",
     "query_api/main.py",
-    "shared/migrations/001_init.sql",
+    "shared/migrations/001_projection.sql",
 )
 
 
@@ -255,6 +255,7 @@ def test_dockerignore_keeps_local_state_tests_and_secrets_out() -> None:
     for path in KEPT_OUT_OF_THE_CONTEXT:
         assert docker_ignored(path, patterns), f"{path} would be sent to the Docker daemon"
     for path in NEEDED_IN_THE_CONTEXT:
+        assert (ROOT / path).is_file(), f"{path} is named here but does not exist"
         assert not docker_ignored(path, patterns), f"the image build needs {path}"
 
 

@@ -42,8 +42,17 @@ def test_json_lines_carry_the_request_id_and_extra_fields() -> None:
     assert (line["message"], line["request_id"], line["partition"]) == ("hello", "req-1", 3)
 
 
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_library_floods_are_throttled_per_message_and_counted() -> None:
-    throttle = Throttle(("aiokafka",), interval=60)
+    clock = FakeClock()
+    throttle = Throttle(("aiokafka",), interval=60, clock=clock)
 
     def kafka(msg: str) -> logging.LogRecord:
         entry = record(msg)
@@ -54,3 +63,15 @@ def test_library_floods_are_throttled_per_message_and_counted() -> None:
     assert passed.count(True) == 1
     assert throttle.filter(kafka("another message"))
     assert all(throttle.filter(record("ours")) for _ in range(3))  # our own logs: never
+
+    clock.now += 60  # the interval is over: the next one passes and says how many were dropped
+    after = kafka("Unable to update metadata")
+    assert throttle.filter(after)
+    assert after.__dict__["suppressed"] == 999
+    again = kafka("Unable to update metadata")
+    assert not throttle.filter(again)  # a new interval began with the one that passed
+    clock.now += 60
+    quiet = kafka("Unable to update metadata")
+    assert throttle.filter(quiet)
+    assert quiet.__dict__["suppressed"] == 1
+    assert json.loads(JsonFormatter().format(after))["suppressed"] == 999

@@ -6,14 +6,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 from pydantic import SecretStr
 
 from query_api.adapters.memory_reader import InMemoryProjectionReader
+from query_api.coalesce import StatsReadCoalescer
 from query_api.config import QueryConfig
+from query_api.deps import services_of
 from query_api.main import create_app
 from query_api.ports import ProjectionPosition, Snapshot
 from query_api.position_board import PositionBoard
@@ -38,10 +42,22 @@ class GatedReader(InMemoryProjectionReader):
         return await super().all_time()
 
 
+@dataclass
+class Served:
+    client: httpx.AsyncClient
+    board: PositionBoard
+    app: FastAPI
+
+    def joined(self) -> int:
+        """Requests waiting for a read in flight (the app's middleware stack, once built)."""
+        node: Any = self.app.middleware_stack
+        while not isinstance(node, StatsReadCoalescer):
+            node = node.app
+        return node.joined
+
+
 @asynccontextmanager
-async def serve(
-    reader: InMemoryProjectionReader, **query: Any
-) -> AsyncIterator[tuple[httpx.AsyncClient, PositionBoard]]:
+async def serve(reader: InMemoryProjectionReader, **query: Any) -> AsyncIterator[Served]:
     config = QueryConfig(
         database=DatabaseSettings(),
         jwt=JWT,
@@ -55,7 +71,7 @@ async def serve(
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=transport, base_url="http://query") as client,
     ):
-        yield client, app.state.board
+        yield Served(client, services_of(app).board, app)
 
 
 def gated() -> GatedReader:
@@ -72,13 +88,13 @@ async def until(predicate: Any) -> None:
 
 async def test_concurrent_reads_share_one() -> None:
     reader = gated()
-    async with serve(reader) as (client, _):
+    async with serve(reader) as served:
+        client = served.client
         requests = [
             asyncio.create_task(client.get("/stats", headers={"X-Request-ID": f"r{n}"}))
             for n in range(5)
         ]
-        await until(lambda: reader.started == 1)
-        await asyncio.sleep(0.01)  # the others arrive and join
+        await until(lambda: reader.started == 1 and served.joined() == 4)
         reader.gate.set()
         responses = await asyncio.gather(*requests)
         metrics = (await client.get("/metrics")).text
@@ -93,7 +109,8 @@ async def test_concurrent_reads_share_one() -> None:
 
 async def test_a_read_begun_before_a_notified_commit_is_not_shared() -> None:
     reader = gated()
-    async with serve(reader) as (client, board):
+    async with serve(reader) as served:
+        client, board = served.client, served.board
         first = asyncio.create_task(client.get("/stats"))
         await until(lambda: reader.started == 1)
         board.observe(ProjectionPosition(1, {0: 2}))  # a commit was notified meanwhile
@@ -109,7 +126,8 @@ async def test_a_read_begun_before_a_notified_commit_is_not_shared() -> None:
 async def test_nothing_is_kept_after_the_read() -> None:
     reader = gated()
     reader.gate.set()
-    async with serve(reader) as (client, _):
+    async with serve(reader) as served:
+        client = served.client
         assert (await client.get("/stats")).json()["count"] == 1
         reader.record(partition=0, amount=Decimal("5.00"), event_second=int(NOW))
         assert (await client.get("/stats")).json()["count"] == 2
@@ -121,10 +139,10 @@ async def test_nothing_is_kept_after_the_read() -> None:
 async def test_joiners_get_the_leaders_failure_too() -> None:
     reader = gated()
     reader.unavailable = True
-    async with serve(reader) as (client, _):
+    async with serve(reader) as served:
+        client = served.client
         requests = [asyncio.create_task(client.get("/stats")) for _ in range(3)]
-        await until(lambda: reader.started == 1)
-        await asyncio.sleep(0.01)
+        await until(lambda: reader.started == 1 and served.joined() == 2)
         reader.gate.set()
         responses = await asyncio.gather(*requests)
     assert reader.started == 1
@@ -134,7 +152,8 @@ async def test_joiners_get_the_leaders_failure_too() -> None:
 
 async def test_reads_with_parameters_are_not_shared() -> None:
     reader = gated()
-    async with serve(reader) as (client, _):
+    async with serve(reader) as served:
+        client = served.client
         requests = [
             asyncio.create_task(client.get("/stats", params={"wait_ms": 0})) for _ in range(3)
         ]
@@ -147,7 +166,8 @@ async def test_reads_with_parameters_are_not_shared() -> None:
 async def test_protected_reads_are_not_shared() -> None:
     reader = gated()
     token = mint_token(JWT, subject="reader", scopes=[SCOPE_READ])
-    async with serve(reader, stats_require_auth=True) as (client, _):
+    async with serve(reader, stats_require_auth=True) as served:
+        client = served.client
         headers = {"Authorization": f"Bearer {token}"}
         requests = [asyncio.create_task(client.get("/stats", headers=headers)) for _ in range(3)]
         await until(lambda: reader.started == 3)

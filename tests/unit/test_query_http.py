@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 from query_api.adapters.memory_reader import InMemoryProjectionReader
 from query_api.config import QueryConfig
+from query_api.deps import services_of
 from query_api.main import create_app
 from query_api.ports import ProjectionPosition
 from query_api.position_board import PositionBoard
@@ -45,7 +46,7 @@ async def serve(
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=transport, base_url="http://query") as client,
     ):
-        yield client, app.state.board
+        yield client, services_of(app).board
 
 
 @pytest.fixture
@@ -233,3 +234,19 @@ async def test_reads_can_require_the_read_scope(
 async def test_reads_are_open_by_default(reader: InMemoryProjectionReader) -> None:
     async with serve(reader) as (client, _):
         assert (await client.get("/stats")).status_code == 200
+
+
+async def test_openapi_documents_every_error_as_problem_details(
+    reader: InMemoryProjectionReader,
+) -> None:
+    async with serve(reader, stats_require_auth=True) as (client, _):
+        spec = (await client.get("/openapi.json")).json()
+    assert "ProblemDetails" in spec["components"]["schemas"]
+    assert "FieldErrorDetail" in spec["components"]["schemas"]
+    responses = spec["paths"]["/stats"]["get"]["responses"]
+    assert {"401", "403", "422", "503"} <= responses.keys()
+    for status, response in responses.items():
+        if int(status) < 400:
+            continue
+        schema = response["content"]["application/problem+json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/ProblemDetails"}, status

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from decimal import Decimal
 
 import pytest
@@ -11,10 +12,10 @@ from query_api.adapters.memory_reader import InMemoryProjectionReader, Partition
 from query_api.errors import ConsistencyTimeoutError, InvalidQueryError
 from query_api.models import StatsResponse
 from query_api.ports import ProjectionPosition, StatsKind, WaitOutcome
+from shared.totals import Totals
 from query_api.position_board import PositionBoard
 from query_api.services import StatsService
 from shared.money import average
-from shared.totals import Totals
 
 NOW = 1_700_000_040.25  # :00.25 of a minute
 SECOND = int(NOW)
@@ -40,10 +41,23 @@ class RecordingMetrics:
         self.waits.append(outcome)
 
 
+class CountingBoard(PositionBoard):
+    """A `PositionBoard` that counts how often anyone asked whether it covers a token: a
+    waiter woken by a change re-checks, so a test can wait for that instead of for ticks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checks = 0
+
+    def covers(self, token: Mapping[int, int]) -> bool:
+        self.checks += 1
+        return super().covers(token)
+
+
 class Harness:
     def __init__(self, *, default_wait_ms: int = 2000, allowance: int = 5) -> None:
         self.reader = InMemoryProjectionReader()
-        self.board = PositionBoard()
+        self.board = CountingBoard()
         self.clock = FakeClock()
         self.metrics = RecordingMetrics()
         self.service = StatsService(
@@ -242,9 +256,9 @@ async def test_unrelated_progress_does_not_release_a_waiter() -> None:
     h = Harness()
     task = asyncio.create_task(response(h, consistency_token="v1.0-0.1-3", wait_ms=5000))
     await until(lambda: h.board.waiting == 1)
+    checks = h.board.checks
     h.board.observe(ProjectionPosition(1, {0: 1}))  # partition 1 still short
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
+    await until(lambda: h.board.checks > checks)  # the waiter woke and re-checked its token
     assert not task.done()
     assert h.reader.reads == 1
     task.cancel()

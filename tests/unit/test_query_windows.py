@@ -77,14 +77,22 @@ def test_future_allowance_is_whole_seconds() -> None:
     assert future_allowance(0) == 0
 
 
+# The README's bound: "1-second buckets for the partial minute at its start (at most 59 rows)
+# and 1-minute buckets for the rest (at most 61), so at most 120 bucket rows".
+SECOND_ROWS_BOUND = 59
+MINUTE_ROWS_BOUND = 61
+
+
 def test_bound_for_an_hour_with_the_default_allowance() -> None:
-    assert max_bucket_rows(seconds=3600, allowance=5) == 120  # 59 seconds + 61 minutes
-    worst = max(
-        plan_window(now=MINUTE_START + s, seconds=n, allowance=5).buckets.rows
+    assert max_bucket_rows(seconds=3600, allowance=5) == SECOND_ROWS_BOUND + MINUTE_ROWS_BOUND
+    plans = [
+        plan_window(now=MINUTE_START + s, seconds=n, allowance=5).buckets
         for n in range(1, MAX_WINDOW_SECONDS + 1)
         for s in range(60)
-    )
-    assert worst == 119  # the largest count actually reached: within the bound
+    ]
+    assert max(p.last_second - p.first_second + 1 for p in plans) <= SECOND_ROWS_BOUND
+    assert max(p.last_minute - p.first_minute + 1 for p in plans) <= MINUTE_ROWS_BOUND
+    assert max(p.rows for p in plans) <= SECOND_ROWS_BOUND + MINUTE_ROWS_BOUND
 
 
 @given(

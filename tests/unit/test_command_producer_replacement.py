@@ -1,7 +1,7 @@
-"""The fast companion of test_broker_outage.py (which is `slow`): what the broker outage
-revealed, pinned without a broker. After an outage aiokafka's idempotent producer can be left
-with a sequence state the broker refuses (`OutOfOrderSequenceNumber` on every later batch);
-the publisher must then replace it rather than answer 503 forever."""
+"""The fast companion of tests/faults/test_broker_outage.py (which is `slow`): what the
+broker outage revealed, pinned without a broker. After an outage aiokafka's idempotent
+producer can be left with a sequence state the broker refuses (`OutOfOrderSequenceNumber` on
+every later batch); the publisher must then replace it rather than answer 503 forever."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ from aiokafka.errors import OutOfOrderSequenceNumber, UnknownProducerId
 from command_api.adapters.kafka_publisher import KafkaEventPublisher
 from command_api.ports import PublishFailedError
 from shared.settings import CommandSettings, KafkaSettings
-from tests.integration.support import wait_until
-from tests.unit.test_command_kafka_publisher import FakeProducer, Metadata, event
+from tests.unit.fake_producer import FakeProducer, Metadata, event
 
 
 class SequenceProducer(FakeProducer):
@@ -60,10 +59,9 @@ async def test_a_producer_with_a_broken_sequence_is_replaced(
         await publisher.publish([event("a")])
     assert raised.value.reason == "rejected"
 
-    async def replaced() -> bool:
-        return publisher.connected
-
-    await wait_until(replaced, timeout=5, interval=0.05)
+    async with asyncio.timeout(5):
+        while not publisher.connected:  # replaced in the background
+            await asyncio.sleep(0.05)
     assert len(FakeProducer.made) == 2
     assert broken.stopped
     assert len(await publisher.publish([event("b")])) == 1  # accepted again, no restart

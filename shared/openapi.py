@@ -1,0 +1,37 @@
+"""OpenAPI with our own components: request models read by dependencies (exact decimals)
+and the problem-details schema every error response references."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+
+from shared.errors import ProblemDetails
+
+SCHEMA_REF = "#/components/schemas/{model}"
+
+
+def install_openapi(app: FastAPI, *, models: list[type[BaseModel]] | None = None) -> None:
+    """Generate the schema once, with `models` (and `ProblemDetails`) under components."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            registered: list[type[BaseModel]] = [*(models or []), ProblemDetails]
+            for model in registered:
+                model_schema = model.model_json_schema(ref_template=SCHEMA_REF)
+                components.update(model_schema.pop("$defs", {}))
+                components[model.__name__] = model_schema
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
