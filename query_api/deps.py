@@ -15,7 +15,7 @@ from shared.auth import SCOPE_READ, JwtVerifier, require_scope
 from shared.web import AppServices
 
 if TYPE_CHECKING:
-    from query_api.adapters.postgres_listener import PostgresProgressListener
+    from query_api.adapters.postgres_listener import PostgresPositionListener
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +26,7 @@ class QueryServices:
     board: PositionBoard
     reader: ProjectionReader
     stats: StatsService
-    listener: PostgresProgressListener | None = None  # None when a test injected the reader
+    listener: PostgresPositionListener | None = None  # None when a test injected the reader
 
 
 _services = AppServices(QueryServices)

@@ -12,10 +12,10 @@ from query_api.adapters.memory_reader import InMemoryProjectionReader, Partition
 from query_api.errors import ConsistencyTimeoutError, InvalidQueryError
 from query_api.models import StatsResponse
 from query_api.ports import ProjectionPosition, StatsKind, WaitOutcome
-from shared.totals import Totals
 from query_api.position_board import PositionBoard
 from query_api.services import StatsService
 from shared.money import average
+from shared.totals import Totals
 
 NOW = 1_700_000_040.25  # :00.25 of a minute
 SECOND = int(NOW)
