@@ -28,7 +28,7 @@ from command_api.deps import (
 )
 from command_api.services import TransactionService
 from shared.auth import JwtVerifier
-from shared.settings import CommandSettings, JwtSettings
+from shared.settings import ClockSkewSettings, JwtSettings
 
 ACCEPTED: dict[str, Any] = {"status": "accepted"}
 
@@ -60,7 +60,7 @@ def noop_command_app() -> FastAPI:
         CommandServices(
             verifier=JwtVerifier(JwtSettings()),
             clock=_utc_now,
-            max_clock_skew=timedelta(seconds=CommandSettings().max_clock_skew_seconds),
+            max_clock_skew=timedelta(seconds=ClockSkewSettings().max_clock_skew_seconds),
             transactions=TransactionService(publisher=InMemoryEventPublisher(), clock=_utc_now),
         ),
     )

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.settings import CommandSettings, JwtSettings, KafkaSettings, LogSettings
+from shared.settings import (
+    ClockSkewSettings,
+    CommandSettings,
+    JwtSettings,
+    KafkaSettings,
+    LogSettings,
+)
 
 
 @dataclass(frozen=True, slots=True)
 class CommandConfig:
     kafka: KafkaSettings
     command: CommandSettings
+    clock_skew: ClockSkewSettings
     jwt: JwtSettings
     log: LogSettings
 
@@ -19,6 +26,7 @@ class CommandConfig:
         return cls(
             kafka=KafkaSettings(),
             command=CommandSettings(),
+            clock_skew=ClockSkewSettings(),
             jwt=JwtSettings(),
             log=LogSettings(),
         )

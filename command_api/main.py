@@ -80,7 +80,7 @@ def create_app(
         CommandServices(
             verifier=verifier,
             clock=clock,
-            max_clock_skew=timedelta(seconds=config.command.max_clock_skew_seconds),
+            max_clock_skew=timedelta(seconds=config.clock_skew.max_clock_skew_seconds),
             transactions=TransactionService(publisher=log, clock=clock),
         ),
     )

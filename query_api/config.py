@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.settings import (
-    CommandSettings,
+    ClockSkewSettings,
     DatabaseSettings,
     JwtSettings,
     LogSettings,
@@ -29,7 +29,5 @@ class QueryConfig:
             jwt=JwtSettings(),
             query=QuerySettings(),
             log=LogSettings(),
-            # The same MAX_CLOCK_SKEW_SECONDS the command API validates timestamps with:
-            # windows include future-stamped events up to that far ahead.
-            clock_skew_seconds=CommandSettings().max_clock_skew_seconds,
+            clock_skew_seconds=ClockSkewSettings().max_clock_skew_seconds,
         )

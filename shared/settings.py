@@ -74,11 +74,19 @@ class LogSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
-class CommandSettings(BaseSettings):
+class ClockSkewSettings(BaseSettings):
+    """How far in the future an event's timestamp may be: the command API refuses later ones,
+    the query API's windows include events up to that far ahead."""
+
     model_config = _ENV
 
     # At most 60: a window read then touches at most 120 bucket rows (see query_api/windows.py).
     max_clock_skew_seconds: float = Field(default=5.0, ge=0, le=60)
+
+
+class CommandSettings(BaseSettings):
+    model_config = _ENV
+
     publish_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     producer_linger_ms: int = Field(default=2, ge=0, le=1000)

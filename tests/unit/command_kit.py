@@ -17,7 +17,13 @@ from command_api.config import CommandConfig
 from command_api.main import create_app
 from command_api.ports import EventPublisher
 from shared.auth import SCOPE_WRITE
-from shared.settings import CommandSettings, JwtSettings, KafkaSettings, LogSettings
+from shared.settings import (
+    ClockSkewSettings,
+    CommandSettings,
+    JwtSettings,
+    KafkaSettings,
+    LogSettings,
+)
 
 SECRET = "unit-test-secret-that-is-long-enough-0123456789"
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
@@ -49,8 +55,8 @@ def command_config(
 ) -> CommandConfig:
     return CommandConfig(
         kafka=kafka or KafkaSettings(bootstrap_servers="127.0.0.1:9092", topic="unit.unused"),
+        clock_skew=ClockSkewSettings(max_clock_skew_seconds=max_clock_skew_seconds),
         command=CommandSettings(
-            max_clock_skew_seconds=max_clock_skew_seconds,
             publish_timeout_seconds=publish_timeout_seconds,
             max_body_bytes=1024 * 1024,
             producer_linger_ms=2,

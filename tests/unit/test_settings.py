@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from shared.settings import CommandSettings, JwtSettings
+from shared.settings import ClockSkewSettings, JwtSettings
 
 
 def test_a_short_jwt_secret_is_refused_and_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -26,4 +26,4 @@ def test_blank_optional_jwt_settings_mean_unset(monkeypatch: pytest.MonkeyPatch)
 
 def test_clock_skew_is_capped_to_keep_window_reads_bounded() -> None:
     with pytest.raises(ValidationError):
-        CommandSettings(max_clock_skew_seconds=61)
+        ClockSkewSettings(max_clock_skew_seconds=61)
