@@ -24,6 +24,7 @@ from query_api.ports import Clock, ProjectionReader
 from query_api.progress import ProgressBoard
 from query_api.routes import QUERY_PROBLEMS, install_query_error_handlers, router
 from query_api.services import StatsService
+from query_api.stream_wiring import install_stream, start_stream
 from query_api.windows import future_allowance
 from shared.auth import AUTH_PROBLEMS, JwtVerifier
 from shared.database import create_pool, migrate
@@ -75,6 +76,9 @@ def create_app(
                 window_allowance=future_allowance(config.clock_skew_seconds),
                 default_wait_ms=config.query.default_wait_ms,
             )
+            await start_stream(
+                app, stack, config=config.query, board=board, service=app.state.stats_service
+            )
             yield
 
     app = FastAPI(title="Transactions query API", version="1.0.0", lifespan=lifespan)
@@ -96,6 +100,7 @@ def create_app(
     )
     guard = read_guard(require_auth=config.query.stats_require_auth)
     app.include_router(router, dependencies=guard)
-    install_error_handlers(app, {**AUTH_PROBLEMS, **QUERY_PROBLEMS})
+    stream_problems = install_stream(app, config=config.query, registry=registry, guard=guard)
+    install_error_handlers(app, {**AUTH_PROBLEMS, **QUERY_PROBLEMS, **stream_problems})
     install_query_error_handlers(app)
     return app

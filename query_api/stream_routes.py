@@ -1,0 +1,124 @@
+"""HTTP edge of the stats stream: `GET /stats/stream`, Server-Sent Events.
+
+The framing, the heartbeat comments, the send timeout and closing streams when uvicorn shuts
+down come from sse-starlette (`EventSourceResponse`); what is sent comes from the process's one
+`StatsBroadcaster` (query_api/stream.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, cast
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from pydantic import Field
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.types import Receive, Scope, Send
+
+from query_api.models import StatsResponse
+from query_api.services import StatsService
+from query_api.stream import Read, StatsBroadcaster, StreamEvent, StreamFullError, Subscription
+from query_api.windows import MAX_WINDOW_SECONDS, MIN_WINDOW_SECONDS
+from shared.consistency import encode_token
+from shared.errors import Problem
+
+MAX_STREAM_WINDOWS = 8
+
+STREAM_FULL = Problem(503, "stream-full", "Too many streams", {"Retry-After": "5"})
+STREAM_PROBLEMS: dict[type[Exception], Problem] = {StreamFullError: STREAM_FULL}
+
+
+def snapshot_reader(service: StatsService) -> Read:
+    """The broadcaster's read: one `/stats` document, with its offsets as the event id."""
+
+    async def read(window: int | None) -> StreamEvent:
+        view = await service.stats(window_seconds=window)
+        document = StatsResponse.from_view(view)
+        return StreamEvent(
+            id=encode_token(document.as_of.offsets),
+            data=document.model_dump_json(),
+            window=window,
+        )
+
+    return read
+
+
+async def get_broadcaster(request: Request) -> StatsBroadcaster:
+    return cast(StatsBroadcaster, request.app.state.stream_broadcaster)
+
+
+BroadcasterDep = Annotated[StatsBroadcaster, Depends(get_broadcaster)]
+WindowsParam = Annotated[
+    list[Annotated[int, Field(ge=MIN_WINDOW_SECONDS, le=MAX_WINDOW_SECONDS)]] | None,
+    Query(
+        max_length=MAX_STREAM_WINDOWS,
+        description="Windows to stream (repeat for several, up to 8); all-time when absent.",
+    ),
+]
+LastEventIdHeader = Annotated[
+    str | None,
+    Header(
+        alias="Last-Event-ID",
+        max_length=32_768,
+        description="Sent by reconnecting EventSources: the stream resumes at once with the "
+        "current snapshot (it is always complete, no event needs replaying).",
+    ),
+]
+
+
+class _StreamResponse(EventSourceResponse):
+    """Unsubscribes however the response ends (done, client gone, send timeout, shutdown)."""
+
+    def __init__(
+        self, broadcaster: StatsBroadcaster, subscription: Subscription, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self._broadcaster = broadcaster
+        self._subscription = subscription
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._broadcaster.unsubscribe(self._subscription)
+
+
+def stream_router(*, heartbeat_seconds: float, send_timeout_seconds: float) -> APIRouter:
+    router = APIRouter(tags=["stats"])
+
+    @router.get(
+        "/stats/stream",
+        summary="Live statistics (Server-Sent Events)",
+        response_class=EventSourceResponse,
+        responses={
+            200: {
+                "content": {"text/event-stream": {}},
+                "description": "`event: stats` with a `GET /stats` document as data",
+            },
+            401: {"description": "Bearer token missing or invalid (when reads are protected)"},
+            403: {"description": "Token lacks the scope stats:read"},
+            422: {"description": "Invalid window"},
+            503: {"description": "The process serves STREAM_MAX_CLIENTS streams already"},
+        },
+    )
+    async def stream_stats(
+        broadcaster: BroadcasterDep,
+        window: WindowsParam = None,
+        last_event_id: LastEventIdHeader = None,
+    ) -> EventSourceResponse:
+        subscription = broadcaster.subscribe(window or [None])
+
+        async def events() -> AsyncIterator[ServerSentEvent]:
+            while (event := await subscription.next()) is not None:
+                yield ServerSentEvent(data=event.data, event="stats", id=event.id)
+
+        return _StreamResponse(
+            broadcaster,
+            subscription,
+            content=events(),
+            ping=heartbeat_seconds,
+            send_timeout=send_timeout_seconds,
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    return router
