@@ -35,12 +35,18 @@ def snapshot_reader(service: StatsService) -> Read:
         view = await service.stats(window_seconds=window)
         document = StatsResponse.from_view(view)
         return StreamEvent(
-            id=encode_token(document.as_of.offsets),
+            id=_position_id(document.as_of.offsets),
             data=document.model_dump_json(),
             window=window,
         )
 
     return read
+
+
+def _position_id(offsets: dict[int, int]) -> str:
+    """The snapshot's offsets in consistency-token form (`v1.<partition>-<next offset>...`);
+    `v1.` when nothing was folded yet."""
+    return encode_token(offsets) if offsets else "v1."
 
 
 async def get_broadcaster(request: Request) -> StatsBroadcaster:
