@@ -42,6 +42,7 @@ run: infra env ## start everything in the foreground; Ctrl-C stops it
 	scripts/services.sh run
 
 test: infra ## unit + integration tests against the real Kafka and PostgreSQL
+	@scripts/browser.sh  # chromium + chromium-driver for the dashboard test (apt-get when missing)
 	@$(PY) -m pytest -q -p no:cacheprovider tests; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
