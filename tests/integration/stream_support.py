@@ -36,8 +36,11 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def serve_query(database_url: str, **query: Any) -> AsyncIterator[Served]:
-    """The query API from its composition root, served by uvicorn on 127.0.0.1:<ephemeral>."""
+async def serve_query(
+    database_url: str, *, send_buffer: int | None = None, **query: Any
+) -> AsyncIterator[Served]:
+    """The query API from its composition root, served by uvicorn on 127.0.0.1:<ephemeral>;
+    `send_buffer` shrinks the kernel send buffer of its connections (slow-client tests)."""
     config = QueryConfig(
         database=DatabaseSettings(
             database_url=SecretStr(database_url), database_pool_min=1, database_pool_max=4
@@ -49,6 +52,8 @@ async def serve_query(database_url: str, **query: Any) -> AsyncIterator[Served]:
     app = create_app(config)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if send_buffer is not None:  # accepted sockets inherit it
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(

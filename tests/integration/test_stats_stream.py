@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -169,3 +171,53 @@ async def test_clients_beyond_the_limit_get_503(database_url: str) -> None:
     assert refused.headers["content-type"] == "application/problem+json"
     assert refused.json()["title"] == "Too many streams"
     assert refused.headers["retry-after"] == "5"
+
+
+async def test_a_client_that_stops_reading_is_dropped(
+    pg_pool: asyncpg.Pool, database_url: str
+) -> None:
+    await seed_partition(pg_pool, 0, next_offset=1, amounts=["1.00"])
+    async with (
+        serve_query(
+            database_url,
+            send_buffer=4096,
+            stream_max_hz=100,
+            stream_queue_size=2,
+            stream_send_timeout_seconds=2,
+        ) as served,
+        httpx.AsyncClient(base_url=served.base_url) as client,
+        stream(client) as healthy,
+    ):
+        await healthy.next()
+        host, port = served.base_url.removeprefix("http://").split(":")
+        slow = socket.socket()
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(slow, (host, int(port)))
+        windows = "&".join(f"window={n}" for n in range(1, 9))
+        request = f"GET /stats/stream?{windows} HTTP/1.1\r\nHost: {host}\r\n\r\n"
+        await loop.sock_sendall(slow, request.encode())
+        await wait_until(lambda: served.broadcaster.clients == 2)  # then never read again
+        offset = 2
+        async with asyncio.timeout(60):
+            while served.broadcaster.clients > 1:  # snapshots flow until the slow one is out
+                await advance(pg_pool, 0, offset)
+                offset += 1
+                await asyncio.sleep(0.01)
+        # the well-behaved stream goes on, and sees the latest change
+        latest = await healthy.until(lambda e: e.data["as_of"]["offsets"]["0"] == offset - 1)
+        assert latest.data["count"] == offset - 1
+        metrics = (await client.get("/metrics")).text
+        assert "stats_stream_dropped_clients_total 1.0" in metrics
+        # and the server closes the slow connection (send timeout): reading reaches EOF
+        async with asyncio.timeout(30):
+            while await loop.sock_recv(slow, 65536):
+                pass
+        slow.close()
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
