@@ -7,13 +7,14 @@ down come from sse-starlette (`EventSourceResponse`); what is sent comes from th
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from query_api.models import StatsResponse
 from query_api.services import StatsService
@@ -73,7 +74,9 @@ LastEventIdHeader = Annotated[
 
 
 class _StreamResponse(EventSourceResponse):
-    """Unsubscribes however the response ends (done, client gone, send timeout, shutdown)."""
+    """Unsubscribes however the response ends (done, client gone, send timeout, shutdown),
+    and ends the HTTP response properly when sse-starlette stops it for a server shutdown
+    (it returns without the last body message; clients would see a truncated transfer)."""
 
     def __init__(
         self, broadcaster: StatsBroadcaster, subscription: Subscription, **kwargs: Any
@@ -83,8 +86,21 @@ class _StreamResponse(EventSourceResponse):
         self._subscription = subscription
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = completed = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started, completed
+            if message["type"] == "http.response.start":
+                started = True
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                completed = True
+            await send(message)
+
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, tracking_send)
+            if started and not completed:
+                with contextlib.suppress(OSError):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             self._broadcaster.unsubscribe(self._subscription)
 

@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 import httpx
+import pytest
 
 from shared.auth import SCOPE_READ
 from tests.integration.command_support import running_app
@@ -21,7 +26,7 @@ from tests.integration.conftest import TopicFactory
 from tests.integration.stream_support import serve_query, stream
 from tests.integration.support import ProjectorProcess
 from tests.integration.test_query_api import advance, seed_partition
-from tests.unit.command_kit import bearer, token
+from tests.unit.command_kit import SECRET, bearer, token
 
 
 async def test_a_client_connected_before_a_post_receives_it(
@@ -221,3 +226,48 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> No
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.01)
+
+
+async def test_shutdown_ends_open_streams_cleanly(database_url: str) -> None:
+    """A real `uvicorn` process (sse-starlette's shutdown hook is process-wide, so not in this
+    one): SIGTERM ends an open stream with a complete HTTP response, and the process exits."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "DATABASE_URL": database_url, "JWT_SECRET": SECRET, "LOG_LEVEL": "WARNING"}
+    command = [sys.executable, "-m", "uvicorn", "--factory", "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "query_api.main:create_app"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+
+            async def ready() -> bool:
+                try:
+                    return (await client.get("/ready")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await wait_until_async(ready)
+            async with stream(client) as events:
+                await events.next()
+                process.send_signal(signal.SIGTERM)
+                with pytest.raises(EOFError):  # not httpx.RemoteProtocolError (truncated)
+                    async with asyncio.timeout(15):
+                        while True:
+                            await events.next(timeout=15)
+        # uvicorn re-raises the signal once it has shut down gracefully
+        assert await asyncio.to_thread(process.wait, 15) in {0, -signal.SIGTERM}
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+async def wait_until_async(predicate: Callable[[], Awaitable[bool]], timeout: float = 30) -> None:
+    async with asyncio.timeout(timeout):
+        while not await predicate():
+            await asyncio.sleep(0.1)
