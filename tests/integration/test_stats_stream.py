@@ -23,7 +23,7 @@ import pytest
 from shared.auth import SCOPE_READ
 from tests.integration.command_support import running_app
 from tests.integration.conftest import TopicFactory
-from tests.integration.stream_support import serve_query, stream
+from tests.integration.stream_support import EventReader, serve_query, stream
 from tests.integration.support import ProjectorProcess
 from tests.integration.test_query_api import advance, seed_partition
 from tests.unit.command_kit import SECRET, bearer, token
@@ -256,15 +256,20 @@ async def test_shutdown_ends_open_streams_cleanly(database_url: str) -> None:
                 await events.next()
                 process.send_signal(signal.SIGTERM)
                 with pytest.raises(EOFError):  # not httpx.RemoteProtocolError (truncated)
-                    async with asyncio.timeout(15):
-                        while True:
-                            await events.next(timeout=15)
+                    await drain(events)
         # uvicorn re-raises the signal once it has shut down gracefully
         assert await asyncio.to_thread(process.wait, 15) in {0, -signal.SIGTERM}
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+async def drain(events: EventReader) -> None:
+    """Read events until the stream ends (EOFError) or 15 s pass."""
+    async with asyncio.timeout(15):
+        while True:
+            await events.next(timeout=15)
 
 
 async def wait_until_async(predicate: Callable[[], Awaitable[bool]], timeout: float = 30) -> None:
