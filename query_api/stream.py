@@ -180,10 +180,10 @@ class StatsBroadcaster:
     async def close(self) -> None:
         """End every subscription and stop every reader (the process is shutting down)."""
         self._closed = True
+        tasks = [t.task for t in self._topics.values() if t.task is not None]
         for subscription in list(self._subscriptions):
             subscription._end()
-            self.unsubscribe(subscription)
-        tasks = [t.task for t in self._topics.values() if t.task is not None]
+            self.unsubscribe(subscription)  # the last one out cancels its topic's reader
         self._topics.clear()
         for task in tasks:
             task.cancel()
