@@ -44,6 +44,7 @@ run: infra env ## start everything in the foreground; Ctrl-C stops it
 # `make test` picks the integration tests' Kafka and PostgreSQL once: testcontainers when a
 # Docker engine answers (GitHub's runners), else the local stack; pytest prints which.
 test: venv ## unit + integration tests against a real Kafka and PostgreSQL
+	@scripts/browser.sh  # chromium + chromium-driver for the dashboard test (apt-get when missing)
 	@if $(PY) -m tests.integration.infra docker; then \
 	  export TXSTATS_TEST_INFRA=testcontainers; \
 	else \

@@ -24,9 +24,10 @@ from bench.scenarios import fold as fold_scenario
 from bench.scenarios import freshness as freshness_scenario
 from bench.scenarios import ingest as ingest_scenario
 from bench.scenarios import stats as stats_scenario
+from bench.scenarios import stream as stream_scenario
 from bench.wrk import ensure_wrk
 
-SCENARIOS = ("ingest", "fold", "stats", "freshness")
+SCENARIOS = ("ingest", "fold", "stats", "freshness", "stream")
 T = TypeVar("T")
 logger = logging.getLogger("bench")
 
@@ -86,6 +87,8 @@ async def _main(args: argparse.Namespace) -> Report:
             await _attempt(ctx, "stats", stats_scenario.run(ctx, large_url))
         if "freshness" in chosen:
             await _attempt(ctx, "freshness", freshness_scenario.run(ctx))
+        if "stream" in chosen:
+            await _attempt(ctx, "stream", stream_scenario.run(ctx))
         ctx.progress("cleaning up (databases, topics)")
     return report
 

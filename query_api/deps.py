@@ -11,6 +11,7 @@ from fastapi import Depends, FastAPI, Request
 from query_api.ports import ProjectionReader
 from query_api.position_board import PositionBoard
 from query_api.services import StatsService
+from query_api.stream import StatsBroadcaster
 from shared.auth import SCOPE_READ, JwtVerifier, require_scope
 from shared.web import AppServices
 
@@ -26,6 +27,7 @@ class QueryServices:
     board: PositionBoard
     reader: ProjectionReader
     stats: StatsService
+    stream: StatsBroadcaster
     listener: PostgresPositionListener | None = None  # None when a test injected the reader
 
 

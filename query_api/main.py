@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from query_api.adapters.postgres_listener import PostgresPositionListener
 from query_api.adapters.postgres_reader import PostgresProjectionReader
 from query_api.adapters.prometheus_metrics import PrometheusStatsMetrics
+from query_api.adapters.prometheus_stream_metrics import PrometheusStreamMetrics
 from query_api.coalesce import StatsReadCoalescer
 from query_api.config import QueryConfig
 from query_api.deps import QueryServices, install_services, read_guard, services_of
@@ -25,6 +26,8 @@ from query_api.ports import Clock, ProjectionReader
 from query_api.position_board import PositionBoard
 from query_api.routes import router
 from query_api.services import StatsService
+from query_api.stream_routes import STREAM_PROBLEMS
+from query_api.stream_wiring import install_stream, start_stream
 from query_api.windows import future_allowance
 from shared.auth import JwtVerifier
 from shared.database import create_pool, migrate
@@ -48,6 +51,7 @@ def create_app(
     verifier = JwtVerifier(config.jwt)
     registry = CollectorRegistry()
     metrics = PrometheusStatsMetrics(registry)
+    stream_metrics = PrometheusStreamMetrics(registry)
     board = PositionBoard()
 
     @asynccontextmanager
@@ -76,8 +80,16 @@ def create_app(
                 window_allowance=future_allowance(config.clock_skew_seconds),
                 default_wait_ms=config.query.default_wait_ms,
             )
+            broadcaster = await start_stream(
+                stack, config=config.query, board=board, service=stats, metrics=stream_metrics
+            )
             services = QueryServices(
-                verifier=verifier, board=board, reader=store, stats=stats, listener=listener
+                verifier=verifier,
+                board=board,
+                reader=store,
+                stats=stats,
+                stream=broadcaster,
+                listener=listener,
             )
             install_services(app, services)
             yield
@@ -98,7 +110,8 @@ def create_app(
     )
     guard = read_guard(require_auth=config.query.stats_require_auth)
     app.include_router(router, dependencies=guard)
-    install_error_handlers(app, QUERY_PROBLEMS)
+    install_stream(app, config=config.query, guard=guard)
+    install_error_handlers(app, {**QUERY_PROBLEMS, **STREAM_PROBLEMS})
     install_query_error_handlers(app)
     install_openapi(app)
     return app

@@ -19,6 +19,7 @@ class PositionBoard:
         self._position: ProjectionPosition | None = None
         self._changed = asyncio.Event()
         self._waiting = 0
+        self._generation = 0
 
     @property
     def position(self) -> ProjectionPosition | None:
@@ -28,6 +29,15 @@ class PositionBoard:
     def waiting(self) -> int:
         """Requests waiting right now (the watcher re-checks the database only for them)."""
         return self._waiting
+
+    @property
+    def generation(self) -> int:
+        """Grows by one on every change (the stream broadcaster compares it)."""
+        return self._generation
+
+    async def changed(self) -> None:
+        """Return at the next change of the position."""
+        await self._changed.wait()
 
     def observe(self, position: ProjectionPosition) -> None:
         """Merge a committed observation: within one version offsets only grow; another
@@ -63,5 +73,6 @@ class PositionBoard:
 
     def _set(self, position: ProjectionPosition) -> None:
         self._position = position
+        self._generation += 1
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()

@@ -97,6 +97,12 @@ class QuerySettings(BaseSettings):
 
     stats_require_auth: bool = False
     default_wait_ms: int = Field(default=2000, ge=0, le=10_000)
+    # GET /stats/stream (Server-Sent Events), per process
+    stream_max_hz: float = Field(default=10.0, gt=0, le=100)
+    stream_max_clients: int = Field(default=1000, ge=1, le=100_000)
+    stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
+    stream_queue_size: int = Field(default=32, ge=1, le=10_000)
+    stream_send_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
 
 
 class ProjectorSettings(BaseSettings):

@@ -1,0 +1,147 @@
+"""HTTP edge of the stats stream: `GET /stats/stream`, Server-Sent Events.
+
+The framing, the heartbeat comments, the send timeout and closing streams when uvicorn shuts
+down come from sse-starlette (`EventSourceResponse`); what is sent comes from the process's one
+`StatsBroadcaster` (query_api/stream.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query
+from pydantic import Field
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.types import Message, Receive, Scope, Send
+
+from query_api.deps import Services
+from query_api.models import StatsResponse
+from query_api.services import StatsService
+from query_api.stream import Read, StatsBroadcaster, StreamEvent, StreamFullError, Subscription
+from query_api.windows import MAX_WINDOW_SECONDS, MIN_WINDOW_SECONDS
+from shared.consistency import encode_token
+from shared.errors import Problem
+
+MAX_STREAM_WINDOWS = 8
+
+STREAM_FULL = Problem(503, "stream-full", "Too many streams", {"Retry-After": "5"})
+STREAM_PROBLEMS: dict[type[Exception], Problem] = {StreamFullError: STREAM_FULL}
+
+
+def snapshot_reader(service: StatsService) -> Read:
+    """The broadcaster's read: one `/stats` document, with its offsets as the event id."""
+
+    async def read(window: int | None) -> StreamEvent:
+        view = await service.stats(window_seconds=window)
+        document = StatsResponse.from_view(view)
+        return StreamEvent(
+            id=_position_id(document.as_of.offsets),
+            data=document.model_dump_json(),
+            window=window,
+        )
+
+    return read
+
+
+def _position_id(offsets: dict[int, int]) -> str:
+    """The snapshot's offsets in consistency-token form (`v1.<partition>-<next offset>...`);
+    `v1.` when nothing was folded yet."""
+    return encode_token(offsets) if offsets else "v1."
+
+
+async def get_broadcaster(services: Services) -> StatsBroadcaster:
+    return services.stream
+
+
+BroadcasterDep = Annotated[StatsBroadcaster, Depends(get_broadcaster)]
+WindowsParam = Annotated[
+    list[Annotated[int, Field(ge=MIN_WINDOW_SECONDS, le=MAX_WINDOW_SECONDS)]] | None,
+    Query(
+        max_length=MAX_STREAM_WINDOWS,
+        description="Windows to stream (repeat for several, up to 8); all-time when absent.",
+    ),
+]
+LastEventIdHeader = Annotated[
+    str | None,
+    Header(
+        alias="Last-Event-ID",
+        max_length=32_768,
+        description="Sent by reconnecting EventSources: the stream resumes at once with the "
+        "current snapshot (it is always complete, no event needs replaying).",
+    ),
+]
+
+
+class _StreamResponse(EventSourceResponse):
+    """Unsubscribes however the response ends (done, client gone, send timeout, shutdown),
+    and ends the HTTP response properly when sse-starlette stops it for a server shutdown
+    (it returns without the last body message; clients would see a truncated transfer)."""
+
+    def __init__(
+        self, broadcaster: StatsBroadcaster, subscription: Subscription, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self._broadcaster = broadcaster
+        self._subscription = subscription
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = completed = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started, completed
+            if message["type"] == "http.response.start":
+                started = True
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                completed = True
+            await send(message)
+
+        try:
+            await super().__call__(scope, receive, tracking_send)
+            if started and not completed:
+                with contextlib.suppress(OSError):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            self._broadcaster.unsubscribe(self._subscription)
+
+
+def stream_router(*, heartbeat_seconds: float, send_timeout_seconds: float) -> APIRouter:
+    router = APIRouter(tags=["stats"])
+
+    @router.get(
+        "/stats/stream",
+        summary="Live statistics (Server-Sent Events)",
+        response_class=EventSourceResponse,
+        responses={
+            200: {
+                "content": {"text/event-stream": {}},
+                "description": "`event: stats` with a `GET /stats` document as data",
+            },
+            401: {"description": "Bearer token missing or invalid (when reads are protected)"},
+            403: {"description": "Token lacks the scope stats:read"},
+            422: {"description": "Invalid window"},
+            503: {"description": "The process serves STREAM_MAX_CLIENTS streams already"},
+        },
+    )
+    async def stream_stats(
+        broadcaster: BroadcasterDep,
+        window: WindowsParam = None,
+        last_event_id: LastEventIdHeader = None,
+    ) -> EventSourceResponse:
+        subscription = broadcaster.subscribe(window or [None])
+
+        async def events() -> AsyncIterator[ServerSentEvent]:
+            while (event := await subscription.next()) is not None:
+                yield ServerSentEvent(data=event.data, event="stats", id=event.id)
+
+        return _StreamResponse(
+            broadcaster,
+            subscription,
+            content=events(),
+            ping=heartbeat_seconds,
+            send_timeout=send_timeout_seconds,
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    return router
