@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from projector.batch import Batch, ConsumedRecord, Poison, decode
+from projector.conflicts import log_conflicts
 from projector.errors import OffsetGapError, VersionChangedError
 from projector.metrics import ProjectorMetrics
 from projector.ports import CommitResult, ProjectionStore
@@ -235,6 +236,8 @@ class Projector:
         self.folded_total += len(result.folded)
         self._metrics.events_folded.inc(len(result.folded))
         self._metrics.duplicates.inc(result.duplicates)
+        self._metrics.conflicts.inc(len(result.conflicts))
+        log_conflicts(result.conflicts, version=self.version)
         self._metrics.poison.inc(result.poison)
         self._metrics.late.inc(late)
         self._metrics.batch_size.observe(len(batch.records))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from projector.batch import Batch
+from projector.conflicts import Conflict
 from projector.fold import Totals
 from shared.events import TransactionRecorded
 
@@ -17,6 +18,7 @@ class CommitResult:
     duplicates: int
     stale: int
     poison: int
+    conflicts: tuple[Conflict, ...] = ()  # repeats with another payload (among `duplicates`)
 
 
 class ProjectionStore(Protocol):
@@ -31,7 +33,8 @@ class ProjectionStore(Protocol):
         ...
 
     async def commit(self, version: int, batch: Batch, *, live: bool) -> CommitResult:
-        """In one transaction: skip records below the stored offsets, dedupe transaction ids,
-        fold the new events, record poison, store the next offsets. With `live`, raise
+        """In one transaction: skip records below the stored offsets, dedupe transaction ids
+        (storing each counted occurrence; repeats counted on it, conflicts recorded), fold the
+        new events, record poison, store the next offsets. With `live`, raise
         `VersionChangedError` when `version` is no longer the active one."""
         ...

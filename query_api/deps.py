@@ -7,6 +7,7 @@ from typing import Annotated, Any, cast
 from fastapi import Depends, Request
 
 from query_api.services import StatsService
+from query_api.transactions import TransactionService
 from shared.auth import SCOPE_READ, require_scope
 
 
@@ -16,6 +17,13 @@ async def get_stats_service(request: Request) -> StatsService:
 
 
 StatsServiceDep = Annotated[StatsService, Depends(get_stats_service)]
+
+
+async def get_transaction_service(request: Request) -> TransactionService:
+    return cast(TransactionService, request.app.state.transaction_service)
+
+
+TransactionServiceDep = Annotated[TransactionService, Depends(get_transaction_service)]
 
 
 def read_guard(*, require_auth: bool) -> list[Any]:

@@ -24,6 +24,8 @@ from query_api.ports import Clock, ProjectionReader
 from query_api.progress import ProgressBoard
 from query_api.routes import QUERY_PROBLEMS, install_query_error_handlers, router
 from query_api.services import StatsService
+from query_api.transaction_routes import router as transaction_router
+from query_api.transactions import TransactionService
 from query_api.windows import future_allowance
 from shared.auth import AUTH_PROBLEMS, JwtVerifier
 from shared.database import create_pool, migrate
@@ -75,6 +77,13 @@ def create_app(
                 window_allowance=future_allowance(config.clock_skew_seconds),
                 default_wait_ms=config.query.default_wait_ms,
             )
+            app.state.transaction_service = TransactionService(
+                reader=store,
+                board=board,
+                clock=clock,
+                metrics=metrics,
+                default_wait_ms=config.query.default_wait_ms,
+            )
             yield
 
     app = FastAPI(title="Transactions query API", version="1.0.0", lifespan=lifespan)
@@ -96,6 +105,7 @@ def create_app(
     )
     guard = read_guard(require_auth=config.query.stats_require_auth)
     app.include_router(router, dependencies=guard)
+    app.include_router(transaction_router)  # always behind a JWT, whatever the guard
     install_error_handlers(app, {**AUTH_PROBLEMS, **QUERY_PROBLEMS})
     install_query_error_handlers(app)
     return app

@@ -89,3 +89,22 @@ async def test_poison_advances_the_offset_and_is_never_counted(store: Projection
     assert (result.poison, len(result.folded)) == (2, 1)
     assert await store.totals(1) == Totals.of(Decimal("4.20"))
     assert await store.stored_offsets(1, [0]) == {0: 3}
+
+
+async def test_a_repeat_with_another_payload_is_a_conflict_and_a_retry_is_not(
+    store: ProjectionStore,
+) -> None:
+    await store.commit(1, batch((0, 0, ev("10.00", "x")), (0, 1, ev("10.00", "x"))), live=True)
+    result = await store.commit(
+        1,
+        batch((0, 2, ev("99.99", "x")), (3, 0, ev("10.00", "x")), (3, 1, ev("1.00", "y"))),
+        live=True,
+    )
+    assert (len(result.folded), result.duplicates) == (1, 2)
+    assert [
+        (c.transaction_id, c.first.partition, c.first.offset, c.first.amount, c.repeat)
+        for c in result.conflicts
+    ] == [("x", 0, 0, Decimal("10.00"), result.conflicts[0].repeat)]
+    repeat = result.conflicts[0].repeat
+    assert (repeat.partition, repeat.offset, repeat.amount) == (0, 2, Decimal("99.99"))
+    assert await store.totals(1) == Totals(2, Decimal("11.00"), Decimal("10.00"), Decimal("1.00"))
