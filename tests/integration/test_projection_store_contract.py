@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -108,3 +108,27 @@ async def test_a_repeat_with_another_payload_is_a_conflict_and_a_retry_is_not(
     repeat = result.conflicts[0].repeat
     assert (repeat.partition, repeat.offset, repeat.amount) == (0, 2, Decimal("99.99"))
     assert await store.totals(1) == Totals(2, Decimal("11.00"), Decimal("10.00"), Decimal("1.00"))
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2026, 11, 26, 12, 0, 0, 999_999, tzinfo=UTC),
+        datetime(2038, 1, 19, 3, 14, 7, 999_999, tzinfo=UTC),
+        datetime(1850, 6, 1, 0, 0, 0, 1, tzinfo=UTC),
+        datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+    ],
+    ids=["now", "epoch-edge", "old", "year-1"],
+)
+async def test_a_retry_keeps_the_exact_microsecond_so_it_is_no_conflict(
+    store: ProjectionStore, moment: datetime
+) -> None:
+    retry = serialize(event("3.10", transaction_id="t", occurred_at=moment))
+    await store.commit(1, batch((0, 0, retry)), live=True)
+    result = await store.commit(1, batch((0, 1, retry)), live=True)
+    assert (result.duplicates, result.conflicts) == (1, ())
+    later = serialize(
+        event("3.10", transaction_id="t", occurred_at=moment + timedelta(microseconds=1))
+    )
+    result = await store.commit(1, batch((0, 2, later)), live=True)
+    assert [c.first.occurred_at for c in result.conflicts] == [moment]
