@@ -242,7 +242,7 @@ class Projector:
         self._metrics.late.inc(late)
         self._metrics.batch_size.observe(len(batch.records))
         self._metrics.fold_seconds.observe(seconds)
-        for record in batch.records:
+        for record in batch.records if result.poison else ():  # none fresh: all logged before
             if isinstance(record.item, Poison):
                 logger.warning(
                     "skipped a poison event",
