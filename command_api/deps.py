@@ -8,9 +8,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
 
 from command_api.body import read_json, validate
+from command_api.idempotency import (
+    HEADER,
+    IdempotencyKeyError,
+    parse_idempotency_key,
+    reconcile,
+)
 from command_api.models import TransactionBatchRequest, TransactionRequest, ValidationContext
 from command_api.services import Clock, TransactionService
 from shared.auth import SCOPE_WRITE, JwtVerifier, Principal, require_scope
@@ -59,13 +66,53 @@ def _context(services: CommandServices) -> ValidationContext:
     return ValidationContext(now=services.clock(), max_clock_skew=services.max_clock_skew)
 
 
-async def transaction_body(request: Request, services: Services, _: Writer) -> TransactionRequest:
-    """The body of `POST /transactions`; read only once the caller is authenticated."""
-    return validate(TransactionRequest, await read_json(request), context=_context(services))
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias=HEADER,
+        description='The transaction id as an RFC 8941 string, e.g. `"order-1"` (1..64 of '
+        "[A-Za-z0-9._:-]): used when the body has no `transaction_id`; both present and "
+        "different answers 422. Keys are kept forever: a retry, however late, is counted once.",
+    ),
+]
+
+
+async def transaction_body(
+    request: Request, services: Services, _: Writer, idempotency_key: IdempotencyKeyHeader = None
+) -> TransactionRequest:
+    """The body of `POST /transactions`; read only once the caller is authenticated. An
+    `Idempotency-Key` header supplies or must equal its `transaction_id`."""
+    errors: list[dict[str, object]] = []
+    key = None
+    if idempotency_key is not None:
+        try:
+            key = parse_idempotency_key(idempotency_key)
+        except IdempotencyKeyError as err:
+            errors.append(err.as_error())
+    try:
+        body = validate(TransactionRequest, await read_json(request), context=_context(services))
+    except RequestValidationError as err:
+        raise RequestValidationError([*err.errors(), *errors]) from err
+    if errors:
+        raise RequestValidationError(errors)
+    if key is None:
+        return body
+    try:
+        transaction_id = reconcile(body.transaction_id, key)
+    except IdempotencyKeyError as err:
+        raise RequestValidationError([err.as_error()]) from err
+    return body.model_copy(update={"transaction_id": transaction_id})
 
 
 async def batch_body(request: Request, services: Services, _: Writer) -> TransactionBatchRequest:
-    """The body of `POST /transactions/batch`; read only once the caller is authenticated."""
+    """The body of `POST /transactions/batch`; read only once the caller is authenticated.
+    Items carry their own ids: an `Idempotency-Key` header is refused, not ignored."""
+    if HEADER in request.headers:
+        error = IdempotencyKeyError(
+            "idempotency_key_not_allowed",
+            f"{HEADER} names one transaction: give each batch item its transaction_id",
+        )
+        raise RequestValidationError([error.as_error()])
     return validate(TransactionBatchRequest, await read_json(request), context=_context(services))
 
 

@@ -81,11 +81,6 @@ def poison_of(records: Iterable[ConsumedRecord]) -> list[tuple[int, int, Poison]
     return [(r.partition, r.offset, r.item) for r in records if isinstance(r.item, Poison)]
 
 
-def unique_ids(events: Iterable[tuple[int, TransactionRecorded]]) -> list[str]:
-    """Transaction ids in first-seen order, each once (sorted later for lock order)."""
-    return list(dict.fromkeys(event.transaction_id for _, event in events))
-
-
 def fold_new(
     events: Iterable[tuple[int, TransactionRecorded]], new_ids: set[str]
 ) -> tuple[Delta, tuple[TransactionRecorded, ...]]:

@@ -17,7 +17,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from projector.batch import Batch, ConsumedRecord, Poison, decode
+from projector.batch import Batch, ConsumedRecord, decode
+from projector.conflicts import log_conflicts
 from projector.errors import (
     OffsetGapError,
     SourceUnavailable,
@@ -266,18 +267,19 @@ class FoldLoop:
         self.folded_total += len(result.folded)
         self._metrics.events_folded.inc(len(result.folded))
         self._metrics.duplicates.inc(result.duplicates)
-        self._metrics.poison.inc(result.poison)
+        self._metrics.conflicts.inc(len(result.conflicts))
+        log_conflicts(result.conflicts, version=self.version)
+        self._metrics.poison.inc(len(result.poison))
         self._metrics.late.inc(late)
         self._metrics.batch_size.observe(len(batch.records))
         self._metrics.fold_seconds.observe(seconds)
-        for record in batch.records:
-            if isinstance(record.item, Poison):
-                logger.warning(
-                    "skipped a poison event",
-                    extra={
-                        "topic": self._topic,
-                        "partition": record.partition,
-                        "offset": record.offset,
-                        "reason": record.item.reason,
-                    },
-                )
+        for partition, offset, poison in result.poison:  # fresh ones: each is logged once
+            logger.warning(
+                "skipped a poison event",
+                extra={
+                    "topic": self._topic,
+                    "partition": partition,
+                    "offset": offset,
+                    "reason": poison.reason,
+                },
+            )

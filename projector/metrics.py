@@ -16,6 +16,11 @@ class ProjectorMetrics:
             "Events skipped as repeated transaction ids",
             registry=registry,
         )
+        self.conflicts = Counter(
+            "projector_conflicting_duplicates",
+            "Repeated transaction ids whose amount or occurred_at differ from the counted one",
+            registry=registry,
+        )
         self.poison = Counter(
             "projector_poison_events", "Undecodable events skipped", registry=registry
         )

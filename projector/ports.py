@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from projector.batch import Batch
+from projector.batch import Batch, Poison
+from projector.conflicts import Conflict
 from shared.events import TransactionRecorded
 from shared.totals import Totals
 
@@ -95,7 +96,8 @@ class CommitResult:
     folded: tuple[TransactionRecorded, ...]
     duplicates: int
     stale: int
-    poison: int
+    poison: tuple[tuple[int, int, Poison], ...]  # (partition, offset, why): fresh ones only
+    conflicts: tuple[Conflict, ...] = ()  # repeats with another payload (among `duplicates`)
 
 
 class ProjectionStore(Protocol):
@@ -112,8 +114,9 @@ class ProjectionStore(Protocol):
         ...
 
     async def commit(self, version: int, batch: Batch, *, live: bool) -> CommitResult:
-        """In one transaction: skip records below the stored offsets, dedupe transaction ids,
-        fold the new events, record poison, store the next offsets. With `live`, raise
+        """In one transaction: skip records below the stored offsets, dedupe transaction ids
+        (storing each counted occurrence; repeats counted on it, conflicts recorded), fold the
+        new events, record poison, store the next offsets. With `live`, raise
         `VersionChangedError` when `version` is no longer the active one."""
         ...
 

@@ -12,6 +12,7 @@ from query_api.ports import ProjectionReader
 from query_api.position_board import PositionBoard
 from query_api.services import StatsService
 from query_api.stream import StatsBroadcaster
+from query_api.transactions import TransactionService
 from shared.auth import SCOPE_READ, JwtVerifier, require_scope
 from shared.web import AppServices
 
@@ -28,6 +29,7 @@ class QueryServices:
     reader: ProjectionReader
     stats: StatsService
     stream: StatsBroadcaster
+    transactions: TransactionService
     listener: PostgresPositionListener | None = None  # None when a test injected the reader
 
 
@@ -61,6 +63,13 @@ async def get_stats_service(services: Services) -> StatsService:
 
 
 StatsServiceDep = Annotated[StatsService, Depends(get_stats_service)]
+
+
+async def get_transaction_service(services: Services) -> TransactionService:
+    return services.transactions
+
+
+TransactionServiceDep = Annotated[TransactionService, Depends(get_transaction_service)]
 
 
 def read_guard(*, require_auth: bool) -> list[Any]:

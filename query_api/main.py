@@ -28,6 +28,8 @@ from query_api.routes import router
 from query_api.services import StatsService
 from query_api.stream_routes import STREAM_PROBLEMS
 from query_api.stream_wiring import install_stream, start_stream
+from query_api.transaction_routes import router as transaction_router
+from query_api.transactions import TransactionService
 from query_api.windows import future_allowance
 from shared.auth import JwtVerifier
 from shared.database import create_pool, migrate
@@ -83,12 +85,20 @@ def create_app(
             broadcaster = await start_stream(
                 stack, config=config.query, board=board, service=stats, metrics=stream_metrics
             )
+            transactions = TransactionService(
+                reader=store,
+                board=board,
+                clock=clock,
+                metrics=metrics,
+                default_wait_ms=config.query.default_wait_ms,
+            )
             services = QueryServices(
                 verifier=verifier,
                 board=board,
                 reader=store,
                 stats=stats,
                 stream=broadcaster,
+                transactions=transactions,
                 listener=listener,
             )
             install_services(app, services)
@@ -111,6 +121,7 @@ def create_app(
     guard = read_guard(require_auth=config.query.stats_require_auth)
     app.include_router(router, dependencies=guard)
     install_stream(app, config=config.query, guard=guard)
+    app.include_router(transaction_router)  # always behind a JWT, whatever the guard
     install_error_handlers(app, {**QUERY_PROBLEMS, **STREAM_PROBLEMS})
     install_query_error_handlers(app)
     install_openapi(app)

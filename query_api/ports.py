@@ -7,8 +7,10 @@ suite (tests/integration/test_query_reader_contract.py) runs against both.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
 from typing import Literal, Protocol
 
 from shared.totals import Totals
@@ -40,6 +42,10 @@ class ProjectionPosition:
     version: int
     offsets: Mapping[int, int] = field(default_factory=dict)
 
+    @staticmethod
+    def of(version: int, positions: Iterable[PartitionPosition]) -> ProjectionPosition:
+        return ProjectionPosition(version, {p.partition: p.next_offset for p in positions})
+
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
@@ -51,9 +57,7 @@ class Snapshot:
 
     @property
     def position(self) -> ProjectionPosition:
-        return ProjectionPosition(
-            self.version, {p.partition: p.next_offset for p in self.positions}
-        )
+        return ProjectionPosition.of(self.version, self.positions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +92,54 @@ class ProjectionReader(Protocol):
     async def ping(self) -> None:
         """Return when the store answers; raise otherwise."""
         ...
+
+    async def transaction(self, transaction_id: str) -> TransactionLookup:
+        """One transaction id in the active version (its `seen_transactions` row by primary
+        key, at most `MAX_LISTED_CONFLICTS` conflicts), with the version's positions."""
+        ...
+
+
+MAX_LISTED_CONFLICTS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Occurrence:
+    """One event carrying a transaction id: its payload, producer and place in the log."""
+
+    partition: int
+    offset: int
+    amount: Decimal
+    occurred_at: datetime
+    recorded_at: datetime
+    producer: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionRecord:
+    """What the projection knows of one transaction id. `counted` is None for an id stored
+    before payloads were kept (migration 003); `duplicates` counts every later occurrence,
+    `conflict_count` those with another amount or occurred_at, listed (the first
+    `MAX_LISTED_CONFLICTS`, in log order) in `conflicts`."""
+
+    transaction_id: str
+    counted: Occurrence | None
+    duplicates: int = 0
+    conflict_count: int = 0
+    conflicts: tuple[Occurrence, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionLookup:
+    """One read: the record (None when the id was never folded) and the positions of the
+    same version, read atomically."""
+
+    version: int
+    record: TransactionRecord | None
+    positions: tuple[PartitionPosition, ...] = ()
+
+    @property
+    def position(self) -> ProjectionPosition:
+        return ProjectionPosition.of(self.version, self.positions)
 
 
 class StatsMetrics(Protocol):

@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 MAX_TOKEN_BYTES = 8192
 SCOPE_WRITE = "transactions:write"
 SCOPE_READ = "stats:read"
+SCOPE_TRANSACTIONS_READ = "transactions:read"  # one's own transactions (JWT `sub` = producer)
+SCOPE_TRANSACTIONS_READ_ANY = "transactions:read:any"  # anyone's
 
 
 class AuthenticationError(Exception):

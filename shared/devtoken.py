@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from shared.auth import SCOPE_READ, SCOPE_WRITE, mint_token
+from shared.auth import SCOPE_READ, SCOPE_TRANSACTIONS_READ, SCOPE_WRITE, mint_token
 from shared.settings import JwtSettings
 
 
@@ -13,11 +13,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sub", default="dev-producer", help="the token's subject")
     parser.add_argument(
-        "--scope", action="append", help=f"repeatable; default {SCOPE_WRITE} and {SCOPE_READ}"
+        "--scope",
+        action="append",
+        help=f"repeatable; default {SCOPE_WRITE}, {SCOPE_READ}, {SCOPE_TRANSACTIONS_READ}",
     )
     parser.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
     args = parser.parse_args(argv)
-    scopes = args.scope or [SCOPE_WRITE, SCOPE_READ]
+    scopes = args.scope or [SCOPE_WRITE, SCOPE_READ, SCOPE_TRANSACTIONS_READ]
     token = mint_token(JwtSettings(), subject=args.sub, scopes=scopes, ttl_seconds=args.ttl)
     sys.stdout.write(token + "\n")
     return 0

@@ -35,6 +35,7 @@ def problem_response(
     *,
     errors: Sequence[Mapping[str, Any]] | None = None,
     headers: Mapping[str, str] | None = None,
+    extensions: Mapping[str, Any] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": PROBLEM_BASE + problem.slug,
@@ -44,6 +45,8 @@ def problem_response(
     }
     if errors is not None:
         body["errors"] = list(errors)
+    for key, value in (extensions or {}).items():  # RFC 9457 extension members
+        body.setdefault(key, value)
     return JSONResponse(
         body,
         status_code=problem.status,

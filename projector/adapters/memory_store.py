@@ -12,11 +12,22 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from projector.batch import Batch, events_of, fold_new, fresh_records, poison_of, unique_ids
+from projector.batch import Batch, events_of, fold_new, fresh_records, poison_of
+from projector.conflicts import Conflict, Occurrence, classify_repeats, first_occurrences
 from projector.errors import RebuildLockedError, StoreUnavailable, VersionChangedError
 from projector.ports import CommitResult, VersionInfo
 from shared.offsets import highest_offsets
 from shared.totals import Totals
+
+
+@dataclass(slots=True)
+class SeenRow:
+    """A `seen_transactions` row: the counted occurrence (None: stored without its payload,
+    as before migration 003) and how many repeats / conflicting repeats followed it."""
+
+    counted: Occurrence | None
+    duplicates: int = 0
+    conflicts: int = 0
 
 
 @dataclass(slots=True)
@@ -28,7 +39,8 @@ class VersionState:
     partitions: dict[int, Totals] = field(default_factory=dict)
     seconds: dict[int, Totals] = field(default_factory=dict)
     minutes: dict[int, Totals] = field(default_factory=dict)
-    seen: set[str] = field(default_factory=set)
+    seen: dict[str, SeenRow] = field(default_factory=dict)
+    conflicts: dict[tuple[str, int, int], Conflict] = field(default_factory=dict)
     poison: dict[tuple[int, int], str] = field(default_factory=dict)
 
     def totals(self) -> Totals:
@@ -104,9 +116,20 @@ class InMemoryProjectionStore:
             stored = {p: state.offsets.get(p, 0) for p in batch.partitions}
             fresh, stale = fresh_records(batch, stored)
             events = events_of(fresh)
-            new_ids = {tx for tx in unique_ids(events) if tx not in state.seen}
+            first = first_occurrences(fresh)
+            new_ids = {tx for tx in first if tx not in state.seen}
             delta, folded = fold_new(events, new_ids)
-            state.seen |= new_ids
+            repeats = classify_repeats(
+                fresh, new_ids, {tx: state.seen[tx].counted for tx in first if tx in state.seen}
+            )
+            for tx in new_ids:
+                state.seen[tx] = SeenRow(first[tx])
+            for tx, count in repeats.duplicates.items():
+                state.seen[tx].duplicates += count
+                state.seen[tx].conflicts += repeats.conflict_counts.get(tx, 0)
+            for conflict in repeats.conflicts:
+                key = (conflict.transaction_id, conflict.repeat.partition, conflict.repeat.offset)
+                state.conflicts.setdefault(key, conflict)
             _merge_into(state.partitions, delta.partitions)
             _merge_into(state.seconds, delta.seconds)
             _merge_into(state.minutes, delta.minutes)
@@ -117,7 +140,11 @@ class InMemoryProjectionStore:
             highest_offsets(batch.log_end_offsets.items(), state.log_end)
             highest_offsets(state.offsets.items(), state.log_end)
             return CommitResult(
-                folded=folded, duplicates=len(events) - len(folded), stale=stale, poison=len(poison)
+                folded=folded,
+                duplicates=len(events) - len(folded),
+                stale=stale,
+                poison=tuple(poison),
+                conflicts=tuple(repeats.conflicts),
             )
 
 

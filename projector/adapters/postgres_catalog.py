@@ -35,6 +35,7 @@ DATA_TABLES = (
     "second_buckets",
     "minute_buckets",
     "poison_events",
+    "transaction_conflicts",
 )
 DROP_CHUNK = 50_000
 DESCRIBE_VERSIONS = """

@@ -11,7 +11,14 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from query_api.errors import ProjectionUnavailableError
-from query_api.ports import BucketRange, PartitionPosition, Snapshot
+from query_api.ports import (
+    MAX_LISTED_CONFLICTS,
+    BucketRange,
+    PartitionPosition,
+    Snapshot,
+    TransactionLookup,
+    TransactionRecord,
+)
 from shared.projection import SECONDS_PER_MINUTE
 from shared.totals import Totals
 
@@ -29,6 +36,7 @@ class InMemoryProjectionReader:
         self.partitions: dict[int, dict[int, PartitionRow]] = {}
         self.seconds: dict[int, dict[int, Totals]] = {}
         self.minutes: dict[int, dict[int, Totals]] = {}
+        self.transactions: dict[int, dict[str, TransactionRecord]] = {}
         self.unavailable = False  # set to simulate a store that does not answer
         self.reads = 0
 
@@ -68,6 +76,10 @@ class InMemoryProjectionReader:
         minutes = self.minutes.setdefault(version, {})
         minutes[minute] = minutes.get(minute, Totals()).merge(one)
 
+    def put_transaction(self, record: TransactionRecord, *, version: int = 1) -> None:
+        """A `seen_transactions` row with its `transaction_conflicts` rows (all of them)."""
+        self.transactions.setdefault(version, {})[record.transaction_id] = record
+
     def set_log_end(self, partition: int, log_end_offset: int, *, version: int = 1) -> None:
         rows = self.partitions.setdefault(version, {})
         row = rows.get(partition, PartitionRow())
@@ -97,6 +109,15 @@ class InMemoryProjectionReader:
 
     async def ping(self) -> None:
         self._answer()
+
+    async def transaction(self, transaction_id: str) -> TransactionLookup:
+        self._answer()
+        version = self.active_version
+        record = self.transactions.get(version, {}).get(transaction_id)
+        if record is not None:
+            listed = sorted(record.conflicts, key=lambda o: (o.partition, o.offset))
+            record = replace(record, conflicts=tuple(listed[:MAX_LISTED_CONFLICTS]))
+        return TransactionLookup(version, record, self._positions(version))
 
     def _answer(self) -> None:
         if self.unavailable:

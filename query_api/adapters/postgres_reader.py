@@ -13,15 +13,25 @@ The SQL is public so the O(1) test EXPLAINs exactly what runs.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 
 from query_api.errors import ProjectionUnavailableError
-from query_api.ports import BucketRange, PartitionPosition, Snapshot
+from query_api.ports import (
+    MAX_LISTED_CONFLICTS,
+    BucketRange,
+    Occurrence,
+    PartitionPosition,
+    Snapshot,
+    TransactionLookup,
+    TransactionRecord,
+)
 from shared.totals import Totals
 
 logger = logging.getLogger(__name__)
@@ -81,6 +91,34 @@ SELECT a.version,
   LEFT JOIN partition_totals AS t ON t.version = a.version
  GROUP BY a.version"""
 
+# One transaction id: its seen row by primary key (version, transaction_id), its conflicts by
+# the prefix of theirs (at most MAX_LISTED_CONFLICTS listed), the version's positions.
+TRANSACTION_SQL = """
+WITH active AS MATERIALIZED (SELECT (SELECT version FROM projection_active) AS version)
+SELECT a.version, p.*, s.*, c.*
+  FROM active AS a
+ CROSS JOIN LATERAL (
+    SELECT coalesce(array_agg(t.partition ORDER BY t.partition), '{}') AS partitions,
+           coalesce(array_agg(t.next_offset ORDER BY t.partition), '{}') AS next_offsets,
+           coalesce(array_agg(t.log_end_offset ORDER BY t.partition), '{}') AS log_end_offsets
+      FROM partition_totals AS t
+     WHERE t.version = a.version
+ ) AS p
+  LEFT JOIN LATERAL (
+    SELECT true AS found, x.partition, x."offset", x.amount, x.occurred_at, x.recorded_at,
+           x.producer, x.duplicates, x.conflicts AS conflict_count
+      FROM seen_transactions AS x
+     WHERE x.version = a.version AND x.transaction_id = $1
+ ) AS s ON true
+ CROSS JOIN LATERAL (
+    SELECT coalesce(jsonb_agg(jsonb_build_array(k.partition, k."offset", k.amount::text,
+                                                k.occurred_at, k.recorded_at, k.producer)
+                              ORDER BY k.partition, k."offset"), '[]') AS conflicts
+      FROM (SELECT * FROM transaction_conflicts
+             WHERE version = a.version AND transaction_id = $1
+             ORDER BY partition, "offset" LIMIT $2) AS k
+ ) AS c"""
+
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
@@ -119,6 +157,12 @@ class PostgresProjectionReader:
 
     async def ping(self) -> None:
         await self._fetchrow("SELECT 1")
+
+    async def transaction(self, transaction_id: str) -> TransactionLookup:
+        row = await self._fetchrow(TRANSACTION_SQL, transaction_id, MAX_LISTED_CONFLICTS)
+        if row is None or row["version"] is None:
+            return TransactionLookup(0, None)
+        return TransactionLookup(row["version"], _record(transaction_id, row), _positions(row))
 
     async def _fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
         """One statement on a pooled connection, bounded in time (acquire included). A
@@ -160,4 +204,41 @@ def _positions(row: asyncpg.Record) -> tuple[PartitionPosition, ...]:
     return tuple(
         PartitionPosition(p, n, e)
         for p, n, e in zip(partitions, row["next_offsets"], row["log_end_offsets"], strict=True)
+    )
+
+
+def _record(transaction_id: str, row: asyncpg.Record) -> TransactionRecord | None:
+    if not row["found"]:
+        return None
+    counted = (
+        None  # stored before payloads were kept (migration 003)
+        if row["amount"] is None
+        else Occurrence(
+            partition=row["partition"],
+            offset=row["offset"],
+            amount=row["amount"],
+            occurred_at=row["occurred_at"],
+            recorded_at=row["recorded_at"],
+            producer=row["producer"],
+        )
+    )
+    conflicts = tuple(
+        Occurrence(
+            partition=partition,
+            offset=offset,
+            amount=Decimal(amount),
+            occurred_at=datetime.fromisoformat(occurred_at),
+            recorded_at=datetime.fromisoformat(recorded_at),
+            producer=producer,
+        )
+        for partition, offset, amount, occurred_at, recorded_at, producer in json.loads(
+            row["conflicts"]
+        )
+    )
+    return TransactionRecord(
+        transaction_id=transaction_id,
+        counted=counted,
+        duplicates=row["duplicates"],
+        conflict_count=row["conflict_count"],
+        conflicts=conflicts,
     )

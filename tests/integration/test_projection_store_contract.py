@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -86,6 +86,49 @@ async def test_poison_advances_the_offset_and_is_never_counted(store: Projection
     result = await store.commit(
         1, batch((0, 0, b"\x00garbage"), (0, 1, None), (0, 2, ev("4.20", "ok"))), live=True
     )
-    assert (result.poison, len(result.folded)) == (2, 1)
+    assert ([(p, o) for p, o, _ in result.poison], len(result.folded)) == ([(0, 0), (0, 1)], 1)
     assert await store.totals(1) == Totals.of(Decimal("4.20"))
     assert await store.stored_offsets(1, [0]) == {0: 3}
+
+
+async def test_a_repeat_with_another_payload_is_a_conflict_and_a_retry_is_not(
+    store: ProjectionStore,
+) -> None:
+    await store.commit(1, batch((0, 0, ev("10.00", "x")), (0, 1, ev("10.00", "x"))), live=True)
+    result = await store.commit(
+        1,
+        batch((0, 2, ev("99.99", "x")), (3, 0, ev("10.00", "x")), (3, 1, ev("1.00", "y"))),
+        live=True,
+    )
+    assert (len(result.folded), result.duplicates) == (1, 2)
+    assert [
+        (c.transaction_id, c.first.partition, c.first.offset, c.first.amount, c.repeat)
+        for c in result.conflicts
+    ] == [("x", 0, 0, Decimal("10.00"), result.conflicts[0].repeat)]
+    repeat = result.conflicts[0].repeat
+    assert (repeat.partition, repeat.offset, repeat.amount) == (0, 2, Decimal("99.99"))
+    assert await store.totals(1) == Totals(2, Decimal("11.00"), Decimal("10.00"), Decimal("1.00"))
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2026, 11, 26, 12, 0, 0, 999_999, tzinfo=UTC),
+        datetime(2038, 1, 19, 3, 14, 7, 999_999, tzinfo=UTC),
+        datetime(1850, 6, 1, 0, 0, 0, 1, tzinfo=UTC),
+        datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+    ],
+    ids=["now", "epoch-edge", "old", "year-1"],
+)
+async def test_a_retry_keeps_the_exact_microsecond_so_it_is_no_conflict(
+    store: ProjectionStore, moment: datetime
+) -> None:
+    retry = serialize(event("3.10", transaction_id="t", occurred_at=moment))
+    await store.commit(1, batch((0, 0, retry)), live=True)
+    result = await store.commit(1, batch((0, 1, retry)), live=True)
+    assert (result.duplicates, result.conflicts) == (1, ())
+    later = serialize(
+        event("3.10", transaction_id="t", occurred_at=moment + timedelta(microseconds=1))
+    )
+    result = await store.commit(1, batch((0, 2, later)), live=True)
+    assert [c.first.occurred_at for c in result.conflicts] == [moment]

@@ -7,6 +7,7 @@ SQL, so it needs no projector) and reads them through the port.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 
@@ -16,7 +17,14 @@ import pytest
 from query_api.adapters.memory_reader import InMemoryProjectionReader, PartitionRow
 from query_api.adapters.postgres_reader import PostgresProjectionReader
 from query_api.errors import ProjectionUnavailableError
-from query_api.ports import BucketRange, PartitionPosition, ProjectionReader
+from query_api.ports import (
+    MAX_LISTED_CONFLICTS,
+    BucketRange,
+    Occurrence,
+    PartitionPosition,
+    ProjectionReader,
+    TransactionRecord,
+)
 from shared.totals import Totals
 
 
@@ -42,6 +50,8 @@ class Seeder(Protocol):
 
     async def activate(self, version: int) -> None: ...
 
+    async def transaction(self, version: int, record: TransactionRecord) -> None: ...
+
 
 class MemorySeeder:
     def __init__(self) -> None:
@@ -61,6 +71,9 @@ class MemorySeeder:
 
     async def activate(self, version: int) -> None:
         self.fake.active_version = version
+
+    async def transaction(self, version: int, record: TransactionRecord) -> None:
+        self.fake.put_transaction(record, version=version)
 
 
 class PostgresSeeder:
@@ -114,6 +127,45 @@ class PostgresSeeder:
     async def activate(self, version: int) -> None:
         await self._version(version)
         await self.pool.execute("UPDATE projection_active SET version = $1", version)
+
+    async def transaction(self, version: int, record: TransactionRecord) -> None:
+        await self._version(version)
+        c = record.counted
+        await self.pool.execute(
+            'INSERT INTO seen_transactions (version, transaction_id, partition, "offset",'
+            " amount, occurred_at, recorded_at, producer, duplicates, conflicts)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            version,
+            record.transaction_id,
+            *(
+                (None,) * 6
+                if c is None
+                else (c.partition, c.offset, c.amount, c.occurred_at, c.recorded_at, c.producer)
+            ),
+            record.duplicates,
+            record.conflict_count,
+        )
+        for k in record.conflicts:
+            assert c is not None
+            await self.pool.execute(
+                "INSERT INTO transaction_conflicts (version, transaction_id, partition,"
+                ' "offset", amount, occurred_at, recorded_at, producer, first_partition,'
+                " first_offset, first_amount, first_occurred_at, first_producer)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                version,
+                record.transaction_id,
+                k.partition,
+                k.offset,
+                k.amount,
+                k.occurred_at,
+                k.recorded_at,
+                k.producer,
+                c.partition,
+                c.offset,
+                c.amount,
+                c.occurred_at,
+                c.producer,
+            )
 
 
 @pytest.fixture(params=["memory", "postgres"])
@@ -210,3 +262,54 @@ async def test_postgres_reader_down_is_unavailable(database_url: str) -> None:
     await pool.close()
     with pytest.raises(ProjectionUnavailableError):
         await reader.all_time()
+
+
+AT = datetime(2026, 11, 26, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+def occurrence(partition: int, offset: int, amount: str, producer: str = "shop-a") -> Occurrence:
+    return Occurrence(partition, offset, Decimal(amount), AT, AT + timedelta(seconds=1), producer)
+
+
+async def test_transaction_not_found_still_reads_the_positions(store: Seeder) -> None:
+    await store.partition(1, 0, 5, 7, totals(5, "5.00", "1.00", "1.00"))
+    lookup = await store.reader.transaction("nope")
+    assert (lookup.version, lookup.record) == (1, None)
+    assert lookup.positions == (PartitionPosition(0, 5, 7),)
+    assert lookup.position.offsets == {0: 5}
+
+
+async def test_transaction_with_its_counted_occurrence_and_conflicts(store: Seeder) -> None:
+    await store.partition(1, 2, 9, 9, totals(1, "10.00", "10.00", "10.00"))
+    conflicts = (occurrence(2, 8, "0.01", "shop-b"), occurrence(2, 3, "99.99"))
+    record = TransactionRecord("x", occurrence(2, 1, "10.00"), 4, 2, conflicts)
+    await store.transaction(1, record)
+    await store.transaction(1, TransactionRecord("y", occurrence(2, 0, "1.00")))
+    lookup = await store.reader.transaction("x")
+    assert lookup.record == TransactionRecord(
+        "x", occurrence(2, 1, "10.00"), 4, 2, (conflicts[1], conflicts[0])
+    )
+    assert isinstance(lookup.record.counted.amount, Decimal)  # type: ignore[union-attr]
+    assert lookup.positions == (PartitionPosition(2, 9, 9),)
+
+
+async def test_transaction_lists_at_most_the_first_conflicts(store: Seeder) -> None:
+    many = tuple(occurrence(0, n, "2.00") for n in range(MAX_LISTED_CONFLICTS + 5, 0, -1))
+    await store.transaction(1, TransactionRecord("x", occurrence(0, 0, "1.00"), 105, 105, many))
+    record = (await store.reader.transaction("x")).record
+    assert record is not None
+    assert record.conflict_count == MAX_LISTED_CONFLICTS + 5
+    assert [o.offset for o in record.conflicts] == list(range(1, MAX_LISTED_CONFLICTS + 1))
+
+
+async def test_transaction_stored_without_payload_and_of_the_active_version_only(
+    store: Seeder,
+) -> None:
+    await store.transaction(1, TransactionRecord("old", None, 1, 0))
+    await store.transaction(2, TransactionRecord("new", occurrence(0, 0, "1.00")))
+    assert (await store.reader.transaction("old")).record == TransactionRecord("old", None, 1, 0)
+    assert (await store.reader.transaction("new")).record is None
+    await store.activate(2)
+    lookup = await store.reader.transaction("new")
+    assert lookup.version == 2
+    assert lookup.record == TransactionRecord("new", occurrence(0, 0, "1.00"))

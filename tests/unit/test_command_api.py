@@ -440,3 +440,86 @@ async def test_docs_page_is_served(client: httpx.AsyncClient) -> None:
     response = await client.get("/docs")
     assert response.status_code == 200
     assert "swagger" in response.text.lower()
+
+
+# --- Idempotency-Key header
+
+
+def keyed(key: str) -> dict[str, str]:
+    return {**bearer(), "Idempotency-Key": key}
+
+
+async def test_the_idempotency_key_header_is_the_id_when_the_body_has_none(
+    client: httpx.AsyncClient, log: InMemoryEventPublisher
+) -> None:
+    response = await client.post("/transactions", content=body(), headers=keyed('"order-9"'))
+    assert response.status_code == 201, response.text
+    assert response.json()["transaction_id"] == "order-9"
+    assert [event.transaction_id for event in log.events] == ["order-9"]
+
+
+async def test_an_idempotency_key_equal_to_the_body_id_is_accepted(
+    client: httpx.AsyncClient, log: InMemoryEventPublisher
+) -> None:
+    response = await client.post(
+        "/transactions", content=body(transaction_id="a:1"), headers=keyed(' "a:1" ')
+    )
+    assert response.status_code == 201, response.text
+    assert [event.transaction_id for event in log.events] == ["a:1"]
+
+
+async def test_an_idempotency_key_different_from_the_body_id_is_422(
+    client: httpx.AsyncClient, log: InMemoryEventPublisher
+) -> None:
+    response = await client.post(
+        "/transactions", content=body(transaction_id="a-1"), headers=keyed('"a-2"')
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    [error] = response.json()["errors"]
+    assert (error["field"], error["location"], error["code"]) == (
+        "header.Idempotency-Key",
+        "header",
+        "idempotency_key_mismatch",
+    )
+    assert log.events == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["order-9", '""', '"a b"', '"' + "x" * 65 + '"', '"a\\"b"', '"a";p=1', '"caf\u00e9"'],
+    ids=["token", "empty", "space", "too-long", "escape", "parameters", "non-ascii"],
+)
+async def test_a_malformed_idempotency_key_is_422_with_the_body_errors(
+    client: httpx.AsyncClient, log: InMemoryEventPublisher, value: str
+) -> None:  # header bytes as sent (UTF-8 for the non-ASCII case)
+    response = await client.post(
+        "/transactions",
+        content=body(amount=-1),
+        headers=[(k.encode(), v.encode()) for k, v in bearer().items()]
+        + [(b"Idempotency-Key", value.encode())],
+    )
+    assert response.status_code == 422
+    fields = {(e["field"], e["code"]) for e in response.json()["errors"]}
+    assert ("header.Idempotency-Key", "idempotency_key_invalid") in fields
+    assert any(field == "amount" for field, _ in fields)
+    assert log.events == []
+
+
+async def test_a_batch_refuses_an_idempotency_key(
+    client: httpx.AsyncClient, log: InMemoryEventPublisher
+) -> None:
+    response = await client.post(
+        "/transactions/batch", content=batch(item(0)), headers=keyed('"b"')
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["code"] == "idempotency_key_not_allowed"
+    assert log.events == []
+
+
+async def test_the_idempotency_key_header_is_in_the_openapi(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    parameters = spec["paths"]["/transactions"]["post"]["parameters"]
+    [header] = [p for p in parameters if p["in"] == "header"]
+    assert header["name"] == "Idempotency-Key"
+    assert "RFC 8941" in header["description"]

@@ -1,0 +1,89 @@
+"""`GET /transactions/{transaction_id}`: a producer asks whether its transaction was counted.
+
+Always behind a JWT (it shows one transaction's amount), even when stats reads are open:
+scope `transactions:read` sees the token's own transactions, `transactions:read:any` anyone's.
+Not found and not yours answer the same 404, so ids cannot be probed.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import JSONResponse
+
+from query_api.deps import TransactionServiceDep, get_verifier
+from query_api.services import MAX_WAIT_MS
+from query_api.transaction_models import TransactionResponse, as_of
+from shared.auth import (
+    SCOPE_TRANSACTIONS_READ,
+    SCOPE_TRANSACTIONS_READ_ANY,
+    Principal,
+    require_scope,
+)
+from shared.errors import Problem, problem_response
+from shared.events import MAX_TRANSACTION_ID_LENGTH
+
+TRANSACTION_NOT_FOUND = Problem(404, "transaction-not-found", "Transaction not counted (yet)")
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"content": {"application/problem+json": {}}, "description": text}
+    for status, text in (
+        (401, "Bearer token missing or invalid"),
+        (403, "Token lacks the scope transactions:read"),
+        (
+            404,
+            "Not counted as of `as_of` (never folded yet, or not this token's transaction): "
+            "problem+json with `transaction_id`, `state: not_found` and `as_of`",
+        ),
+        (422, "Invalid wait_ms or consistency_token"),
+        (503, "Store unavailable, or the projection did not cover the token in time"),
+    )
+}
+
+Reader = Annotated[
+    Principal, Depends(require_scope(SCOPE_TRANSACTIONS_READ, verifier=get_verifier))
+]
+
+router = APIRouter(tags=["transactions"])
+
+
+@router.get(
+    "/transactions/{transaction_id}",
+    summary="The fate of one transaction",
+    description="Whether the projection counted this transaction id: `state: counted` with "
+    "the counted (first) occurrence, how many later occurrences were skipped as duplicates, "
+    "and those whose amount or occurred_at differ (conflicts, never counted). Otherwise 404 "
+    "with `as_of`: the offsets the projection had read. With `consistency_token` (from the "
+    "POST) it first waits like `/stats` does, so a 404 then means not counted. One "
+    "primary-key read.",
+    response_model=TransactionResponse,
+    responses=_RESPONSES,
+)
+async def get_transaction(
+    principal: Reader,
+    service: TransactionServiceDep,
+    transaction_id: Annotated[str, Path(min_length=1, max_length=MAX_TRANSACTION_ID_LENGTH)],
+    consistency_token: Annotated[str | None, Query(max_length=32_768)] = None,
+    wait_ms: Annotated[int | None, Query(ge=0, le=MAX_WAIT_MS)] = None,
+) -> TransactionResponse | JSONResponse:
+    sees_any = SCOPE_TRANSACTIONS_READ_ANY in principal.scopes
+    view = await service.lookup(
+        transaction_id=transaction_id,
+        producer=None if sees_any else principal.subject,
+        consistency_token=consistency_token,
+        wait_ms=wait_ms,
+    )
+    if view.record is None:
+        found_as_of = as_of(view.version, view.positions, view.read_at)
+        return problem_response(
+            TRANSACTION_NOT_FOUND,
+            f"No counted transaction {transaction_id!r} visible to this token as of the "
+            "projection's offsets in `as_of`.",
+            extensions={
+                "transaction_id": transaction_id,
+                "state": "not_found",
+                "as_of": found_as_of.model_dump(mode="json"),
+            },
+        )
+    return TransactionResponse.from_view(view)
