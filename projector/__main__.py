@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands.add_parser("status", help="active version, versions in progress, offsets and lag")
     args = parser.parse_args(argv)
-    configure_logging(LogSettings().log_level)
+    log = LogSettings()
+    configure_logging(log.log_level, log.log_format)
     if args.command == "run":
         asyncio.run(run_live())
         return 0
