@@ -147,6 +147,8 @@ def configure_logging(
     handler.addFilter(Throttle(("aiokafka",)))
     for name in UVICORN_LOGGERS:
         logger = logging.getLogger(name)
+        if not logger.propagate and not logger.handlers:
+            continue  # switched off (`--no-access-log`): stays off
         logger.handlers[:] = []
         logger.propagate = True
         logger.setLevel(logging.NOTSET)

@@ -134,3 +134,15 @@ def test_coordinator_noise_at_start_up_is_info_and_keeps_its_level_later() -> No
     later = coordinator()
     StartupNoise(COORDINATOR_LOGGERS, grace=0).filter(later)
     assert later.levelname == "ERROR"
+
+
+def test_a_switched_off_access_log_stays_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    access = logging.getLogger("uvicorn.access")
+    monkeypatch.setattr(access, "handlers", [])  # what `uvicorn --no-access-log` leaves
+    monkeypatch.setattr(access, "propagate", False)
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    out = io.StringIO()
+    configure_logging("INFO", "json", stream=out)
+    access.info('127.0.0.1 - "GET /stats HTTP/1.1" 200')
+    assert out.getvalue() == ""
