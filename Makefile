@@ -62,8 +62,8 @@ lint: venv ## ruff + mypy --strict + forbidden calls in service code
 docker-lint: venv ## hadolint both Dockerfiles, validate docker-compose.yml
 	scripts/docker_lint.sh
 
-token: venv env ## print a development JWT (scopes transactions:write stats:read)
-	@$(PY) -m shared.devtoken
+token: venv env ## print a development JWT (scopes transactions:write stats:read; valid 1 h, ARGS="--ttl 86400")
+	@$(PY) -m shared.devtoken $(ARGS)
 
 rebuild: infra ## rebuild the projection from the log, verify, swap (ARGS="--dry-run" etc.)
 	$(PY) -m projector rebuild $(ARGS)
