@@ -128,7 +128,11 @@ follow_logs() {
 TAIL_PID=""
 stop_everything() {
   trap '' INT TERM
-  [[ -n "$TAIL_PID" ]] && kill "$TAIL_PID" 2>/dev/null && wait "$TAIL_PID" 2>/dev/null
+  set +e # stop as much as can be stopped
+  if [[ -n "$TAIL_PID" ]]; then
+    kill "$TAIL_PID" 2>/dev/null
+    wait "$TAIL_PID" 2>/dev/null
+  fi
   stop_all
   "$ROOT/scripts/stack.sh" infra-down
   log "stopped: the three services, Kafka and PostgreSQL (data stays in .local/)"
