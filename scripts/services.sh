@@ -151,10 +151,18 @@ run_foreground() {
   log "all services up; Ctrl-C stops them, Kafka and PostgreSQL"
   tail -n 0 -F "$LOGS"/*.log &
   TAIL_PID=$!
-  wait -n "$(cat "$RUN/command_api.pid")" "$(cat "$RUN/query_api.pid")" "$(cat "$RUN/projector.pid")" || true
-  log "a service exited; stopping everything (see $LOGS/)"
+  # Ctrl-C reaches the services too; they exit 0 and bash may then not run the INT trap (it
+  # takes the signal as handled by the child): an exit status of 0 is that Ctrl-C.
+  local pids=() exited status=0
+  for name in "${SERVICES[@]}"; do pids+=("$(cat "$RUN/$name.pid")"); done
+  wait -n -p exited "${pids[@]}" || status=$?
+  if ((status == 0)); then
+    log "interrupted: stopping everything"
+  else
+    log "pid $exited exited with status $status: stopping everything (see $LOGS/)"
+  fi
   stop_everything
-  exit 1
+  ((status == 0)) || exit 1
 }
 
 case "${1:-}" in
