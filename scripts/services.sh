@@ -121,8 +121,15 @@ follow_logs() {
   shopt -s nullglob
   local files=("$LOGS"/*.log)
   ((${#files[@]})) || die "no logs yet in $LOGS (make up or make run first)"
-  exec tail -n "${LOG_LINES:-20}" -F "${files[@]}"
+  if [[ -t 1 ]]; then
+    tail -n "${LOG_LINES:-20}" -F "${files[@]}" | logview
+  else
+    exec tail -n "${LOG_LINES:-20}" -F "${files[@]}"
+  fi
 }
+
+# On a terminal, the services' JSON lines are shown as text (shared/logview.py).
+logview() { (cd "$ROOT" && exec "$PY" -m shared.logview); }
 
 # `make run`: everything it started stops on Ctrl-C, on SIGTERM, or when a service exits.
 TAIL_PID=""
@@ -149,7 +156,11 @@ run_foreground() {
   start_all
   wait_ready
   log "all services up; Ctrl-C stops them, Kafka and PostgreSQL"
-  tail -n 0 -F "$LOGS"/*.log &
+  if [[ -t 1 ]]; then
+    tail -n 0 -F "$LOGS"/*.log > >(logview) &
+  else
+    tail -n 0 -F "$LOGS"/*.log &
+  fi
   TAIL_PID=$!
   # Ctrl-C reaches the services too; they exit 0 and bash may then not run the INT trap (it
   # takes the signal as handled by the child): an exit status of 0 is that Ctrl-C.
