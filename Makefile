@@ -20,7 +20,7 @@ help: ## list the targets
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@command -v python3 >/dev/null || { echo "python3 (>= 3.11) is required" >&2; exit 1; }
 	@test -x $(PY) || { echo "[venv] creating the virtualenv .venv/"; python3 -m venv $(VENV); }
-	@echo "[venv] pip: installing the pinned dependencies (requirements-dev.txt) into .venv/ (about a minute the first time)"; \
+	@echo "[venv] pip: installing the pinned dependencies (requirements-dev.txt) into .venv/ (1-4 minutes the first time, depending on the load)"; \
 	  start=$$SECONDS; \
 	  $(PY) -m pip install -q -r requirements-dev.txt && $(PY) -m pip install -q --no-deps -e . && \
 	  echo "[venv] pip: done in $$((SECONDS - start)) s"
