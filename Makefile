@@ -12,16 +12,19 @@ export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:9092
 export DATABASE_URL ?= postgresql://txstats@127.0.0.1:5433/txstats
 
 .PHONY: help venv infra env up down run test test-unit lint docker-lint token rebuild bench
+.PHONY: status logs projector-status
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@command -v python3 >/dev/null || { echo "python3 (>= 3.11) is required" >&2; exit 1; }
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements-dev.txt
-	$(PY) -m pip install -q --no-deps -e .
-	touch $@
+	@test -x $(PY) || { echo "[venv] creating the virtualenv .venv/"; python3 -m venv $(VENV); }
+	@echo "[venv] pip: installing the pinned dependencies (requirements-dev.txt) into .venv/ (1-4 minutes the first time, depending on the load)"; \
+	  start=$$SECONDS; \
+	  $(PY) -m pip install -q -r requirements-dev.txt && $(PY) -m pip install -q --no-deps -e . && \
+	  echo "[venv] pip: done in $$((SECONDS - start)) s"
+	@touch $@
 
 venv: $(STAMP) ## create the virtualenv with the pinned dependencies
 
@@ -68,11 +71,25 @@ lint: venv ## ruff + mypy --strict + forbidden calls in service code
 docker-lint: venv ## hadolint both Dockerfiles, validate docker-compose.yml
 	scripts/docker_lint.sh
 
-token: venv env ## print a development JWT (scopes transactions:write stats:read)
-	@$(PY) -m shared.devtoken
+token: venv env ## print a development JWT (scopes transactions:write stats:read; valid 1 h, ARGS="--ttl 86400")
+	@$(PY) -m shared.devtoken $(ARGS)
 
 rebuild: infra ## rebuild the projection from the log, verify, swap (ARGS="--dry-run" etc.)
 	$(PY) -m projector rebuild $(ARGS)
 
 bench: infra env ## benchmarks against same-run baselines: Markdown table, JSON in .local/bench/
 	$(PY) -m bench $(ARGS)
+
+# ------------------------------------------------------------ operator commands
+
+status: venv ## services, Kafka, PostgreSQL, projection versions and lag, on one screen
+	@scripts/services.sh status
+	@scripts/stack.sh status
+	@if scripts/stack.sh status | grep -q '^postgres: running'; then \
+	  $(PY) -m projector status; else echo "projection: PostgreSQL is stopped"; fi
+
+logs: ## follow the services' logs (.local/logs/*.log); Ctrl-C ends
+	@scripts/services.sh logs
+
+projector-status: venv ## the projector's `status` CLI (active version, every version, lag)
+	@$(PY) -m projector status

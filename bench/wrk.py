@@ -8,6 +8,7 @@ table can show that the load generator was not the bottleneck.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.procs import BenchError, CpuMeter, Watched, pinned
+
+logger = logging.getLogger("bench")
 
 MARKER = "BENCH_JSON "
 
@@ -42,6 +45,7 @@ def ensure_wrk() -> str:
         return found
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise BenchError("wrk is not installed: run `sudo apt-get install -y wrk`, then retry")
+    logger.info("installing Debian's 'wrk' package system-wide with apt-get (the load generator)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "wrk"]
     if subprocess.run(install, env=env, capture_output=True, check=False).returncode != 0:

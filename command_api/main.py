@@ -50,7 +50,7 @@ def create_app(
 ) -> FastAPI:
     if config is None:
         config = CommandConfig.from_environment()
-        configure_logging(config.log.log_level)
+        configure_logging(config.log.log_level, config.log.log_format)
     verifier = JwtVerifier(config.jwt)
     registry = CollectorRegistry()
     metrics = CommandMetrics(registry)
@@ -74,6 +74,8 @@ def create_app(
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served offline by install_common (shared/docs.py)
+        redoc_url=None,
     )
     install_services(
         app,

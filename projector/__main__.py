@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("status", help="active version, versions in progress, offsets and lag")
     args = parser.parse_args(argv)
     config = ProjectorConfig.from_environment()
-    configure_logging(config.log.log_level)
+    configure_logging(config.log.log_level, config.log.log_format)
     if args.command == "run":
         asyncio.run(run_live(config))
         return 0

@@ -68,7 +68,7 @@ def install_query_error_handlers(app: FastAPI) -> None:
 
     async def on_invalid_query(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, InvalidQueryError)
-        error = {"field": f"query.{exc.field}", "location": "query", "message": exc.message}
+        error = {"field": exc.field, "location": "query", "message": exc.message}
         return problem_response(
             VALIDATION, "One or more fields are invalid.", errors=[{**error, "code": "invalid"}]
         )

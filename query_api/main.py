@@ -40,6 +40,14 @@ from shared.web import install_common
 
 MAX_QUERY_BODY_BYTES = 64 * 1024
 
+DESCRIPTION = """Reads of the transaction statistics projection: `count`, `sum`, `avg`, `max`,
+`min`, all-time or over a sliding window of 1..3600 seconds (by event time), in constant time.
+`consistency_token` (from the command API's 201) waits until your write is visible.
+
+Errors are `application/problem+json` (RFC 9457); field errors list `location` (`query`) and
+`field` (`window`). Reads are open unless `STATS_REQUIRE_AUTH=true` (then a bearer JWT with
+scope `stats:read`)."""
+
 
 def create_app(
     config: QueryConfig | None = None,
@@ -49,7 +57,7 @@ def create_app(
 ) -> FastAPI:
     if config is None:
         config = QueryConfig.from_environment()
-        configure_logging(config.log.log_level)
+        configure_logging(config.log.log_level, config.log.log_format)
     verifier = JwtVerifier(config.jwt)
     registry = CollectorRegistry()
     metrics = PrometheusStatsMetrics(registry)
@@ -104,7 +112,14 @@ def create_app(
             install_services(app, services)
             yield
 
-    app = FastAPI(title="Transactions query API", version="1.0.0", lifespan=lifespan)
+    app = FastAPI(
+        title="Transactions query API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # served offline by install_common (shared/docs.py)
+        redoc_url=None,
+    )
 
     async def postgres_ready() -> None:
         await services_of(app).reader.ping()

@@ -4,14 +4,24 @@
 #   scripts/services.sh up     start command API (8000), query API (8001), projector (8002) in
 #                              the background; return once every /ready answers 200
 #   scripts/services.sh down   stop them (SIGTERM, then SIGKILL after 20 s)
-#   scripts/services.sh run    start them in the foreground; Ctrl-C stops them all
+#   scripts/services.sh run    start them in the foreground, showing their logs; Ctrl-C (or
+#                              one of them exiting) stops them, then Kafka and PostgreSQL
+#   scripts/services.sh status one line per service: pid, port, /ready
+#   scripts/services.sh logs   follow every log under .local/logs/ (Ctrl-C ends)
+#
+# Ports: COMMAND_API_PORT, QUERY_API_PORT, PROJECTOR_HTTP_PORT (8000, 8001, 8002); pid files
+# and logs under SERVICES_DIR (.local/).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-RUN="$ROOT/.local/run"
-LOGS="$ROOT/.local/logs"
+# SERVICES_DIR: where pid files and logs go (a test runs a second set of services elsewhere).
+RUN="${SERVICES_DIR:-$ROOT/.local}/run"
+LOGS="${SERVICES_DIR:-$ROOT/.local}/logs"
 PY="$ROOT/.venv/bin/python"
 SERVICES=(command_api query_api projector)
+COMMAND_API_PORT="${COMMAND_API_PORT:-8000}"
+QUERY_API_PORT="${QUERY_API_PORT:-8001}"
+export PROJECTOR_HTTP_PORT="${PROJECTOR_HTTP_PORT:-8002}" # read by the projector's settings
 
 log() { printf '[services] %s\n' "$*" >&2; }
 die() { printf '[services] error: %s\n' "$*" >&2; exit 1; }
@@ -19,14 +29,18 @@ die() { printf '[services] error: %s\n' "$*" >&2; exit 1; }
 service_cmd() {
   local uvicorn=("$PY" -m uvicorn --factory --loop uvloop --http httptools --no-access-log --host 127.0.0.1)
   case "$1" in
-    command_api) CMD=("${uvicorn[@]}" --port 8000 command_api.main:create_app) ;;
-    query_api) CMD=("${uvicorn[@]}" --port 8001 query_api.main:create_app) ;;
+    command_api) CMD=("${uvicorn[@]}" --port "$COMMAND_API_PORT" command_api.main:create_app) ;;
+    query_api) CMD=("${uvicorn[@]}" --port "$QUERY_API_PORT" query_api.main:create_app) ;;
     projector) CMD=("$PY" -m projector run) ;;
   esac
 }
 
 service_port() {
-  case "$1" in command_api) echo 8000 ;; query_api) echo 8001 ;; projector) echo 8002 ;; esac
+  case "$1" in
+    command_api) echo "$COMMAND_API_PORT" ;;
+    query_api) echo "$QUERY_API_PORT" ;;
+    projector) echo "$PROJECTOR_HTTP_PORT" ;;
+  esac
 }
 
 ready() { # ready <port>: /ready answers 200
@@ -89,17 +103,84 @@ stop_all() {
   done
 }
 
+status() {
+  local name pidfile port state
+  for name in "${SERVICES[@]}"; do
+    pidfile="$RUN/$name.pid" port="$(service_port "$name")"
+    if [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+      if ready "$port"; then state="ready"; else state="NOT READY"; fi
+      printf '%-10s running (pid %s, port %s), /ready: %s\n' "$name:" "$(cat "$pidfile")" "$port" "$state"
+    else
+      printf '%-10s stopped\n' "$name:"
+    fi
+  done
+}
+
+follow_logs() {
+  mkdir -p "$LOGS"
+  shopt -s nullglob
+  local files=("$LOGS"/*.log)
+  ((${#files[@]})) || die "no logs yet in $LOGS (make up or make run first)"
+  if [[ -t 1 ]]; then
+    tail -n "${LOG_LINES:-20}" -F "${files[@]}" | logview
+  else
+    exec tail -n "${LOG_LINES:-20}" -F "${files[@]}"
+  fi
+}
+
+# On a terminal, the services' JSON lines are shown as text (shared/logview.py).
+logview() { (cd "$ROOT" && exec "$PY" -m shared.logview); }
+
+# `make run`: everything it started stops on Ctrl-C, on SIGTERM, or when a service exits.
+TAIL_PID=""
+stop_everything() {
+  trap '' INT TERM
+  set +e # stop as much as can be stopped
+  if [[ -n "$TAIL_PID" ]]; then
+    kill "$TAIL_PID" 2>/dev/null
+    wait "$TAIL_PID" 2>/dev/null
+  fi
+  stop_all
+  "$ROOT/scripts/stack.sh" infra-down
+  log "stopped: the three services, Kafka and PostgreSQL (data stays in .local/)"
+}
+
+run_foreground() {
+  local name
+  for name in "${SERVICES[@]}"; do
+    [[ -f "$RUN/$name.pid" ]] && kill -0 "$(cat "$RUN/$name.pid")" 2>/dev/null &&
+      die "$name is already running in the background (make up): make logs follows it, make down stops it"
+  done
+  trap 'stop_everything; exit 130' INT
+  trap 'stop_everything; exit 143' TERM
+  start_all
+  wait_ready
+  log "all services up; Ctrl-C stops them, Kafka and PostgreSQL"
+  if [[ -t 1 ]]; then
+    tail -n 0 -F "$LOGS"/*.log > >(logview) &
+  else
+    tail -n 0 -F "$LOGS"/*.log &
+  fi
+  TAIL_PID=$!
+  # Ctrl-C reaches the services too; they exit 0 and bash may then not run the INT trap (it
+  # takes the signal as handled by the child): an exit status of 0 is that Ctrl-C.
+  local pids=() exited status=0
+  for name in "${SERVICES[@]}"; do pids+=("$(cat "$RUN/$name.pid")"); done
+  wait -n -p exited "${pids[@]}" || status=$?
+  if ((status == 0)); then
+    log "interrupted: stopping everything"
+  else
+    log "pid $exited exited with status $status: stopping everything (see $LOGS/)"
+  fi
+  stop_everything
+  ((status == 0)) || exit 1
+}
+
 case "${1:-}" in
   up) start_all; wait_ready ;;
   down) stop_all ;;
-  run)
-    trap 'stop_all; exit 0' INT TERM
-    start_all
-    wait_ready
-    log "all services up; Ctrl-C stops them"
-    tail -n 0 -F "$LOGS"/*.log &
-    wait -n || true
-    stop_all
-    ;;
-  *) die "usage: $0 {up|down|run}" ;;
+  run) run_foreground ;;
+  status) status ;;
+  logs) follow_logs ;;
+  *) die "usage: $0 {up|down|run|status|logs}" ;;
 esac

@@ -27,6 +27,7 @@ PG_PORT="${PG_PORT:-5433}"
 PG_DB="${PG_DB:-txstats}"
 PG_USER="${PG_USER:-txstats}"
 PG_DIR="$LOCAL/pg"
+[[ -L "$PG_DIR" ]] && PG_DIR="$(readlink -f "$PG_DIR")" # see pg_locate
 PG_DATA="$PG_DIR/data"
 
 log() { printf '[stack] %s\n' "$*" >&2; }
@@ -37,14 +38,18 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 wait_for() { # wait_for <seconds> <description> <command...>
-  local deadline=$((SECONDS + $1)) what=$2
+  local start=$SECONDS deadline=$((SECONDS + $1)) what=$2
   shift 2
   until "$@"; do
     ((SECONDS < deadline)) || return 1
     sleep 0.5
   done
-  log "$what"
+  log "$what (in $((SECONDS - start)) s)"
 }
+
+# Progress on long steps: one line saying what starts, one saying how long it took.
+step_start() { STEP_T0=$SECONDS; log "$* ..."; }
+step_done() { log "$* (in $((SECONDS - STEP_T0)) s)"; }
 
 # ---------------------------------------------------------------- Kafka
 
@@ -56,13 +61,14 @@ kafka_require_tools() {
 kafka_fetch() {
   local stamp="$KAFKA_LIBS/.complete" pom="$ROOT/scripts/kafka/pom.xml"
   if [[ -f "$stamp" && "$stamp" -nt "$pom" ]]; then return; fi
-  log "fetching the Kafka broker from Maven Central (first run only)"
+  step_start "fetching the Kafka broker jars from Maven Central with mvn (first run only; ~70 MB)"
   rm -rf "$KAFKA_LIBS"
   mkdir -p "$KAFKA_LIBS"
   mvn -B -q -f "$pom" dependency:copy-dependencies \
     -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS" >"$KAFKA_LIBS/../mvn.log" 2>&1 ||
     die "mvn could not fetch Kafka; see $ROOT/.local/mvn.log"
   touch "$stamp"
+  step_done "Kafka jars fetched into $KAFKA_LIBS"
 }
 
 kafka_write_config() {
@@ -125,12 +131,14 @@ kafka_up() {
   kafka_write_config
   if [[ ! -f "$KAFKA_DIR/data/meta.properties" ]]; then
     local cluster_id
+    step_start "formatting Kafka's storage in $KAFKA_DIR/data"
     cluster_id="$(kafka_tool kafka.tools.StorageTool random-uuid)"
     kafka_tool kafka.tools.StorageTool format --standalone -t "$cluster_id" \
       -c "$KAFKA_DIR/server.properties" >"$KAFKA_DIR/logs/format.log" 2>&1 ||
       die "formatting Kafka storage failed; see $KAFKA_DIR/logs/format.log"
+    step_done "Kafka storage formatted"
   fi
-  log "starting Kafka on 127.0.0.1:$KAFKA_PORT"
+  log "starting Kafka on 127.0.0.1:$KAFKA_PORT (JVM, $KAFKA_HEAP heap; 10-30 s) ..."
   : >"$KAFKA_DIR/logs/server.log"
   kafka_java_args "$KAFKA_HEAP"
   nohup java "${JAVA_ARGS[@]}" kafka.Kafka "$KAFKA_DIR/server.properties" \
@@ -174,10 +182,11 @@ pg_install() {
   pg_bindir >/dev/null && return
   [[ $EUID -eq 0 ]] || die "PostgreSQL server binaries are missing: run 'sudo apt-get install -y postgresql'"
   command -v apt-get >/dev/null || die "PostgreSQL server binaries are missing and apt-get is not available"
-  log "installing PostgreSQL from Debian's packages"
+  step_start "installing Debian's 'postgresql' package system-wide with apt-get (server binaries are missing; once)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null
   apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  step_done "postgresql installed"
   # The package may start a default cluster on 5432; ours is separate, so leave it alone.
   pg_bindir >/dev/null || die "PostgreSQL installed but no server binaries found"
 }
@@ -187,17 +196,23 @@ pg_as_owner() {
   if [[ $EUID -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-pg_grant_traverse() {
+# As root, the server runs as the postgres user, which must reach the cluster's directory. When
+# a parent of the clone is not traversable by others (e.g. a 0700 home or mktemp directory), the
+# cluster goes to the postgres user's own home instead, linked from .local/pg: no permission
+# outside the clone is changed. Not root: the server runs as the invoking user, in .local/pg.
+pg_locate() {
   [[ $EUID -eq 0 ]] || return 0
-  # The server user needs to traverse every directory above .local/pg (mktemp dirs are 0700).
-  local dir=$PG_DIR
-  while [[ "$dir" != "/" ]]; do
-    dir="$(dirname "$dir")"
-    if ! runuser -u postgres -- test -x "$dir"; then
-      log "granting the postgres user traverse (o+x) on $dir"
-      chmod o+x "$dir"
-    fi
-  done
+  mkdir -p "$LOCAL"
+  if [[ ! -e "$PG_DIR" ]] && ! runuser -u postgres -- test -x "$LOCAL"; then
+    local home target
+    home="$(getent passwd postgres | cut -d: -f6)"
+    target="$home/txstats/$(printf '%s' "$LOCAL" | sha256sum | cut -c1-12)"
+    log "the postgres user cannot reach $LOCAL: the cluster goes to $target (linked from $PG_DIR)"
+    mkdir -p "$target"
+    ln -s "$target" "$PG_DIR"
+    PG_DIR=$target
+  fi
+  PG_DATA="$PG_DIR/data"
 }
 
 pg_ctl_cmd() {
@@ -206,22 +221,24 @@ pg_ctl_cmd() {
 
 pg_up() {
   pg_install
+  pg_locate
   mkdir -p "$PG_DIR/run" "$PG_DIR/log"
   [[ $EUID -eq 0 ]] && chown -R postgres:postgres "$PG_DIR"
-  pg_grant_traverse
   if pg_ctl_cmd status >/dev/null 2>&1; then log "PostgreSQL already running"; return; fi
   port_open "$PG_PORT" && die "port $PG_PORT is taken by another process (set PG_PORT)"
   if [[ ! -f "$PG_DATA/PG_VERSION" ]]; then
-    log "initialising a PostgreSQL cluster in $PG_DATA"
+    step_start "initialising a PostgreSQL cluster in $PG_DATA (initdb)"
     pg_as_owner "$(pg_bindir)/initdb" -D "$PG_DATA" -U postgres --auth-local=trust \
       --auth-host=trust -E UTF8 --locale=C.UTF-8 >"$PG_DIR/log/initdb.log" 2>&1 ||
       die "initdb failed; see $PG_DIR/log/initdb.log"
+    step_done "PostgreSQL cluster initialised"
   fi
-  log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+  step_start "starting PostgreSQL on 127.0.0.1:$PG_PORT"
   pg_ctl_cmd -l "$PG_DIR/log/postgres.log" -w -t 60 \
     -o "-p $PG_PORT -k $PG_DIR/run -c listen_addresses=127.0.0.1 -c max_connections=200" \
     start >/dev/null || die "PostgreSQL did not start; see $PG_DIR/log/postgres.log"
   pg_ensure_database
+  step_done "PostgreSQL ready"
 }
 
 pg_psql() {

@@ -58,8 +58,11 @@ def problem_response(
 class FieldErrorDetail(BaseModel):
     """One entry of a problem's `errors`: which field failed which rule."""
 
-    field: str = Field(description="Dotted path into the body, e.g. `transactions.3.amount`.")
-    location: str = Field(description="`body`, `query`, `header`, ...")
+    field: str = Field(
+        description="Dotted path inside `location`: `amount`, `transactions.3.amount` (body),"
+        " `window` (query)."
+    )
+    location: str = Field(description="Where the field is: `body`, `query`, `header`, `path`.")
     message: str
     code: str = Field(description="Machine-readable rule, e.g. `greater_than`.")
 
@@ -109,14 +112,20 @@ def _http_problem(status: int, title: str) -> Problem:
     return Problem(status, _HTTP_SLUGS.get(status, f"http-{status}"), title)
 
 
+_LOCATIONS = frozenset({"body", "query", "header", "path", "cookie"})
+
+
 def _field_errors(err: RequestValidationError) -> list[dict[str, Any]]:
     out = []
     for item in err.errors():
+        # One convention for every location: `location` says where, `field` is the path inside
+        # it (never prefixed with the location).
         loc = [str(part) for part in item.get("loc", ())]
+        location = loc[0] if loc and loc[0] in _LOCATIONS else "body"
         out.append(
             {
-                "field": ".".join(loc[1:] if loc[:1] == ["body"] else loc),
-                "location": loc[0] if loc else "body",
+                "field": ".".join(loc[1:] if loc[:1] == [location] else loc),
+                "location": location,
                 "message": str(item.get("msg", "invalid")),
                 "code": str(item.get("type", "invalid")),
             }

@@ -1,18 +1,31 @@
-"""Structured logging: one JSON object per line, with the current request id."""
+"""Logging for every process: one format per process, every library's records included
+(uvicorn's too). JSON lines when stderr is not a terminal (log files, containers); readable
+text lines on a terminal. `LOG_FORMAT=json|text` overrides the choice."""
 
 from __future__ import annotations
 
 import json
 import logging
 import re
+import sys
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import TextIO
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
-_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# uvicorn adds `color_message` (the message with terminal colour codes) to its records.
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
+
+
+def _extras(record: logging.LogRecord) -> dict[str, object]:
+    extras = {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
+    request_id = request_id_var.get()
+    if request_id is not None:
+        extras = {"request_id": request_id, **extras}
+    return extras
 
 
 class JsonFormatter(logging.Formatter):
@@ -22,14 +35,32 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            **_extras(record),
         }
-        request_id = request_id_var.get()
-        if request_id is not None:
-            entry["request_id"] = request_id
-        entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
         if record.exc_info:
             entry["exc_info"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """`12:00:00.123 INFO  projector.consumer: folded 5 events  partition=3`, for a terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S.%f")[:-3]
+        line = f"{ts} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        extras = _extras(record)
+        if extras:
+            line += "  " + " ".join(f"{k}={v}" for k, v in extras.items())
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def pick_formatter(log_format: str, stream: TextIO) -> logging.Formatter:
+    """`json`, `text`, or `auto`: text on a terminal, JSON otherwise."""
+    if log_format == "text" or (log_format == "auto" and stream.isatty()):
+        return TextFormatter()
+    return JsonFormatter()
 
 
 # A JWT is three base64url segments; its JSON header makes the first one start with "eyJ".
@@ -86,15 +117,49 @@ class Throttle(logging.Filter):
         return True
 
 
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter())
+class StartupNoise(logging.Filter):
+    """While a consumer joins its group, aiokafka logs at ERROR that the group coordinator is
+    not available yet and marks it dead, then retries and succeeds: routine on every start
+    (the broker creates `__consumer_offsets` on the first join). Such records become INFO
+    during the first `grace` seconds of the process; later they keep their level."""
+
+    def __init__(self, prefixes: tuple[str, ...], grace: float = 60.0) -> None:
+        super().__init__()
+        self._prefixes = prefixes
+        self._until = time.monotonic() + grace
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            record.levelno > logging.INFO
+            and record.name.startswith(self._prefixes)
+            and time.monotonic() < self._until
+        ):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+COORDINATOR_LOGGERS = ("aiokafka.consumer.group_coordinator",)
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+
+
+def configure_logging(
+    level: str, log_format: str = "auto", *, stream: TextIO | None = None
+) -> None:
+    """One handler on the root logger, used by every library. uvicorn's command line installs
+    its own handlers and plain-text format before our app factory runs: they are removed so
+    that its records reach ours."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(pick_formatter(log_format, handler.stream))
+    handler.addFilter(StartupNoise(COORDINATOR_LOGGERS))
     handler.addFilter(RedactTokens())
     handler.addFilter(Throttle(("aiokafka",)))
-    for name in ("uvicorn.access", "uvicorn.error"):  # their own handlers, not ours
+    for name in UVICORN_LOGGERS:
         logger = logging.getLogger(name)
-        if not any(isinstance(f, RedactTokens) for f in logger.filters):
-            logger.addFilter(RedactTokens())
+        if not logger.propagate and not logger.handlers:
+            continue  # switched off (`--no-access-log`): stays off
+        logger.handlers[:] = []
+        logger.propagate = True
+        logger.setLevel(logging.NOTSET)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -72,6 +72,8 @@ class LogSettings(BaseSettings):
     model_config = _ENV
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # auto: readable text when stderr is a terminal, JSON lines otherwise.
+    log_format: Literal["auto", "json", "text"] = "auto"
 
 
 class ClockSkewSettings(BaseSettings):

@@ -9,7 +9,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, Response
@@ -17,7 +17,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram,
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.errors import INTERNAL, Problem, problem_response
+from shared.docs import install_docs
+from shared.errors import INTERNAL, PROBLEM_JSON, Problem, problem_response
 from shared.logs import request_id_var
 
 logger = logging.getLogger(__name__)
@@ -170,6 +171,36 @@ def http_latency_histogram(registry: CollectorRegistry) -> Histogram:
     )
 
 
+NOT_READY_DOC: dict[str, Any] = {
+    "description": "A dependency does not answer (`errors` names each one), with `Retry-After`",
+    "content": {
+        PROBLEM_JSON: {
+            "schema": {
+                "type": "object",
+                "required": ["type", "title", "status", "detail", "errors"],
+                "properties": {
+                    "type": {"type": "string"},
+                    "title": {"type": "string"},
+                    "status": {"type": "integer"},
+                    "detail": {"type": "string"},
+                    "errors": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["dependency", "error"],
+                            "properties": {
+                                "dependency": {"type": "string"},
+                                "error": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+            }
+        }
+    },
+}
+
+
 def ops_router(*, registry: CollectorRegistry, checks: Mapping[str, ReadyCheck]) -> APIRouter:
     """`/health` (liveness), `/ready` (every dependency answers) and `/metrics`."""
     router = APIRouter(tags=["operations"])
@@ -178,7 +209,12 @@ def ops_router(*, registry: CollectorRegistry, checks: Mapping[str, ReadyCheck])
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/ready", summary="Readiness: every dependency answers", response_model=None)
+    @router.get(
+        "/ready",
+        summary="Readiness: every dependency answers",
+        response_model=None,
+        responses={503: NOT_READY_DOC},
+    )
     async def ready() -> JSONResponse | dict[str, object]:
         failed: dict[str, str] = {}
         for name, check in checks.items():
@@ -209,5 +245,6 @@ def install_common(
     max_body_bytes: int,
 ) -> None:
     app.include_router(ops_router(registry=registry, checks=checks))
+    install_docs(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(RequestContextMiddleware, latency=http_latency_histogram(registry))

@@ -151,4 +151,4 @@ async def test_the_idempotency_key_header_paths(kafka_settings: TopicFactory) ->
     assert (alone["transaction_id"], equal["transaction_id"]) == ("k-1", "k-2")
     assert different.status_code == 422
     assert different.headers["content-type"] == "application/problem+json"
-    assert different.json()["errors"][0]["field"] == "header.Idempotency-Key"
+    assert different.json()["errors"][0]["field"] == "Idempotency-Key"

@@ -478,7 +478,7 @@ async def test_an_idempotency_key_different_from_the_body_id_is_422(
     assert response.headers["content-type"] == "application/problem+json"
     [error] = response.json()["errors"]
     assert (error["field"], error["location"], error["code"]) == (
-        "header.Idempotency-Key",
+        "Idempotency-Key",
         "header",
         "idempotency_key_mismatch",
     )
@@ -501,7 +501,7 @@ async def test_a_malformed_idempotency_key_is_422_with_the_body_errors(
     )
     assert response.status_code == 422
     fields = {(e["field"], e["code"]) for e in response.json()["errors"]}
-    assert ("header.Idempotency-Key", "idempotency_key_invalid") in fields
+    assert ("Idempotency-Key", "idempotency_key_invalid") in fields
     assert any(field == "amount" for field, _ in fields)
     assert log.events == []
 

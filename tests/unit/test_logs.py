@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 
 import jwt
+import pytest
 
-from shared.logs import REDACTED, JsonFormatter, RedactTokens, Throttle, request_id_var
+from shared.logs import (
+    COORDINATOR_LOGGERS,
+    REDACTED,
+    JsonFormatter,
+    RedactTokens,
+    StartupNoise,
+    TextFormatter,
+    Throttle,
+    configure_logging,
+    pick_formatter,
+    request_id_var,
+)
 
 
 def record(msg: str, *args: object) -> logging.LogRecord:
@@ -75,3 +88,82 @@ def test_library_floods_are_throttled_per_message_and_counted() -> None:
     assert throttle.filter(quiet)
     assert quiet.__dict__["suppressed"] == 1
     assert json.loads(JsonFormatter().format(after))["suppressed"] == 999
+
+
+def uvicorn_style(name: str, level: int, msg: str) -> logging.LogRecord:
+    entry = logging.LogRecord(name, level, __file__, 1, msg, (), None)
+    entry.color_message = f"\x1b[1m{msg}\x1b[0m"  # as uvicorn adds it
+    return entry
+
+
+def test_json_lines_drop_uvicorns_colour_codes() -> None:
+    line = json.loads(JsonFormatter().format(uvicorn_style("uvicorn.error", logging.INFO, "up")))
+    assert line["message"] == "up"
+    assert "color_message" not in line
+
+
+def test_text_lines_are_readable_and_carry_the_extras() -> None:
+    entry = record("folded %d events", 5)
+    entry.partition = 3
+    line = TextFormatter().format(entry)
+    assert " INFO " in line
+    assert line.endswith("test: folded 5 events  partition=3")
+    assert "{" not in line
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_format_follows_the_terminal_unless_forced() -> None:
+    assert isinstance(pick_formatter("auto", Terminal()), TextFormatter)
+    assert isinstance(pick_formatter("auto", io.StringIO()), JsonFormatter)
+    assert isinstance(pick_formatter("json", Terminal()), JsonFormatter)
+    assert isinstance(pick_formatter("text", io.StringIO()), TextFormatter)
+
+
+def test_uvicorns_own_handlers_give_way_to_ours(monkeypatch: pytest.MonkeyPatch) -> None:
+    uvicorn_logger = logging.getLogger("uvicorn.error")
+    plain = io.StringIO()
+    uvicorn_logger.addHandler(logging.StreamHandler(plain))  # as uvicorn's CLI does
+    uvicorn_logger.propagate = False
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
+    out = io.StringIO()
+    configure_logging("INFO", "json", stream=out)
+    uvicorn_logger.info("Started server process [%d]", 42)
+    assert plain.getvalue() == ""
+    assert json.loads(out.getvalue())["message"] == "Started server process [42]"
+
+
+def test_coordinator_noise_at_start_up_is_info_and_keeps_its_level_later() -> None:
+    def coordinator() -> logging.LogRecord:
+        entry = record("Marking the coordinator dead (node %s) for group %s.", 1, "g")
+        entry.name, entry.levelno, entry.levelname = COORDINATOR_LOGGERS[0], logging.ERROR, "ERROR"
+        return entry
+
+    starting = StartupNoise(COORDINATOR_LOGGERS, grace=60)
+    early = coordinator()
+    assert starting.filter(early)
+    assert (early.levelno, early.levelname) == (logging.INFO, "INFO")
+    ours = record("boom")
+    ours.levelno, ours.levelname = logging.ERROR, "ERROR"
+    starting.filter(ours)
+    assert ours.levelname == "ERROR"  # only the coordinator's start-up records
+    later = coordinator()
+    StartupNoise(COORDINATOR_LOGGERS, grace=0).filter(later)
+    assert later.levelname == "ERROR"
+
+
+def test_a_switched_off_access_log_stays_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    access = logging.getLogger("uvicorn.access")
+    monkeypatch.setattr(access, "handlers", [])  # what `uvicorn --no-access-log` leaves
+    monkeypatch.setattr(access, "propagate", False)
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    out = io.StringIO()
+    configure_logging("INFO", "json", stream=out)
+    access.info('127.0.0.1 - "GET /stats HTTP/1.1" 200')
+    assert out.getvalue() == ""

@@ -176,7 +176,7 @@ async def test_consistency_token_not_reached_and_malformed(
         )
     assert_problem(late, 503)
     body = assert_problem(malformed, 422)
-    assert [e["field"] for e in body["errors"]] == ["query.consistency_token"]
+    assert [(e["location"], e["field"]) for e in body["errors"]] == [("query", "consistency_token")]
 
 
 async def test_store_down_is_503(reader: InMemoryProjectionReader) -> None:

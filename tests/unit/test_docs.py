@@ -1,0 +1,73 @@
+"""`/docs` renders offline (every asset from our own host), every API documents `/ready`'s 503,
+and the projector's HTTP side answers unknown paths with problem+json."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from command_api.adapters.memory_publisher import InMemoryEventPublisher
+from projector.http import ops_server
+from projector.metrics import ProjectorMetrics
+from query_api.adapters.memory_reader import InMemoryProjectionReader
+from query_api.main import create_app as create_query_app
+from tests.unit.command_kit import make_app
+from tests.unit.test_query_http import config as query_config
+
+
+def command_app() -> FastAPI:
+    return make_app(InMemoryEventPublisher())
+
+
+def query_app() -> FastAPI:
+    return create_query_app(query_config(), reader=InMemoryProjectionReader())
+
+
+@pytest.fixture(params=[command_app, query_app], ids=["command", "query"])
+async def client(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
+    app = request.param()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        yield client
+
+
+async def test_docs_load_every_asset_from_our_own_host(client: httpx.AsyncClient) -> None:
+    page = await client.get("/docs")
+    assert page.status_code == 200
+    urls = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page.text)
+    urls += re.findall(r"""url: ?['"]([^'"]+)['"]""", page.text)  # the OpenAPI document
+    assert len(urls) >= 4, urls  # favicon, CSS, JS, openapi.json
+    for url in urls:
+        assert url.startswith("/"), f"{url} leaves the host"
+        assert not url.startswith("//"), f"{url} leaves the host"
+        asset = await client.get(url)
+        assert asset.status_code == 200, url
+        assert asset.content, url
+    assert '"validatorUrl": null' in page.text  # Swagger UI's online validator badge: off
+    assert (await client.get("/redoc")).status_code == 404  # its page is CDN-only
+
+
+async def test_ready_documents_its_503(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    responses = spec["paths"]["/ready"]["get"]["responses"]
+    assert "application/problem+json" in responses["503"]["content"]
+    assert spec["info"].get("description")
+
+
+async def test_the_projector_answers_unknown_paths_with_problem_json() -> None:
+    server = ops_server(
+        metrics=ProjectorMetrics(CollectorRegistry()), checks={}, host="127.0.0.1", port=0
+    )
+    app = server.config.app
+    assert isinstance(app, FastAPI)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://projector") as client:
+        response = await client.get("/docs")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["status"] == 404
