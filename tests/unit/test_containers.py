@@ -359,7 +359,8 @@ def test_cluster_profile_runs_three_kraft_voters_with_replication_factor_3(
     assert env_file["KAFKA_BOOTSTRAP"] == ",".join(f"{name}:9092" for name in CLUSTER_NODES)
     assert env_file["KAFKA_REPLICATION_FACTOR"] == "3"
     assert env_file["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
-    cluster_ids, volumes = set(), set()
+    cluster_ids: set[str | None] = set()
+    volumes: set[str] = set()
     for name, node in CLUSTER_NODES.items():
         spec = services[name]
         env = environment(spec)
