@@ -338,9 +338,12 @@ class Deployment:
         args += ["--http", "httptools"] + ([] if access_log else ["--no-access-log"])
         return self._service("query_api", args, port, **env).start()
 
-    def projector(self, *, group_id: str | None = None, **env: str) -> Service:
+    def projector(
+        self, *, group_id: str | None = None, name: str = "projector", **env: str
+    ) -> Service:
+        """`name` names its log file (tmp_path/<name>.log): give each member its own."""
         return self._service(
-            "projector",
+            name,
             ["-m", "projector", "run"],
             None,
             PROJECTOR_GROUP_ID=group_id or f"faults-{uuid.uuid4().hex[:8]}",
