@@ -51,6 +51,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PUBLISH_TIMEOUT_SECONDS = 4.0
 BOUND_SECONDS = PUBLISH_TIMEOUT_SECONDS + 1
 PRODUCERS = 8
+# The producer's failover settings under test (see README, Reliability).
+PRODUCER_REQUEST_TIMEOUT_MS = "1500"
+PRODUCER_METADATA_MAX_AGE_MS = "5000"
 LIMIT = 20_000  # transactions at most; each phase also ends on acknowledgements
 
 
@@ -107,7 +110,11 @@ class Load:
 
 
 async def start_load(deployment: Deployment, prefix: str) -> Load:
-    api = deployment.command_api(PUBLISH_TIMEOUT_SECONDS=str(PUBLISH_TIMEOUT_SECONDS))
+    api = deployment.command_api(
+        PUBLISH_TIMEOUT_SECONDS=str(PUBLISH_TIMEOUT_SECONDS),
+        KAFKA_REQUEST_TIMEOUT_MS=PRODUCER_REQUEST_TIMEOUT_MS,
+        KAFKA_METADATA_MAX_AGE_MS=PRODUCER_METADATA_MAX_AGE_MS,
+    )
     deployment.projector()
     query = deployment.query_api()
     await api.wait_ready()
