@@ -27,6 +27,8 @@ KAFKA_HEAP="${KAFKA_HEAP:-512m}"
 # in .local/kafka/.
 KAFKA_NODES="${KAFKA_NODES:-1}"
 KAFKA_PORT_STEP="${KAFKA_PORT_STEP:-10}"
+# A cluster needs its voters up before any node says "started": slow on a loaded machine.
+KAFKA_START_SECONDS="${KAFKA_START_SECONDS:-240}"
 # Failover: a broker that stops heartbeating (kill -9, a lost host) is fenced after this
 # long and its partitions get new leaders (Kafka's default is 9 s).
 KAFKA_SESSION_TIMEOUT_MS="${KAFKA_SESSION_TIMEOUT_MS:-3000}"
@@ -215,9 +217,9 @@ kafka_up() {
   done
   for i in "${started[@]}"; do # the nodes start together: a cluster needs a quorum of voters
     kafka_select "$i"
-    wait_for 120 "Kafka node $NODE_ID ready" kafka_started || {
+    wait_for "$KAFKA_START_SECONDS" "Kafka node $NODE_ID ready" kafka_started || {
       tail -n 20 "$KAFKA_DIR/logs/stdout.log" >&2
-      die "Kafka node $NODE_ID did not start within 120 s; see $KAFKA_DIR/logs/"
+      die "Kafka node $NODE_ID did not start within $KAFKA_START_SECONDS s; see $KAFKA_DIR/logs/"
     }
   done
 }

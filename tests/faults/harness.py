@@ -131,8 +131,8 @@ def cluster_stack(command: str) -> None:
 
 @contextlib.contextmanager
 def private_cluster() -> Iterator[PrivateCluster]:
-    cluster_stack("kafka-up")
     try:
+        cluster_stack("kafka-up")  # inside: nodes that did start are stopped on a failure
         yield PrivateCluster(
             {
                 node: CLUSTER_KAFKA_PORT + CLUSTER_PORT_STEP * (node - 1)
