@@ -51,9 +51,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PUBLISH_TIMEOUT_SECONDS = 4.0
 BOUND_SECONDS = PUBLISH_TIMEOUT_SECONDS + 1
 PRODUCERS = 8
-# The producer's failover settings under test (see README, Reliability).
-PRODUCER_REQUEST_TIMEOUT_MS = "1500"
-PRODUCER_METADATA_MAX_AGE_MS = "5000"
 LIMIT = 20_000  # transactions at most; each phase also ends on acknowledgements
 
 
@@ -110,11 +107,7 @@ class Load:
 
 
 async def start_load(deployment: Deployment, prefix: str) -> Load:
-    api = deployment.command_api(
-        PUBLISH_TIMEOUT_SECONDS=str(PUBLISH_TIMEOUT_SECONDS),
-        KAFKA_REQUEST_TIMEOUT_MS=PRODUCER_REQUEST_TIMEOUT_MS,
-        KAFKA_METADATA_MAX_AGE_MS=PRODUCER_METADATA_MAX_AGE_MS,
-    )
+    api = deployment.command_api(PUBLISH_TIMEOUT_SECONDS=str(PUBLISH_TIMEOUT_SECONDS))
     deployment.projector()
     query = deployment.query_api()
     await api.wait_ready()
@@ -225,11 +218,12 @@ async def finish_and_check(deployment: Deployment, load: Load) -> None:
             assert attempt.content_type == PROBLEM_JSON
             assert attempt.problem_type is not None
             assert attempt.problem_type.endswith("/event-log-unavailable")
-    # The publish bound, by the client (a connection per producer) and by the server.
-    assert ledger.slowest() <= BOUND_SECONDS, ledger.slowest()
+    # The publish bound, by the server's own histogram and by the client (a connection per
+    # producer, so no pool queueing; on a saturated machine its clock adds scheduling delay).
     within, total = await server_answers_within(load.api, BOUND_SECONDS)
     assert total >= len(first)
     assert within == total, f"{total - within} POSTs answered after {BOUND_SECONDS} s"
+    assert ledger.slowest() <= BOUND_SECONDS, ledger.slowest()
     assert {r.status for r in load.reads} <= {200, 503}, Counter(r.status for r in load.reads)
     assert all(r.content_type == PROBLEM_JSON for r in load.reads if r.status == 503)
 
