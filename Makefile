@@ -7,6 +7,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SERVICE_DIRS := command_api projector query_api shared
 
+# Cluster mode (issue 13): KAFKA_NODES=3 runs a 3-node KRaft cluster (scripts/stack.sh); the
+# services then bootstrap from every node and create the topic with replication factor 3.
+# (Single node: nothing is exported, so a KAFKA_REPLICATION_FACTOR in .env still applies.)
+export KAFKA_NODES ?= 1
+ifneq ($(KAFKA_NODES),1)
+export KAFKA_REPLICATION_FACTOR ?= $(shell n=$(KAFKA_NODES); echo $$(( n < 3 ? n : 3 )))
+export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:9092,127.0.0.1:9102,127.0.0.1:9112
+endif
+
 # Integration tests use these when set; otherwise the local stack from scripts/stack.sh.
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:9092
 export DATABASE_URL ?= postgresql://txstats@127.0.0.1:5433/txstats

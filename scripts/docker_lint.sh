@@ -17,6 +17,7 @@ cd "$ROOT"
 
 DOCKERFILES=(Dockerfile.command Dockerfile.query)
 COMPOSE_FILE=docker-compose.yml
+CLUSTER_ENV=deploy/cluster.env
 HADOLINT="${HADOLINT:-$ROOT/.venv/bin/hadolint}"
 
 log() { printf '[docker-lint] %s\n' "$*" >&2; }
@@ -117,6 +118,15 @@ lint_compose() {
     die "without JWT_SECRET, Compose failed for another reason than the missing secret (see above)"
   fi
   log "$COMPOSE_FILE is valid and refuses to start without JWT_SECRET"
+
+  # The 3-node Kafka cluster: the same file with deploy/cluster.env (profile "cluster").
+  [[ -f "$CLUSTER_ENV" ]] || die "$CLUSTER_ENV is missing"
+  if ! EMPTY_ENV="$CLUSTER_ENV" compose_config "$out" "JWT_SECRET=$secret" ||
+    [[ -s "$out" ]]; then
+    cat "$out" >&2
+    die "$COMPOSE_FILE is not valid with --env-file $CLUSTER_ENV (see above)"
+  fi
+  log "$COMPOSE_FILE is valid with $CLUSTER_ENV (profile cluster)"
 }
 
 lint_dockerfiles

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Local infrastructure without Docker: a real Kafka broker (jars from Maven Central, KRaft,
-# single node) and a real PostgreSQL cluster (Debian's server binaries), both under .local/.
+# Local infrastructure without Docker: a real Kafka (jars from Maven Central, KRaft, one node or
+# KAFKA_NODES=3 for a replicated cluster) and a real PostgreSQL cluster (Debian's server
+# binaries), all under .local/.
 #
 #   scripts/stack.sh infra-up      provision (first time) and start Kafka + PostgreSQL
 #   scripts/stack.sh infra-down    stop them (data is kept)
@@ -20,6 +21,19 @@ KAFKA_LIBS="$ROOT/.local/kafka-libs"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 KAFKA_HEAP="${KAFKA_HEAP:-512m}"
+# KAFKA_NODES=3: a KRaft cluster of three nodes (each broker + controller, three voters).
+# Node i listens on KAFKA_PORT + KAFKA_PORT_STEP*(i-1) (controller likewise), keeps its data
+# and logs in .local/kafka-cluster/node<i>/. KAFKA_NODES=1 (the default) is the single node
+# in .local/kafka/.
+KAFKA_NODES="${KAFKA_NODES:-1}"
+KAFKA_PORT_STEP="${KAFKA_PORT_STEP:-10}"
+# A cluster needs its voters up before any node says "started": slow on a loaded machine.
+KAFKA_START_SECONDS="${KAFKA_START_SECONDS:-240}"
+# Failover: a broker that stops heartbeating (kill -9, a lost host) is fenced after this
+# long and its partitions get new leaders (Kafka's default is 9 s).
+KAFKA_SESSION_TIMEOUT_MS="${KAFKA_SESSION_TIMEOUT_MS:-3000}"
+KAFKA_HEARTBEAT_MS="${KAFKA_HEARTBEAT_MS:-500}"
+KAFKA_CLUSTER_DIR="$LOCAL/kafka-cluster"
 KAFKA_DIR="$LOCAL/kafka"
 KAFKA_PID="$KAFKA_DIR/kafka.pid"
 
@@ -71,26 +85,57 @@ kafka_fetch() {
   step_done "Kafka jars fetched into $KAFKA_LIBS"
 }
 
+kafka_check_nodes() {
+  [[ "$KAFKA_NODES" =~ ^[1-9]$ ]] || die "KAFKA_NODES must be 1..9 (got '$KAFKA_NODES')"
+}
+
+kafka_select() { # kafka_select <node>: NODE_ID, NODE_PORT, NODE_CONTROLLER_PORT, KAFKA_DIR, KAFKA_PID
+  NODE_ID=$1
+  NODE_PORT=$((KAFKA_PORT + KAFKA_PORT_STEP * (NODE_ID - 1)))
+  NODE_CONTROLLER_PORT=$((KAFKA_CONTROLLER_PORT + KAFKA_PORT_STEP * (NODE_ID - 1)))
+  if ((KAFKA_NODES == 1)); then KAFKA_DIR="$LOCAL/kafka"; else KAFKA_DIR="$KAFKA_CLUSTER_DIR/node$NODE_ID"; fi
+  KAFKA_PID="$KAFKA_DIR/kafka.pid"
+}
+
+kafka_voters() { # 1@127.0.0.1:9093,2@127.0.0.1:9103,...
+  local i voters=""
+  for ((i = 1; i <= KAFKA_NODES; i++)); do
+    voters+="${voters:+,}$i@127.0.0.1:$((KAFKA_CONTROLLER_PORT + KAFKA_PORT_STEP * (i - 1)))"
+  done
+  echo "$voters"
+}
+
 kafka_write_config() {
+  local replicas=$((KAFKA_NODES < 3 ? KAFKA_NODES : 3)) quorum
+  local insync=$((replicas < 2 ? replicas : 2))
+  if ((KAFKA_NODES == 1)); then
+    quorum="controller.quorum.bootstrap.servers=127.0.0.1:$NODE_CONTROLLER_PORT"
+  else
+    quorum="controller.quorum.voters=$(kafka_voters)"
+  fi
   mkdir -p "$KAFKA_DIR/data" "$KAFKA_DIR/logs"
   cat >"$KAFKA_DIR/server.properties" <<EOF
 process.roles=broker,controller
-node.id=1
-controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+node.id=$NODE_ID
+$quorum
+listeners=PLAINTEXT://127.0.0.1:$NODE_PORT,CONTROLLER://127.0.0.1:$NODE_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$NODE_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs=$KAFKA_DIR/data
 num.partitions=6
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+default.replication.factor=$replicas
+min.insync.replicas=$insync
+offsets.topic.replication.factor=$replicas
+transaction.state.log.replication.factor=$replicas
+transaction.state.log.min.isr=$insync
+share.coordinator.state.topic.replication.factor=$replicas
+share.coordinator.state.topic.min.isr=$insync
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
+broker.session.timeout.ms=$KAFKA_SESSION_TIMEOUT_MS
+broker.heartbeat.interval.ms=$KAFKA_HEARTBEAT_MS
 EOF
   cat >"$KAFKA_DIR/log4j2.yaml" <<EOF
 Configuration:
@@ -121,38 +166,79 @@ kafka_java_args() { # kafka_java_args <heap>: sets JAVA_ARGS for a JVM on Kafka'
 
 kafka_tool() { kafka_java_args 256m; java "${JAVA_ARGS[@]}" "$@"; }
 
-kafka_up() {
-  if pid_alive "$KAFKA_PID"; then log "Kafka already running (pid $(cat "$KAFKA_PID"))"; return; fi
-  kafka_require_tools
-  port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by another process (set KAFKA_PORT)"
-  port_open "$KAFKA_CONTROLLER_PORT" && die "port $KAFKA_CONTROLLER_PORT is taken (set KAFKA_CONTROLLER_PORT)"
+kafka_random_id() { # what StorageTool random-uuid prints, without starting a JVM
+  python3 -c 'import base64, uuid
+while (i := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"): pass
+print(i)'
+}
+
+kafka_cluster_id() { # one id for every node of a cluster, kept next to the nodes
+  if ((KAFKA_NODES == 1)); then kafka_random_id; return; fi
+  mkdir -p "$KAFKA_CLUSTER_DIR"
+  [[ -s "$KAFKA_CLUSTER_DIR/cluster.id" ]] || kafka_random_id >"$KAFKA_CLUSTER_DIR/cluster.id"
+  cat "$KAFKA_CLUSTER_DIR/cluster.id"
+}
+
+kafka_format_node() { # kafka_format_node <node>: format the storage of a node never started
+  kafka_select "$1"
   mkdir -p "$KAFKA_DIR"
-  kafka_fetch
   kafka_write_config
-  if [[ ! -f "$KAFKA_DIR/data/meta.properties" ]]; then
-    local cluster_id
-    step_start "formatting Kafka's storage in $KAFKA_DIR/data"
-    cluster_id="$(kafka_tool kafka.tools.StorageTool random-uuid)"
-    kafka_tool kafka.tools.StorageTool format --standalone -t "$cluster_id" \
-      -c "$KAFKA_DIR/server.properties" >"$KAFKA_DIR/logs/format.log" 2>&1 ||
-      die "formatting Kafka storage failed; see $KAFKA_DIR/logs/format.log"
-    step_done "Kafka storage formatted"
-  fi
-  log "starting Kafka on 127.0.0.1:$KAFKA_PORT (JVM, $KAFKA_HEAP heap; 10-30 s) ..."
+  [[ -f "$KAFKA_DIR/data/meta.properties" ]] && return
+  local format=(format -t "$(kafka_cluster_id)" -c "$KAFKA_DIR/server.properties")
+  ((KAFKA_NODES == 1)) && format+=(--standalone)
+  kafka_tool kafka.tools.StorageTool "${format[@]}" >"$KAFKA_DIR/logs/format.log" 2>&1
+}
+
+kafka_start_node() { # kafka_start_node <node>: returns 1 when it was already running
+  kafka_select "$1"
+  if pid_alive "$KAFKA_PID"; then log "Kafka node $NODE_ID already running (pid $(cat "$KAFKA_PID"))"; return 1; fi
+  port_open "$NODE_PORT" && die "port $NODE_PORT is taken by another process (set KAFKA_PORT)"
+  port_open "$NODE_CONTROLLER_PORT" && die "port $NODE_CONTROLLER_PORT is taken (set KAFKA_CONTROLLER_PORT)"
+  log "starting Kafka node $NODE_ID on 127.0.0.1:$NODE_PORT"
   : >"$KAFKA_DIR/logs/server.log"
   kafka_java_args "$KAFKA_HEAP"
   nohup java "${JAVA_ARGS[@]}" kafka.Kafka "$KAFKA_DIR/server.properties" \
     </dev/null >"$KAFKA_DIR/logs/stdout.log" 2>&1 &
   echo $! >"$KAFKA_PID"
-  wait_for 120 "Kafka ready" kafka_started || {
-    tail -n 20 "$KAFKA_DIR/logs/stdout.log" >&2
-    die "Kafka did not start within 120 s; see $KAFKA_DIR/logs/"
-  }
+}
+
+kafka_up() {
+  kafka_check_nodes
+  local i started=() formats=()
+  kafka_require_tools
+  kafka_fetch
+  kafka_cluster_id >/dev/null
+  for ((i = 1; i <= KAFKA_NODES; i++)); do # new nodes' storage, formatted side by side
+    kafka_select "$i"
+    pid_alive "$KAFKA_PID" && continue
+    [[ -f "$KAFKA_DIR/data/meta.properties" ]] && continue
+    ((${#formats[@]})) || step_start "formatting Kafka's storage ($KAFKA_NODES node(s)) under $LOCAL"
+    kafka_format_node "$i" &
+    formats+=("$i:$!")
+  done
+  for i in "${formats[@]}"; do
+    kafka_select "${i%%:*}"
+    wait "${i#*:}" || die "formatting Kafka storage failed; see $KAFKA_DIR/logs/format.log"
+  done
+  ((${#formats[@]} == 0)) || step_done "Kafka storage formatted"
+  for ((i = 1; i <= KAFKA_NODES; i++)); do
+    if kafka_start_node "$i"; then started+=("$i"); fi
+  done
+  ((${#started[@]} == 0)) && return
+  step_start "waiting for Kafka (JVM, $KAFKA_HEAP heap per node; 10-30 s)"
+  for i in "${started[@]}"; do # the nodes start together: a cluster needs a quorum of voters
+    kafka_select "$i"
+    wait_for "$KAFKA_START_SECONDS" "Kafka node $NODE_ID ready" kafka_started || {
+      tail -n 20 "$KAFKA_DIR/logs/stdout.log" >&2
+      die "Kafka node $NODE_ID did not start within $KAFKA_START_SECONDS s; see $KAFKA_DIR/logs/"
+    }
+  done
+  step_done "Kafka ready"
 }
 
 kafka_started() {
-  pid_alive "$KAFKA_PID" || die "Kafka exited during start; see $KAFKA_DIR/logs/"
-  grep -q 'Kafka Server started' "$KAFKA_DIR/logs/server.log" 2>/dev/null && port_open "$KAFKA_PORT"
+  pid_alive "$KAFKA_PID" || die "Kafka node $NODE_ID exited during start; see $KAFKA_DIR/logs/"
+  grep -q 'Kafka Server started' "$KAFKA_DIR/logs/server.log" 2>/dev/null && port_open "$NODE_PORT"
 }
 
 stop_pid() { # stop_pid <pidfile> <name> <seconds>
@@ -168,7 +254,29 @@ stop_pid() { # stop_pid <pidfile> <name> <seconds>
   rm -f "$pidfile"
 }
 
-kafka_down() { stop_pid "$KAFKA_PID" "Kafka" 60; }
+kafka_down() { # every node, whatever KAFKA_NODES says now; brokers first, controllers meanwhile
+  local pidfile pids=()
+  for pidfile in "$LOCAL/kafka/kafka.pid" "$KAFKA_CLUSTER_DIR"/node*/kafka.pid; do
+    [[ -f "$pidfile" ]] && pids+=("$pidfile")
+  done
+  # Signal them all at once: a cluster node waits for its peers' controlled shutdown.
+  for pidfile in "${pids[@]}"; do
+    pid_alive "$pidfile" && kill -TERM "$(cat "$pidfile")" 2>/dev/null || true
+  done
+  for pidfile in "${pids[@]}"; do stop_pid "$pidfile" "Kafka ($(basename "$(dirname "$pidfile")"))" 60; done
+}
+
+kafka_status() {
+  local pidfile
+  for pidfile in "$LOCAL/kafka/kafka.pid" "$KAFKA_CLUSTER_DIR"/node*/kafka.pid; do
+    [[ -f "$pidfile" ]] || continue
+    if pid_alive "$pidfile"; then
+      echo "kafka ($(basename "$(dirname "$pidfile")")): running (pid $(cat "$pidfile"))"
+    else
+      echo "kafka ($(basename "$(dirname "$pidfile")")): stopped"
+    fi
+  done
+}
 
 # ----------------------------------------------------------- PostgreSQL
 
@@ -273,7 +381,7 @@ ensure_env() {
 }
 
 status() {
-  if pid_alive "$KAFKA_PID"; then echo "kafka: running (pid $(cat "$KAFKA_PID"), port $KAFKA_PORT)"; else echo "kafka: stopped"; fi
+  kafka_status
   if pg_bindir >/dev/null && [[ -f "$PG_DATA/PG_VERSION" ]] && pg_ctl_cmd status >/dev/null 2>&1; then
     echo "postgres: running (port $PG_PORT)"
   else

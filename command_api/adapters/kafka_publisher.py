@@ -158,7 +158,9 @@ class KafkaEventPublisher:
             acks="all",
             enable_idempotence=True,
             linger_ms=self._linger_ms,
-            request_timeout_ms=max(1000, int(self._timeout * 1000)),
+            request_timeout_ms=self._kafka.request_timeout_ms
+            or max(1000, int(self._timeout * 1000)),
+            metadata_max_age_ms=self._kafka.metadata_max_age_ms,
         )
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):

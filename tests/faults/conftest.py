@@ -3,12 +3,14 @@ database per test, and the services of a test stopped when it ends."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from shared.settings import KafkaSettings
+from shared.topic import ensure_topic
 from tests.faults import harness
 from tests.scratch_database import create_database, drop_database
 
@@ -51,6 +53,37 @@ async def deployment(
     deployed = harness.Deployment(
         kafka=await new_topic(), database_url=database_url, tmp_path=tmp_path
     )
+    try:
+        yield deployed
+    finally:
+        deployed.stop_all()
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[harness.PrivateCluster]:
+    """A private 3-node KRaft cluster for the crash tests, shared by them; stopped at the end
+    of the session. Tests that need no cluster never start it."""
+    with harness.private_cluster() as private:
+        yield private
+
+
+@pytest.fixture
+async def cluster_deployment(
+    cluster: harness.PrivateCluster,
+    stack: harness.PrivateStack,
+    database_url: str,
+    tmp_path: Path,
+) -> AsyncIterator[harness.Deployment]:
+    """Like `deployment`, on a topic of the 3-node cluster (replication factor 3,
+    min.insync.replicas 2); the database is on the private PostgreSQL."""
+    kafka = KafkaSettings(
+        bootstrap_servers=cluster.bootstrap,
+        topic=f"crash.{uuid.uuid4().hex[:12]}",
+        partitions=6,
+        replication_factor=3,
+    )
+    await ensure_topic(kafka)
+    deployed = harness.Deployment(kafka=kafka, database_url=database_url, tmp_path=tmp_path)
     try:
         yield deployed
     finally:

@@ -81,6 +81,108 @@ def private_stack() -> Iterator[PrivateStack]:
         stack("infra-down")
 
 
+# ------------------------------------------------------------- private 3-node cluster
+
+CLUSTER_STACK_DIR = Path(
+    os.environ.get("FAULTS_CLUSTER_STACK_DIR", ROOT / ".local" / "faults-cluster")
+)
+CLUSTER_KAFKA_PORT = int(os.environ.get("FAULTS_CLUSTER_KAFKA_PORT", "19102"))
+CLUSTER_CONTROLLER_PORT = int(os.environ.get("FAULTS_CLUSTER_KAFKA_CONTROLLER_PORT", "19103"))
+CLUSTER_NODES = 3
+CLUSTER_PORT_STEP = 10  # node i listens on CLUSTER_KAFKA_PORT + 10 * (i - 1)
+
+
+@dataclass(frozen=True)
+class PrivateCluster:
+    """Three KRaft nodes (broker + controller each), started by `scripts/stack.sh`."""
+
+    ports: dict[int, int]  # node id -> broker port
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{port}" for port in self.ports.values())
+
+    def pid(self, node: int) -> int:
+        pidfile = CLUSTER_STACK_DIR / "kafka-cluster" / f"node{node}" / "kafka.pid"
+        return int(pidfile.read_text().strip())
+
+    def kill(self, node: int) -> float:
+        """kill -9 one node; returns the time.monotonic() of the signal."""
+        pid = self.pid(node)
+        os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        _wait_gone(pid)
+        return killed
+
+
+def cluster_stack(command: str) -> None:
+    """`scripts/stack.sh <command>` against the private 3-node cluster only."""
+    env = {
+        **os.environ,
+        "STACK_DIR": str(CLUSTER_STACK_DIR),
+        "KAFKA_NODES": str(CLUSTER_NODES),
+        "KAFKA_PORT": str(CLUSTER_KAFKA_PORT),
+        "KAFKA_CONTROLLER_PORT": str(CLUSTER_CONTROLLER_PORT),
+        "KAFKA_PORT_STEP": str(CLUSTER_PORT_STEP),
+        "KAFKA_HEAP": os.environ.get("FAULTS_CLUSTER_KAFKA_HEAP", "384m"),
+    }
+    subprocess.run([str(ROOT / "scripts" / "stack.sh"), command], env=env, check=True)
+
+
+@contextlib.contextmanager
+def private_cluster() -> Iterator[PrivateCluster]:
+    try:
+        cluster_stack("kafka-up")  # inside: nodes that did start are stopped on a failure
+        yield PrivateCluster(
+            {
+                node: CLUSTER_KAFKA_PORT + CLUSTER_PORT_STEP * (node - 1)
+                for node in range(1, CLUSTER_NODES + 1)
+            }
+        )
+    finally:
+        cluster_stack("kafka-down")
+
+
+def _wait_gone(pid: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}").exists() and _state(pid) != "Z":
+        if time.monotonic() > deadline:
+            msg = f"process {pid} still alive {timeout} s after SIGKILL"
+            raise AssertionError(msg)
+        time.sleep(0.01)
+
+
+def _state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def kill_postgres() -> float:
+    """SIGKILL the private PostgreSQL: the postmaster and every backend, as a crash would.
+    Returns the time.monotonic() of the kill."""
+    postmaster = int((STACK_DIR / "pg" / "data" / "postmaster.pid").read_text().split()[0])
+    backends = _children(postmaster)
+    os.kill(postmaster, signal.SIGKILL)
+    killed = time.monotonic()
+    for pid in backends:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    for pid in [postmaster, *backends]:
+        _wait_gone(pid)
+    return killed
+
+
 async def stack_async(command: str) -> None:
     """The same, off the event loop (producers and readers keep running meanwhile)."""
     await asyncio.to_thread(stack, command)
@@ -236,11 +338,19 @@ class Deployment:
         args += ["--http", "httptools"] + ([] if access_log else ["--no-access-log"])
         return self._service("query_api", args, port, **env).start()
 
-    def projector(self, *, group_id: str | None = None, http: bool = False, **env: str) -> Service:
-        """`http=True` serves its /health, /ready and /metrics on `Service.url`."""
+    def projector(
+        self,
+        *,
+        group_id: str | None = None,
+        name: str = "projector",
+        http: bool = False,
+        **env: str,
+    ) -> Service:
+        """`name` names its log file (tmp_path/<name>.log): give each member its own.
+        `http=True` serves its /health, /ready and /metrics on `Service.url`."""
         port = free_port() if http else None
         return self._service(
-            "projector",
+            name,
             ["-m", "projector", "run"],
             port,
             PROJECTOR_GROUP_ID=group_id or f"faults-{uuid.uuid4().hex[:8]}",

@@ -28,6 +28,8 @@ class Attempt:
     position: tuple[int, int] | None = None  # where a 201 says the event is
     error: str | None = None
     retry: bool = False
+    started: float = 0.0  # time.monotonic() when the request was sent
+    token: str | None = None  # a 201's consistency token
 
 
 @dataclass
@@ -39,6 +41,7 @@ class Ledger:
     amounts: dict[str, Decimal] = field(default_factory=dict)
     bodies: dict[str, bytes] = field(default_factory=dict)
     attempts: list[Attempt] = field(default_factory=list)
+    seconds: dict[str, int] = field(default_factory=dict)  # event time, epoch second
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -51,7 +54,9 @@ class Ledger:
     def new_transaction(self) -> str:
         transaction_id = f"{self.prefix}-{len(self.amounts):06d}"
         amount = Decimal(self._rng.randint(1, 10**7)) / 100
-        stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        now = datetime.now(UTC)
+        stamp = now.isoformat().replace("+00:00", "Z")
+        self.seconds[transaction_id] = int(now.timestamp())
         self.amounts[transaction_id] = amount
         self.bodies[transaction_id] = transaction_body(transaction_id, amount, stamp)
         return transaction_id
@@ -90,18 +95,24 @@ async def post_once(
         )
     except httpx.HTTPError as err:
         attempt = Attempt(
-            transaction_id, None, time.monotonic() - started, error=type(err).__name__, retry=retry
+            transaction_id,
+            None,
+            time.monotonic() - started,
+            error=type(err).__name__,
+            retry=retry,
+            started=started,
         )
         ledger.attempts.append(attempt)
         return attempt
     seconds = time.monotonic() - started
     content_type = response.headers.get("content-type")
     problem: Any = response.json() if content_type == PROBLEM_JSON else {}
-    position = None
+    position = token = None
     if response.status_code == 201:
         recorded = response.json()
         assert recorded["transaction_id"] == transaction_id
         position = (recorded["position"]["partition"], recorded["position"]["offset"])
+        token = recorded["consistency_token"]
     attempt = Attempt(
         transaction_id,
         response.status_code,
@@ -111,6 +122,8 @@ async def post_once(
         content_type=content_type,
         position=position,
         retry=retry,
+        started=started,
+        token=token,
     )
     ledger.attempts.append(attempt)
     return attempt

@@ -49,6 +49,25 @@ async def test_the_producer_is_idempotent_with_acks_all_and_bounded() -> None:
     assert producer.stopped
 
 
+async def test_failover_settings_reach_the_producer() -> None:
+    log = KafkaEventPublisher(
+        KafkaSettings(
+            bootstrap_servers="broker:9092",
+            topic="tx.test",
+            request_timeout_ms=1500,
+            metadata_max_age_ms=5000,
+        ),
+        CommandSettings(publish_timeout_seconds=TIMEOUT),
+        create_topic=False,
+        producer_factory=FakeProducer,
+    )
+    await log.start()
+    [producer] = FakeProducer.made
+    assert producer.config["request_timeout_ms"] == 1500
+    assert producer.config["metadata_max_age_ms"] == 5000
+    await log.stop()
+
+
 async def test_events_are_sent_with_key_headers_and_value() -> None:
     log = publisher()
     await log.start()

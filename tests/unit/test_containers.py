@@ -21,7 +21,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
-SERVICES = frozenset({"kafka", "postgres", "command-api", "projector", "query-api"})
+SERVICES = frozenset(
+    {"kafka", "kafka-2", "kafka-3", "postgres", "command-api", "projector", "query-api", "lb"}
+)
+CLUSTER_NODES = {"kafka": 1, "kafka-2": 2, "kafka-3": 3}
 # service -> (the infrastructure it must wait for, the port its healthcheck probes)
 APP_DEPENDENCIES = {
     "command-api": ({"kafka"}, 8000),
@@ -298,9 +301,12 @@ def published_ports(service: dict[str, Any]) -> set[tuple[str, str]]:
     return pairs
 
 
-def test_compose_defines_exactly_the_five_services(services: dict[str, Any]) -> None:
-    """By default; services behind a profile (`--profile observability`) start only on request."""
-    assert {name for name, spec in services.items() if "profiles" not in spec} == SERVICES
+def test_compose_defines_exactly_these_services(services: dict[str, Any]) -> None:
+    """Besides these, services behind the `observability` profile start only on request."""
+    observability = {
+        n for n, spec in services.items() if "observability" in spec.get("profiles", [])
+    }
+    assert set(services) - observability == SERVICES
 
 
 def test_every_service_has_a_healthcheck(services: dict[str, dict[str, Any]]) -> None:
@@ -320,20 +326,61 @@ def test_images_are_pinned(services: dict[str, dict[str, Any]]) -> None:
         assert not image.endswith(":latest"), f"{name}: image {image!r} is not pinned"
     assert re.fullmatch(r"apache/kafka:4\.\d+\.\d+", services["kafka"]["image"])
     assert re.fullmatch(r"postgres:16\.\d+(-[a-z0-9.]+)?", services["postgres"]["image"])
+    assert re.fullmatch(r"nginx:1\.\d+\.\d+(-alpine)?", services["lb"]["image"])
 
 
-def test_kafka_is_a_single_kraft_node_with_a_volume(
+def test_kafka_is_a_single_kraft_node_with_a_volume_by_default(
     compose: dict[str, Any], services: dict[str, dict[str, Any]]
 ) -> None:
     kafka = services["kafka"]
+    assert "profiles" not in kafka, "node 1 always runs"
     env = environment(kafka)
     assert set(str(env.get("KAFKA_PROCESS_ROLES")).split(",")) == {"broker", "controller"}
     assert env.get("CLUSTER_ID"), "KRaft needs a CLUSTER_ID"
     assert env.get("KAFKA_ADVERTISED_LISTENERS") == "PLAINTEXT://kafka:9092"
-    assert str(env.get("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR")) == "1"
+    assert env.get("KAFKA_CONTROLLER_QUORUM_VOTERS") == "${KAFKA_VOTERS:-1@kafka:9093}"
+    for key in ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "KAFKA_DEFAULT_REPLICATION_FACTOR"):
+        assert env.get(key) == "${KAFKA_REPLICATION_FACTOR:-1}", key
+    assert env.get("KAFKA_MIN_INSYNC_REPLICAS") == "${KAFKA_MIN_INSYNC_REPLICAS:-1}"
     probe = " ".join(kafka["healthcheck"]["test"])
     assert re.search(r"/opt/kafka/bin/kafka-(broker-api-versions|topics)\.sh", probe)
     assert_named_volume(compose, kafka, env.get("KAFKA_LOG_DIRS") or "")
+
+
+def cluster_env() -> dict[str, str]:
+    lines = (ROOT / "deploy" / "cluster.env").read_text("utf-8").splitlines()
+    pairs = (line.partition("=") for line in lines if line.strip() and not line.startswith("#"))
+    return {key: value for key, _, value in pairs}
+
+
+def test_cluster_profile_runs_three_kraft_voters_with_replication_factor_3(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    env_file = cluster_env()
+    assert env_file["COMPOSE_PROFILES"] == "cluster"
+    assert env_file["KAFKA_VOTERS"] == ",".join(
+        f"{node}@{name}:9093" for name, node in CLUSTER_NODES.items()
+    )
+    assert env_file["KAFKA_BOOTSTRAP"] == ",".join(f"{name}:9092" for name in CLUSTER_NODES)
+    assert env_file["KAFKA_REPLICATION_FACTOR"] == "3"
+    assert env_file["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
+    cluster_ids: set[str | None] = set()
+    volumes: set[str] = set()
+    for name, node in CLUSTER_NODES.items():
+        spec = services[name]
+        env = environment(spec)
+        if node > 1:
+            assert spec.get("profiles") == ["cluster"], name
+        assert str(env.get("KAFKA_NODE_ID")) == str(node), name
+        assert env.get("KAFKA_ADVERTISED_LISTENERS") == f"PLAINTEXT://{name}:9092", name
+        assert env.get("KAFKA_CONTROLLER_QUORUM_VOTERS") == "${KAFKA_VOTERS:-1@kafka:9093}"
+        assert env.get("KAFKA_BROKER_SESSION_TIMEOUT_MS") == "3000", "failover within ~3 s"
+        assert spec.get("image") == services["kafka"]["image"]
+        cluster_ids.add(env.get("CLUSTER_ID"))
+        assert_named_volume(compose, spec, "/var/lib/kafka/data")
+        volumes.update(str(v).partition(":")[0] for v in spec["volumes"])
+    assert len(cluster_ids) == 1, "one cluster"
+    assert len(volumes) == len(CLUSTER_NODES), "a volume per node"
 
 
 def test_postgres_has_a_volume_pg_isready_and_an_env_driven_password(
@@ -386,7 +433,8 @@ def test_apps_reach_kafka_and_postgres_by_service_name(services: dict[str, dict[
     for name, (needs, _) in APP_DEPENDENCIES.items():
         env = environment(services[name])
         if "kafka" in needs:
-            assert env.get("KAFKA_BOOTSTRAP_SERVERS") == "kafka:9092", name
+            assert env.get("KAFKA_BOOTSTRAP_SERVERS") == "${KAFKA_BOOTSTRAP:-kafka:9092}", name
+            assert env.get("KAFKA_REPLICATION_FACTOR") == "${KAFKA_REPLICATION_FACTOR:-1}"
         if "postgres" in needs:
             url = env.get("DATABASE_URL") or ""
             assert url.startswith("postgresql://"), f"{name}: {url!r}"
@@ -394,9 +442,37 @@ def test_apps_reach_kafka_and_postgres_by_service_name(services: dict[str, dict[
             assert password in url, f"{name}: DATABASE_URL must use POSTGRES_PASSWORD"
 
 
-def test_the_apis_are_published_on_8000_and_8001(services: dict[str, dict[str, Any]]) -> None:
+def test_the_apis_scale_behind_the_load_balancer_on_8000_and_8001(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    lb = services["lb"]
+    assert published_ports(lb) == {(str(p), str(p)) for p in PUBLISHED_PORTS.values()}
+    depends = as_mapping(lb.get("depends_on"), "lb.depends_on")
     for name, port in PUBLISHED_PORTS.items():
-        assert (str(port), str(port)) in published_ports(services[name]), name
+        api = services[name]
+        assert not api.get("ports"), f"{name}: a published host port prevents --scale"
+        assert "container_name" not in api, f"{name}: a fixed name prevents --scale"
+        assert str(port) in [str(p) for p in api.get("expose", [])], name
+        assert as_mapping(depends[name], name).get("condition") == "service_healthy"
+    mounts = [str(v) for v in lb.get("volumes", [])]
+    assert "./deploy/nginx.conf:/etc/nginx/nginx.conf:ro" in mounts
+    probe = " ".join(lb["healthcheck"]["test"])
+    for port in PUBLISHED_PORTS.values():
+        assert f"127.0.0.1:{port}/" in probe
+
+
+def test_nginx_spreads_each_port_over_every_replica_of_its_api() -> None:
+    conf = (ROOT / "deploy" / "nginx.conf").read_text("utf-8")
+    # Docker's DNS, asked at request time: replicas added by --scale are found.
+    assert re.search(r"^\s*resolver 127\.0\.0\.11 valid=\d+s", conf, re.MULTILINE)
+    servers = re.findall(r"listen (\d+);\s*location / \{\s*set \$(\w+) ([\w-]+):(\d+);", conf)
+    assert {(port, host, target) for port, _, host, target in servers} == {
+        (str(port), name, str(port)) for name, port in PUBLISHED_PORTS.items()
+    }
+    for _, variable, _, _ in servers:
+        assert f"proxy_pass http://${variable};" in conf
+    # A POST that reached a replica is never re-sent by the balancer (no non_idempotent).
+    assert "non_idempotent" not in conf
 
 
 def test_projector_runs_from_the_query_image_and_can_scale(
