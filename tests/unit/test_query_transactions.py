@@ -29,7 +29,8 @@ def occurrence(offset: int, amount: str, producer: str) -> Occurrence:
 
 
 def bearer(subject: str, *scopes: str) -> dict[str, str]:
-    return {"Authorization": "Bearer " + mint_token(JWT, subject=subject, scopes=list(scopes))}
+    token = mint_token(JWT, subject=subject, scopes=list(scopes), ttl_seconds=86_400)
+    return {"Authorization": "Bearer " + token}  # minted at import: a day outlasts any run
 
 
 @pytest.fixture
