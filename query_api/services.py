@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from query_api.errors import ConsistencyTimeoutError, InvalidQueryError
+from query_api.errors import InvalidQueryError
 from query_api.ports import (
     Clock,
     PartitionPosition,
@@ -18,7 +17,7 @@ from query_api.ports import (
 )
 from query_api.position_board import PositionBoard
 from query_api.windows import MAX_WINDOW_SECONDS, MIN_WINDOW_SECONDS, WindowPlan, plan_window
-from shared.consistency import InvalidConsistencyToken, decode_token, is_covered
+from shared.consistency import InvalidConsistencyToken, decode_token
 from shared.money import average
 
 logger = logging.getLogger(__name__)
@@ -86,52 +85,28 @@ class StatsService:
             self._metrics.stats_request("all_time" if window_seconds is None else "window")
             snapshot, plan, now = await read()
         else:
-            token = _decode(consistency_token)
-            wait = self._wait_seconds(wait_ms)
+            token = decode_consistency(consistency_token)
+            wait = wait_seconds(wait_ms, self._default_wait_ms)
             self._metrics.stats_request("consistency")
-            snapshot, plan, now = await self._read_covering(read, token, wait)
+            snapshot, plan, now = await self._board.read_covering(
+                read,
+                lambda result: result[0].position,
+                token,
+                wait=wait,
+                waited=self._metrics.consistency_wait,
+            )
         return _view(snapshot, plan, now)
 
-    def _wait_seconds(self, wait_ms: int | None) -> float:
-        wait = self._default_wait_ms if wait_ms is None else wait_ms
-        if not 0 <= wait <= MAX_WAIT_MS:
-            raise InvalidQueryError("wait_ms", f"wait_ms must be 0..{MAX_WAIT_MS}")
-        return wait / 1000
 
-    async def _read_covering(
-        self, read: Read, token: Mapping[int, int], wait: float
-    ) -> tuple[Snapshot, WindowPlan | None, float]:
-        """Read; while the snapshot does not cover `token`, wait on the board (no database
-        polling here) and read again. The answer always comes from a covering snapshot."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        deadline = started + wait
-        while True:
-            result = await read()
-            snapshot = result[0]
-            if is_covered(token, snapshot.position.offsets):
-                self._board.observe(snapshot.position)
-                self._metrics.consistency_wait("hit", loop.time() - started)
-                return result
-            if self._board.covers(token):
-                # The board is ahead of what we just read (a swap to a version that is
-                # behind): the database is the truth.
-                self._board.replace(snapshot.position)
-            else:
-                self._board.observe(snapshot.position)
-            remaining = deadline - loop.time()
-            try:
-                if remaining <= 0:
-                    raise TimeoutError
-                async with asyncio.timeout(remaining):
-                    await self._board.wait_until_covers(token)
-            except TimeoutError as err:
-                self._metrics.consistency_wait("timeout", loop.time() - started)
-                msg = f"The projection did not reach the token's position within {wait:g} s."
-                raise ConsistencyTimeoutError(msg) from err
+def wait_seconds(wait_ms: int | None, default_ms: int) -> float:
+    """How long a read may wait for its consistency token (`wait_ms`, or the default)."""
+    wait = default_ms if wait_ms is None else wait_ms
+    if not 0 <= wait <= MAX_WAIT_MS:
+        raise InvalidQueryError("wait_ms", f"wait_ms must be 0..{MAX_WAIT_MS}")
+    return wait / 1000
 
 
-def _decode(consistency_token: str) -> dict[int, int]:
+def decode_consistency(consistency_token: str) -> dict[int, int]:
     try:
         return decode_token(consistency_token)
     except InvalidConsistencyToken as err:

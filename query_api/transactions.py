@@ -8,21 +8,17 @@ other producers cannot be probed.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
-from query_api.errors import ConsistencyTimeoutError, InvalidQueryError
 from query_api.ports import (
     Clock,
     PartitionPosition,
     ProjectionReader,
     StatsMetrics,
-    TransactionLookup,
     TransactionRecord,
 )
 from query_api.position_board import PositionBoard
-from query_api.services import MAX_WAIT_MS
-from shared.consistency import InvalidConsistencyToken, decode_token, is_covered
+from query_api.services import decode_consistency, wait_seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,14 +60,13 @@ class TransactionService:
         if consistency_token is None:
             lookup = await self._reader.transaction(transaction_id)
         else:
-            try:
-                token = decode_token(consistency_token)
-            except InvalidConsistencyToken as err:
-                raise InvalidQueryError("consistency_token", str(err)) from err
-            wait = self._default_wait_ms if wait_ms is None else wait_ms
-            if not 0 <= wait <= MAX_WAIT_MS:
-                raise InvalidQueryError("wait_ms", f"wait_ms must be 0..{MAX_WAIT_MS}")
-            lookup = await self._read_covering(transaction_id, token, wait / 1000)
+            lookup = await self._board.read_covering(
+                lambda: self._reader.transaction(transaction_id),
+                lambda found: found.position,
+                decode_consistency(consistency_token),
+                wait=wait_seconds(wait_ms, self._default_wait_ms),
+                waited=self._metrics.consistency_wait,
+            )
         record = lookup.record
         visible = record is not None and (
             producer is None or (record.counted is not None and record.counted.producer == producer)
@@ -81,32 +76,3 @@ class TransactionService:
         return TransactionView(
             transaction_id, record, lookup.version, lookup.positions, self._clock()
         )
-
-    async def _read_covering(
-        self, transaction_id: str, token: dict[int, int], wait: float
-    ) -> TransactionLookup:
-        """Read until a read covers `token`, waiting on the board between reads (the same
-        protocol as the stats service: no database polling per waiting request)."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        deadline = started + wait
-        while True:
-            lookup = await self._reader.transaction(transaction_id)
-            if is_covered(token, lookup.position.offsets):
-                self._board.observe(lookup.position)
-                self._metrics.consistency_wait("hit", loop.time() - started)
-                return lookup
-            if self._board.covers(token):
-                self._board.replace(lookup.position)  # the database is the truth
-            else:
-                self._board.observe(lookup.position)
-            remaining = deadline - loop.time()
-            try:
-                if remaining <= 0:
-                    raise TimeoutError
-                async with asyncio.timeout(remaining):
-                    await self._board.wait_until_covers(token)
-            except TimeoutError as err:
-                self._metrics.consistency_wait("timeout", loop.time() - started)
-                msg = f"The projection did not reach the token's position within {wait:g} s."
-                raise ConsistencyTimeoutError(msg) from err
