@@ -1,12 +1,23 @@
-"""Session-wide: say first which infrastructure the run's tests use."""
+"""Session-wide: every test id is unique, and each run says first which infrastructure its
+tests use."""
 
 from __future__ import annotations
+
+from collections import Counter
 
 import pytest
 
 from tests.integration import infra
 
 NEEDS_SERVICES = ("tests/integration/", "tests/faults/")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse duplicate test ids: pytest would run both under one name, and its progress
+    would stop short of 100 %."""
+    repeated = [nodeid for nodeid, n in Counter(item.nodeid for item in items).items() if n > 1]
+    if repeated:
+        raise pytest.UsageError("duplicate test ids: " + ", ".join(sorted(repeated)[:10]))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -72,7 +72,7 @@ def token(
     scopes: str = SCOPE_WRITE,
     key: Any = SECRET,
     algorithm: str = "HS256",
-    lifetime: int = 600,
+    lifetime: int = 86_400,  # a day: tables of tokens are minted at collection, long before use
     **claims: Any,
 ) -> str:
     now = int(datetime.now(UTC).timestamp())

@@ -78,9 +78,12 @@ def handmade(header: dict[str, Any], claims: dict[str, Any], key: bytes | None) 
     return f"{signing_input}.{_b64(signature)}"
 
 
+DAY = 86_400  # the tables below mint their tokens at collection, long before a run uses them
+
+
 def claims(**overrides: Any) -> dict[str, Any]:
     now = int(datetime.now(UTC).timestamp())
-    base: dict[str, Any] = {"sub": "producer-1", "scope": SCOPE_WRITE, "iat": now, "exp": now + 600}
+    base: dict[str, Any] = {"sub": "producer-1", "scope": SCOPE_WRITE, "iat": now, "exp": now + DAY}
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}
 
