@@ -34,7 +34,14 @@ from projector.ports import CommitResult
 from shared.projection import NOTIFY_CHANNEL, encode_position
 from shared.totals import Totals
 
-FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# InternalClientError: e.g. "cannot switch to state 15" when the server dies mid-statement
+FAILURES = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 
 if TYPE_CHECKING:
     from shared.database import Connection

@@ -20,11 +20,8 @@ from tests.integration.support import ProjectorProcess, query_client, wait_until
 from tests.unit.command_kit import bearer, token
 
 AT = "2026-11-26T12:00:00Z"
-DAY = 86_400  # minted at import: valid however long the suite runs before this file
-SHOP_A = bearer(
-    token(subject="shop-a", scopes=f"{SCOPE_WRITE} {SCOPE_TRANSACTIONS_READ}", lifetime=DAY)
-)
-SHOP_B = bearer(token(subject="shop-b", scopes=SCOPE_WRITE, lifetime=DAY))
+SHOP_A = bearer(token(subject="shop-a", scopes=f"{SCOPE_WRITE} {SCOPE_TRANSACTIONS_READ}"))
+SHOP_B = bearer(token(subject="shop-b", scopes=SCOPE_WRITE))
 
 CONFLICT_ROWS = """
 SELECT transaction_id, partition, "offset", amount, occurred_at, recorded_at, producer,

@@ -78,7 +78,7 @@ def handmade(header: dict[str, Any], claims: dict[str, Any], key: bytes | None) 
     return f"{signing_input}.{_b64(signature)}"
 
 
-DAY = 86_400  # the tables below mint their tokens at collection, long before a run uses them
+DAY = 86_400  # outlives any run, wherever in it a token is used
 
 
 def claims(**overrides: Any) -> dict[str, Any]:
