@@ -22,29 +22,9 @@ from typing import NamedTuple
 
 from projector.batch import ConsumedRecord
 from shared.events import TransactionRecorded
+from shared.projection import Occurrence
 
 logger = logging.getLogger(__name__)
-
-
-class Occurrence(NamedTuple):
-    """One event carrying a transaction id, where it sits in the log."""
-
-    partition: int
-    offset: int
-    amount: Decimal
-    occurred_at: datetime
-    recorded_at: datetime
-    producer: str
-
-    @staticmethod
-    def of(partition: int, offset: int, event: TransactionRecorded) -> Occurrence:
-        return Occurrence(
-            partition, offset, event.amount, event.occurred_at, event.recorded_at, event.producer
-        )
-
-    def same_payload(self, other: Occurrence) -> bool:
-        """The fingerprint: amount and event time (Decimal and instant equality)."""
-        return self.amount == other.amount and self.occurred_at == other.occurred_at
 
 
 class Conflict(NamedTuple):

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import Decimal
 from typing import Literal, Protocol
 
+from shared.projection import Occurrence
 from shared.totals import Totals
 
 Clock = Callable[[], float]
@@ -100,18 +99,6 @@ class ProjectionReader(Protocol):
 
 
 MAX_LISTED_CONFLICTS = 100
-
-
-@dataclass(frozen=True, slots=True)
-class Occurrence:
-    """One event carrying a transaction id: its payload, producer and place in the log."""
-
-    partition: int
-    offset: int
-    amount: Decimal
-    occurred_at: datetime
-    recorded_at: datetime
-    producer: str
 
 
 @dataclass(frozen=True, slots=True)

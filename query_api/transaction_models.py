@@ -8,9 +8,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from query_api.models import AsOf
-from query_api.ports import Occurrence, PartitionPosition
+from query_api.ports import PartitionPosition
 from query_api.transactions import TransactionView
 from shared.money import to_cents_string
+from shared.projection import Occurrence
 
 
 def as_of(version: int, positions: tuple[PartitionPosition, ...], read_at: float) -> AsOf:

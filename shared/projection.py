@@ -1,10 +1,16 @@
 """The contract between the projector (writer) and the query API (reader) of the projection,
-beyond the schema in `migrations/`: the bucket resolution and the position notification."""
+beyond the schema in `migrations/`: the bucket resolution, the position notification and what
+an occurrence of a transaction id is."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import NamedTuple
+
+from shared.events import TransactionRecorded
 
 SECONDS_PER_MINUTE = 60  # second_buckets hold epoch seconds, minute_buckets second // 60
 
@@ -34,3 +40,25 @@ def decode_position(payload: str) -> tuple[int, dict[int, int]] | None:
     if not isinstance(version, int) or isinstance(version, bool):
         return None
     return version, offsets
+
+
+class Occurrence(NamedTuple):
+    """One event carrying a transaction id: its payload, producer and place in the log."""
+
+    partition: int
+    offset: int
+    amount: Decimal
+    occurred_at: datetime
+    recorded_at: datetime
+    producer: str
+
+    @staticmethod
+    def of(partition: int, offset: int, event: TransactionRecorded) -> Occurrence:
+        return Occurrence(
+            partition, offset, event.amount, event.occurred_at, event.recorded_at, event.producer
+        )
+
+    def same_payload(self, other: Occurrence) -> bool:
+        """A plain retry, not a conflict: the same amount and event time (Decimal and instant
+        equality)."""
+        return self.amount == other.amount and self.occurred_at == other.occurred_at

@@ -13,10 +13,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from projector.batch import Batch, events_of, fold_new, fresh_records, poison_of
-from projector.conflicts import Conflict, Occurrence, classify_repeats, first_occurrences
+from projector.conflicts import Conflict, classify_repeats, first_occurrences
 from projector.errors import RebuildLockedError, StoreUnavailable, VersionChangedError
 from projector.ports import CommitResult, VersionInfo
 from shared.offsets import highest_offsets
+from shared.projection import Occurrence
 from shared.totals import Totals
 
 

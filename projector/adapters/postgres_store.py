@@ -24,14 +24,13 @@ from projector.batch import Batch, ConsumedRecord, events_of, fold_new, fresh_re
 from projector.conflicts import (
     Conflict,
     FirstColumns,
-    Occurrence,
     classify_repeats,
     first_columns,
     first_occurrences,
 )
 from projector.errors import StoreUnavailable, VersionChangedError
 from projector.ports import CommitResult
-from shared.projection import NOTIFY_CHANNEL, encode_position
+from shared.projection import NOTIFY_CHANNEL, Occurrence, encode_position
 from shared.totals import Totals
 
 # InternalClientError: e.g. "cannot switch to state 15" when the server dies mid-statement

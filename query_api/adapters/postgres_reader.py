@@ -26,12 +26,12 @@ from query_api.errors import ProjectionUnavailableError
 from query_api.ports import (
     MAX_LISTED_CONFLICTS,
     BucketRange,
-    Occurrence,
     PartitionPosition,
     Snapshot,
     TransactionLookup,
     TransactionRecord,
 )
+from shared.projection import Occurrence
 from shared.totals import Totals
 
 logger = logging.getLogger(__name__)

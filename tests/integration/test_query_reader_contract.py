@@ -20,11 +20,11 @@ from query_api.errors import ProjectionUnavailableError
 from query_api.ports import (
     MAX_LISTED_CONFLICTS,
     BucketRange,
-    Occurrence,
     PartitionPosition,
     ProjectionReader,
     TransactionRecord,
 )
+from shared.projection import Occurrence
 from shared.totals import Totals
 
 

@@ -9,8 +9,9 @@ from decimal import Decimal
 
 from projector.adapters.memory_store import InMemoryProjectionStore
 from projector.batch import Batch, ConsumedRecord
-from projector.conflicts import Occurrence, classify_repeats
+from projector.conflicts import classify_repeats
 from shared.events import TransactionRecorded
+from shared.projection import Occurrence
 from shared.totals import Totals
 
 AT = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)

@@ -12,13 +12,14 @@ import httpx
 import pytest
 
 from query_api.adapters.memory_reader import InMemoryProjectionReader
-from query_api.ports import Occurrence, ProjectionPosition, TransactionRecord
+from query_api.ports import ProjectionPosition, TransactionRecord
 from shared.auth import (
     SCOPE_READ,
     SCOPE_TRANSACTIONS_READ,
     SCOPE_TRANSACTIONS_READ_ANY,
     mint_token,
 )
+from shared.projection import Occurrence
 from tests.unit.test_query_http import JWT, NOW, assert_problem, serve
 
 AT = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
