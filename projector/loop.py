@@ -222,7 +222,8 @@ class FoldLoop:
         """Hand the folded offsets to the source for monitoring, one report at a time; a
         report still running is not waited for (the next batch reports newer offsets)."""
         if self._reporting is None or self._reporting.done():
-            offsets = {p: self.next_offsets[p] for p in self._source.assignment()}
+            assigned = self._source.assignment()
+            offsets = {p: o for p, o in self.next_offsets.items() if p in assigned}
             self._reporting = asyncio.create_task(self._source.commit_offsets(offsets))
 
     async def _finish_reporting(self) -> None:

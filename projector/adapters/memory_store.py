@@ -68,11 +68,16 @@ class InMemoryProjectionStore:
         self._door.set()
         self._knocked = asyncio.Event()
         self._failures: list[StoreUnavailable] = []
+        self._read_failures: list[StoreUnavailable] = []
 
     # -- what a test does -------------------------------------------------------------------
 
     def fail_next_commits(self, count: int, reason: str = "the store is down") -> None:
         self._failures.extend(StoreUnavailable(reason) for _ in range(count))
+
+    def fail_next_reads(self, count: int, reason: str = "the store is down") -> None:
+        """The next `count` reads of offsets fail (e.g. the seek on an assignment)."""
+        self._read_failures.extend(StoreUnavailable(reason) for _ in range(count))
 
     def hold_commits(self) -> None:
         self._door.clear()
@@ -91,6 +96,8 @@ class InMemoryProjectionStore:
         return self.active
 
     async def stored_offsets(self, version: int, partitions: Sequence[int]) -> dict[int, int]:
+        if self._read_failures:
+            raise self._read_failures.pop(0)
         state = self.versions.get(version, VersionState())
         return {partition: state.offsets.get(partition, 0) for partition in partitions}
 

@@ -152,3 +152,14 @@ async def test_live_offsets_are_reported_to_the_source_after_each_commit() -> No
         rig.source.rebalance([0, 1])
         await rig.until(lambda: rig.source.rebalances.count(("assigned", [0, 1])) == 2)
     assert rig.source.seeks[-2:] == [(0, 3), (1, 3)]
+
+
+async def test_a_failed_seek_on_assignment_still_folds_and_reports_what_it_knows() -> None:
+    rig = make_rig()
+    rig.write(0, 3)
+    rig.store.fail_next_reads(1)  # the seek on assignment fails: default positions are used
+    async with running(rig) as task:
+        await settle(rig, 3)
+        await rig.until(lambda: rig.source.committed == {0: 3})  # partition 1: nothing known
+        assert not task.done()
+    assert (await rig.store.totals(1)).count == 3
