@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SERVICE_DIRS := command_api projector query_api shared
 
-# Cluster mode (issue 13): KAFKA_NODES=3 runs a 3-node KRaft cluster (scripts/stack.sh); the
+# Cluster mode: KAFKA_NODES=3 runs a 3-node KRaft cluster (scripts/stack.sh); the
 # services then bootstrap from every node and create the topic with replication factor 3.
 # (Single node: nothing is exported, so a KAFKA_REPLICATION_FACTOR in .env still applies.)
 export KAFKA_NODES ?= 1
