@@ -332,7 +332,13 @@ pg_up() {
   pg_locate
   mkdir -p "$PG_DIR/run" "$PG_DIR/log"
   [[ $EUID -eq 0 ]] && chown -R postgres:postgres "$PG_DIR"
-  if pg_ctl_cmd status >/dev/null 2>&1; then log "PostgreSQL already running"; return; fi
+  if pg_ctl_cmd status >/dev/null 2>&1; then
+    if ! pg_postmaster_dead; then log "PostgreSQL already running"; return; fi
+    # Killed, but not reaped yet by its (re-)parent: its pid still "exists", and PostgreSQL
+    # would refuse to start over a lock file naming a live pid.
+    log "PostgreSQL was killed (pid $(pg_postmaster_pid) is a zombie): removing its lock files"
+    rm -f "$PG_DATA/postmaster.pid" "$PG_DIR/run/.s.PGSQL.$PG_PORT" "$PG_DIR/run/.s.PGSQL.$PG_PORT.lock"
+  fi
   port_open "$PG_PORT" && die "port $PG_PORT is taken by another process (set PG_PORT)"
   if [[ ! -f "$PG_DATA/PG_VERSION" ]]; then
     step_start "initialising a PostgreSQL cluster in $PG_DATA (initdb)"
@@ -347,6 +353,16 @@ pg_up() {
     start >/dev/null || die "PostgreSQL did not start; see $PG_DIR/log/postgres.log"
   pg_ensure_database
   step_done "PostgreSQL ready"
+}
+
+pg_postmaster_pid() { head -n 1 "$PG_DATA/postmaster.pid" 2>/dev/null; }
+
+pg_postmaster_dead() { # the lock file names a zombie (`pg_ctl status` counts those as running)
+  local pid state
+  pid="$(pg_postmaster_pid)"
+  [[ -n "$pid" && -r "/proc/$pid/stat" ]] || return 1
+  state="$(sed 's/.*) //' "/proc/$pid/stat" | cut -d' ' -f1)"
+  [[ "$state" == Z ]]
 }
 
 pg_psql() {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from collections.abc import Callable
@@ -112,7 +113,6 @@ async def test_two_projectors_share_partitions_and_survive_one_being_killed(
     kafka = await kafka_settings(partitions=6)
     rng = random.Random(7)
     events = [event(Decimal(rng.randint(1, 10**6)) / 100) for _ in range(30_000)]
-    await publish(kafka, events)
 
     def spawn(name: str) -> ProjectorProcess:
         return ProjectorProcess(
@@ -131,13 +131,16 @@ async def test_two_projectors_share_partitions_and_survive_one_being_killed(
 
     first, second = spawn("first"), spawn("second")
     try:
-        # Both hold partitions (so the one killed below owns some), and the fold is under way.
+        # Both hold partitions (so the one killed below owns some) before the log fills, and
+        # the fold is under way while it does: the kill lands mid-fold, however fast it runs.
         await wait_until(lambda: members(split_between_two), timeout=60, interval=0.2)
+        publishing = asyncio.create_task(publish(kafka, events))
         await wait_until(lambda: consumed(pg_pool, len(events) // 3), timeout=120)
         held = await group_members(kafka, "pair")
         assert split_between_two(held), held
         partial, _ = await projection_stats(pg_pool)
         first.kill()
+        await publishing
         # The group notices the death and gives all six partitions to the survivor.
         await wait_until(lambda: members(lambda h: h == [set(range(6))]), timeout=60)
         await wait_until(lambda: consumed(pg_pool, len(events)), timeout=180)
