@@ -184,6 +184,20 @@ class ProjectorProcess:
 
 
 @asynccontextmanager
+async def running_projector(
+    kafka: KafkaSettings, database_url: str, log_path: Path
+) -> AsyncIterator[ProjectorProcess]:
+    """A live projector process in a group of its own, stopped on the way out."""
+    process = ProjectorProcess(
+        kafka=kafka, database_url=database_url, group_id=uuid.uuid4().hex, log_path=log_path
+    ).start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@asynccontextmanager
 async def query_client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     config = QueryConfig(
         database=DatabaseSettings(database_url=SecretStr(database_url)),

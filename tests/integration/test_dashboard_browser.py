@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +25,7 @@ from selenium.webdriver.common.by import By
 from tests.integration.command_support import running_app
 from tests.integration.conftest import TopicFactory
 from tests.integration.stream_support import serve_query
-from tests.integration.support import ProjectorProcess
+from tests.integration.support import running_projector
 from tests.unit.command_kit import bearer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,42 +81,37 @@ async def test_the_dashboard_shows_posted_transactions_live(
     browser: webdriver.Chrome, kafka_settings: TopicFactory, database_url: str, tmp_path: Path
 ) -> None:
     kafka = await kafka_settings()
-    projector = ProjectorProcess(
-        kafka=kafka,
-        database_url=database_url,
-        group_id=uuid.uuid4().hex,
-        log_path=tmp_path / "projector.log",
-    ).start()
-    try:
-        async with serve_query(database_url) as served, running_app(kafka) as (_, command):
-            # another host name than the one the page came from must not matter: relative URLs
-            url = served.base_url.replace("127.0.0.1", "localhost") + "/"
-            await asyncio.to_thread(browser.get, url)
-            await page_shows(browser, {"connection": "live", "all-count": "0"}, timeout=20)
-            stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-            for amount in ("12.34", "0.66", "100.00"):
-                posted = await command.post(
-                    "/transactions",
-                    content=json.dumps({"amount": amount, "timestamp": stamp}),
-                    headers=bearer(),
-                )
-                assert posted.status_code == 201, posted.text
-            expected = {
-                "all-count": "3",
-                "all-sum": "113.00",
-                "all-avg": "37.67",
-                "all-max": "100.00",
-                "all-min": "0.66",
-                "win-count": "3",
-                "win-sum": "113.00",
-                "connection": "live",
-            }
-            await page_shows(browser, expected, timeout=20)
-            async with httpx.AsyncClient(base_url=served.base_url) as client:
-                api = (await client.get("/stats")).json()
-            assert api["sum"] == "113.00"
-            await asyncio.sleep(2.5)  # let the rate chart draw a few points for the picture
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            assert await asyncio.to_thread(browser.save_screenshot, str(SCREENSHOT))
-    finally:
-        projector.stop()
+    async with (
+        running_projector(kafka, database_url, tmp_path / "projector.log"),
+        serve_query(database_url) as served,
+        running_app(kafka) as (_, command),
+    ):
+        # another host name than the one the page came from must not matter: relative URLs
+        url = served.base_url.replace("127.0.0.1", "localhost") + "/"
+        await asyncio.to_thread(browser.get, url)
+        await page_shows(browser, {"connection": "live", "all-count": "0"}, timeout=20)
+        stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        for amount in ("12.34", "0.66", "100.00"):
+            posted = await command.post(
+                "/transactions",
+                content=json.dumps({"amount": amount, "timestamp": stamp}),
+                headers=bearer(),
+            )
+            assert posted.status_code == 201, posted.text
+        expected = {
+            "all-count": "3",
+            "all-sum": "113.00",
+            "all-avg": "37.67",
+            "all-max": "100.00",
+            "all-min": "0.66",
+            "win-count": "3",
+            "win-sum": "113.00",
+            "connection": "live",
+        }
+        await page_shows(browser, expected, timeout=20)
+        async with httpx.AsyncClient(base_url=served.base_url) as client:
+            api = (await client.get("/stats")).json()
+        assert api["sum"] == "113.00"
+        await asyncio.sleep(2.5)  # let the rate chart draw a few points for the picture
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        assert await asyncio.to_thread(browser.save_screenshot, str(SCREENSHOT))

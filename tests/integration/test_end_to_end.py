@@ -3,28 +3,13 @@
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from shared.settings import KafkaSettings
 from tests.integration.command_support import running_app
 from tests.integration.conftest import TopicFactory
-from tests.integration.support import ProjectorProcess, query_client
+from tests.integration.support import query_client, running_projector
 from tests.unit.command_kit import bearer
-
-
-@asynccontextmanager
-async def projector(kafka: KafkaSettings, database_url: str, log: Path) -> AsyncIterator[None]:
-    process = ProjectorProcess(
-        kafka=kafka, database_url=database_url, group_id=uuid.uuid4().hex, log_path=log
-    ).start()
-    try:
-        yield
-    finally:
-        process.stop()
 
 
 def stamp(moment: datetime) -> str:
@@ -37,7 +22,7 @@ async def test_read_your_writes_all_time_and_windows(
     kafka = await kafka_settings()
     now = datetime.now(UTC)
     async with (
-        projector(kafka, database_url, tmp_path / "projector.log"),
+        running_projector(kafka, database_url, tmp_path / "projector.log"),
         running_app(kafka) as (_, command),
         query_client(database_url) as query,
     ):

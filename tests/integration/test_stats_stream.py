@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +23,7 @@ from shared.auth import SCOPE_READ
 from tests.integration.command_support import running_app
 from tests.integration.conftest import TopicFactory
 from tests.integration.stream_support import EventReader, serve_query, stream
-from tests.integration.support import ProjectorProcess
+from tests.integration.support import running_projector
 from tests.integration.test_query_api import advance, seed_partition
 from tests.unit.command_kit import SECRET, bearer, token
 
@@ -33,32 +32,24 @@ async def test_a_client_connected_before_a_post_receives_it(
     kafka_settings: TopicFactory, database_url: str, tmp_path: Path
 ) -> None:
     kafka = await kafka_settings()
-    projector = ProjectorProcess(
-        kafka=kafka,
-        database_url=database_url,
-        group_id=uuid.uuid4().hex,
-        log_path=tmp_path / "projector.log",
-    ).start()
-    try:
-        async with (
-            serve_query(database_url) as served,
-            running_app(kafka) as (_, command),
-            httpx.AsyncClient(base_url=served.base_url) as client,
-            stream(client) as events,
-        ):
-            first = await events.next()
-            assert first.event == "stats"
-            assert first.data["count"] == 0
-            stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-            posted = await command.post(
-                "/transactions",
-                content=json.dumps({"amount": "12.34", "timestamp": stamp}),
-                headers=bearer(),
-            )
-            assert posted.status_code == 201, posted.text
-            seen = await events.until(lambda e: e.data["count"] == 1, timeout=15)
-    finally:
-        projector.stop()
+    async with (
+        running_projector(kafka, database_url, tmp_path / "projector.log"),
+        serve_query(database_url) as served,
+        running_app(kafka) as (_, command),
+        httpx.AsyncClient(base_url=served.base_url) as client,
+        stream(client) as events,
+    ):
+        first = await events.next()
+        assert first.event == "stats"
+        assert first.data["count"] == 0
+        stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        posted = await command.post(
+            "/transactions",
+            content=json.dumps({"amount": "12.34", "timestamp": stamp}),
+            headers=bearer(),
+        )
+        assert posted.status_code == 201, posted.text
+        seen = await events.until(lambda e: e.data["count"] == 1, timeout=15)
     assert {k: seen.data[k] for k in ("count", "sum", "avg", "max", "min")} == {
         "count": 1,
         "sum": "12.34",
