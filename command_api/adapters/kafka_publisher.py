@@ -1,7 +1,13 @@
 """`KafkaEventPublisher`: appends events with one idempotent `AIOKafkaProducer` (acks=all).
 
-- Each publish is bounded by `PUBLISH_TIMEOUT_SECONDS`: every event is handed to the producer
-  (`send()`, so a batch is pipelined and lingers into few requests), then all acks are awaited.
+- Each publish is bounded by `PUBLISH_TIMEOUT_SECONDS`: the events are partitioned by key as
+  Kafka's default partitioner does (`shared.partitioner`), each partition's share is handed to
+  the producer as whole record batches (`create_batch`/`send_batch`: built in aiokafka's C
+  extension, one future per batch), a lone event per partition as one `send()` (which lingers
+  into the record batch other requests are filling); then all acks are awaited. aiokafka
+  keeps one undelivered batch per partition, so concurrent publishes take turns per partition
+  (a lock each): only one at a time waits inside aiokafka, whose wait shrinks its own budget
+  at every wake-up and failed concurrent publishes with a timeout.
   No ack in time, an unknown topic, a broker error or no connection -> `PublishFailedError`.
   A timed-out event may still be appended later (the idempotent producer keeps retrying what it
   has already accepted, and an ack can be lost after the write): a 503 means "not confirmed",
@@ -19,8 +25,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
@@ -34,6 +42,7 @@ from aiokafka.errors import (
 
 from command_api.ports import EventLogNotReadyError, Position, PublishFailedError
 from shared.events import TransactionRecorded, event_headers, serialize
+from shared.partitioner import partition_of
 from shared.settings import CommandSettings, KafkaSettings
 from shared.topic import ensure_topic
 
@@ -41,6 +50,9 @@ logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_SECONDS = 10.0
 STOP_TIMEOUT_SECONDS = 10.0
+# One publish's share of a partition fits one record batch (1,000 events of ~300 bytes over
+# 6 partitions: ~50 KiB), and so do all the single events that linger together.
+MAX_BATCH_BYTES = 256 * 1024
 FIRST_RETRY_SECONDS = 0.25
 MAX_RETRY_SECONDS = 5.0
 _CONNECT_ERRORS = (KafkaError, OSError, TimeoutError)
@@ -55,6 +67,7 @@ _BROKEN_PRODUCER_ERRORS = (
     InvalidProducerIdMapping,
 )
 
+_HEADERS = event_headers()
 _RETRY_HINT = "retry later with the same transaction ids (they are counted once)."
 
 
@@ -77,6 +90,7 @@ class KafkaEventPublisher:
         self._producer: Any = None
         self._connector: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        self._turns: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     @property
     def connected(self) -> bool:
@@ -110,17 +124,17 @@ class KafkaEventPublisher:
             detail = "The event log is unreachable; " + _RETRY_HINT
             raise PublishFailedError("not_connected", detail)
         topic = self._kafka.topic
-        acks: list[asyncio.Future[Any]] = []
+        shipment = _Shipment(producer, topic, self._turns)
         try:
             async with asyncio.timeout(self._timeout):
-                for event in events:
-                    ack = await producer.send(
-                        topic, serialize(event), key=event.key, headers=event_headers()
-                    )
-                    acks.append(ack)
-                results = await asyncio.gather(*acks, return_exceptions=True)
+                partitions = len(await producer.partitions_for(topic))
+                for partition, share in _by_partition(events, partitions).items():
+                    await shipment.send(partition, share)
+                results = await asyncio.gather(
+                    *(batch.ack for batch in shipment.sent), return_exceptions=True
+                )
         except TimeoutError as err:
-            _forget(acks)
+            shipment.forget()
             logger.warning(
                 "event log did not acknowledge in time",
                 extra={"topic": topic, "events": len(events), "timeout_s": self._timeout},
@@ -128,16 +142,18 @@ class KafkaEventPublisher:
             detail = f"The event log did not confirm within {self._timeout:g} s; " + _RETRY_HINT
             raise PublishFailedError("timeout", detail) from err
         except KafkaError as err:
-            _forget(acks)
+            shipment.forget()
             self._replace_if_broken(producer, err)
             raise _rejected(topic, err) from err
-        positions = []
-        for result in results:
+        positions: list[Position | None] = [None] * len(events)
+        for batch, result in zip(shipment.sent, results, strict=True):
             if isinstance(result, BaseException):
                 self._replace_if_broken(producer, result)
                 raise _rejected(topic, result) from result
-            positions.append(Position(result.partition, result.offset))
-        return positions
+            # The ack names the batch's first offset; its records' offsets are contiguous.
+            for relative, index in enumerate(batch.indexes):
+                positions[index] = Position(result.partition, result.offset + relative)
+        return cast(list[Position], positions)
 
     async def check_ready(self) -> None:
         producer = self._producer
@@ -158,6 +174,7 @@ class KafkaEventPublisher:
             acks="all",
             enable_idempotence=True,
             linger_ms=self._linger_ms,
+            max_batch_size=MAX_BATCH_BYTES,
             request_timeout_ms=self._kafka.request_timeout_ms
             or max(1000, int(self._timeout * 1000)),
             metadata_max_age_ms=self._kafka.metadata_max_age_ms,
@@ -209,10 +226,72 @@ class KafkaEventPublisher:
                 return
 
 
-def _forget(acks: list[asyncio.Future[Any]]) -> None:
-    """Stop waiting for acks we no longer report (the producer may still deliver them)."""
-    for ack in acks:
-        ack.cancel()
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """One acknowledgement to wait for, and the events (indexes in the publish) it covers in
+    their order in the record batch."""
+
+    ack: asyncio.Future[Any]
+    indexes: list[int]
+
+
+def _by_partition(
+    events: Sequence[TransactionRecorded], partitions: int
+) -> dict[int, list[tuple[int, TransactionRecorded]]]:
+    shares: dict[int, list[tuple[int, TransactionRecorded]]] = {}
+    for index, event in enumerate(events):
+        shares.setdefault(partition_of(event.key, partitions), []).append((index, event))
+    return shares
+
+
+class _Shipment:
+    """One publish's events handed to the producer, and the acks to wait for."""
+
+    def __init__(self, producer: Any, topic: str, turns: defaultdict[int, asyncio.Lock]) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._turns = turns
+        self.sent: list[_Sent] = []
+
+    async def send(self, partition: int, share: list[tuple[int, TransactionRecorded]]) -> None:
+        """One partition's share: whole record batches, or one `send()` for a lone event."""
+        if len(share) == 1:
+            [(index, event)] = share
+            await self._send_alone(partition, index, event.key, serialize(event))
+            return
+        producer = self._producer
+        batch, indexes = producer.create_batch(), list[int]()
+        for index, event in share:
+            key, value = event.key, serialize(event)
+            if batch.append(key=key, value=value, timestamp=None, headers=_HEADERS) is None:
+                if indexes:  # full: send it and start the next one with this event
+                    await self._send_batch(partition, batch, indexes)
+                batch, indexes = producer.create_batch(), []
+                if batch.append(key=key, value=value, timestamp=None, headers=_HEADERS) is None:
+                    await self._send_alone(partition, index, key, value)
+                    batch = producer.create_batch()  # the refused append closed that one
+                    continue
+            indexes.append(index)
+        if indexes:
+            await self._send_batch(partition, batch, indexes)
+
+    async def _send_batch(self, partition: int, batch: Any, indexes: list[int]) -> None:
+        async with self._turns[partition]:
+            ack = await self._producer.send_batch(batch, self._topic, partition=partition)
+        self.sent.append(_Sent(ack, indexes))
+
+    async def _send_alone(self, partition: int, index: int, key: bytes, value: bytes) -> None:
+        """`send()` lingers into the record batch other publishes are filling, and gives an
+        event larger than an empty batch a batch sized to fit it."""
+        ack = await self._producer.send(
+            self._topic, value, key=key, partition=partition, headers=_HEADERS
+        )
+        self.sent.append(_Sent(ack, [index]))
+
+    def forget(self) -> None:
+        """Stop waiting for acks we no longer report (the producer may still deliver them)."""
+        for batch in self.sent:
+            batch.ack.cancel()
 
 
 def _rejected(topic: str, err: BaseException) -> PublishFailedError:

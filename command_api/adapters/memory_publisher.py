@@ -1,16 +1,17 @@
 """`InMemoryEventPublisher`: the event log as Python lists, for unit tests and local runs.
 
-Same contract as the Kafka adapter: one position per event, in order; a stable key-based
-partition; offsets counted per partition from 0. Set `failure` to make publishes fail.
+Same contract as the Kafka adapter: one position per event, in order; the partition Kafka's
+default partitioner gives the key; offsets counted per partition from 0. Set `failure` to
+make publishes fail.
 """
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 
 from command_api.ports import EventLogNotReadyError, Position, PublishFailedError
 from shared.events import TransactionRecorded
+from shared.partitioner import partition_of
 
 
 class InMemoryEventPublisher:
@@ -25,7 +26,7 @@ class InMemoryEventPublisher:
         self.ready = True
 
     def partition_for(self, key: bytes) -> int:
-        return zlib.crc32(key) % self.partitions
+        return partition_of(key, self.partitions)
 
     async def publish(self, events: Sequence[TransactionRecorded]) -> list[Position]:
         if self.failure is not None:

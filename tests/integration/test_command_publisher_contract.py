@@ -1,8 +1,10 @@
 """One contract, two adapters: the in-memory publisher the unit tests use behaves like the
-Kafka one (order, one position per event, key -> partition, offsets per partition)."""
+Kafka one (order, one position per event, key -> Kafka's default partition, offsets per
+partition); and each position the Kafka one reports holds its event."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -12,9 +14,11 @@ import pytest
 
 from command_api.adapters.kafka_publisher import KafkaEventPublisher
 from command_api.adapters.memory_publisher import InMemoryEventPublisher
-from command_api.ports import EventPublisher
-from shared.events import TransactionRecorded
+from command_api.ports import EventPublisher, Position
+from shared.events import TransactionRecorded, deserialize
+from shared.partitioner import partition_of
 from shared.settings import CommandSettings
+from tests.integration.command_support import read_all
 from tests.integration.conftest import TopicFactory
 
 
@@ -63,6 +67,31 @@ async def test_one_position_per_event_in_order(publisher: EventPublisher) -> Non
         assert offsets == list(range(len(offsets)))
     assert len(per_partition) > 1
     assert all(0 <= partition < 6 for partition in per_partition)
+
+
+async def test_a_key_goes_to_kafkas_default_partition(publisher: EventPublisher) -> None:
+    events = [event(f"k-{i}") for i in range(40)]
+    positions = await publisher.publish(events)
+    assert [p.partition for p in positions] == [partition_of(e.key, 6) for e in events]
+
+
+async def test_each_reported_position_holds_its_event(kafka_settings: TopicFactory) -> None:
+    settings = await kafka_settings(partitions=6)
+    kafka = KafkaEventPublisher(
+        settings, CommandSettings(publish_timeout_seconds=5), create_topic=False
+    )
+    await kafka.start()
+    try:
+        events = [event(f"r-{i}", f"{i + 1}.00") for i in range(500)]
+        batch = await kafka.publish(events)
+        single = await asyncio.gather(*(kafka.publish([e]) for e in events[:20]))
+    finally:
+        await kafka.stop()
+    expected = dict(zip(batch + [p for [p] in single], events + events[:20], strict=True))
+    stored = {
+        Position(r.partition, r.offset): deserialize(r.value) for r in await read_all(settings)
+    }
+    assert stored == expected
 
 
 async def test_a_key_always_maps_to_one_partition(publisher: EventPublisher) -> None:

@@ -1,5 +1,6 @@
 """A scripted stand-in for `AIOKafkaProducer` (no I/O), for `KafkaEventPublisher` tests: it
-acks at once, never (a broker gone) or with an error, and can refuse to start."""
+takes records by `send()` or whole batches by `send_batch()`, acks at once, never (a broker
+gone) or with an error, and can refuse to start."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NotLeaderForPartitionError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    NotLeaderForPartitionError,
+    UnknownTopicOrPartitionError,
+)
 
 from shared.events import TransactionRecorded
 
@@ -42,8 +48,31 @@ class FakeClient:
         return self.reachable
 
 
+@dataclass
+class FakeBatch:
+    """A record batch holding at most `capacity` records (a real one holds ~16 KiB)."""
+
+    capacity: int
+    records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]] = field(default_factory=list)
+    closed: bool = False
+
+    def append(
+        self, *, timestamp: None, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> object | None:
+        if self.closed or len(self.records) >= self.capacity or len(value) > BATCH_BYTES:
+            self.closed = True
+            return None
+        self.records.append((key, value, headers))
+        return object()
+
+
+BATCH_BYTES = 4096
+
+
 class FakeProducer:
-    """Acks at once (`mode="ack"`), never (`"hang"`: broker gone), or with an error."""
+    """Acks at once (`mode="ack"`), never (`"hang"`: broker gone), with `error` (`"fail"`), or
+    refuses to take the records (`"refuse"`). Keeps each partition's log: `log[p]` holds
+    (key, value, headers), its index is the record's offset."""
 
     made: ClassVar[list[FakeProducer]] = []
     failing_starts: ClassVar[int] = 0
@@ -52,8 +81,14 @@ class FakeProducer:
         self.config = config
         self.client = FakeClient()
         self.mode = "ack"
-        self.sent: list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]] = []
+        self.error: type[Exception] = NotLeaderForPartitionError
+        self.batch_capacity = 1000
+        self.log: dict[int, list[tuple[bytes, bytes, list[tuple[str, bytes]]]]] = {}
+        self.calls: list[tuple[str, int, int]] = []  # ("send" or "send_batch", partition, records)
         self.pending: list[asyncio.Future[Metadata]] = []
+        self.drained: asyncio.Event | None = None  # set: send_batch waits for it, as aiokafka
+        self.waiting: dict[int, int] = {}  # waits for the partition's previous batch to drain
+        self.most_waiting = 0
         self.stopped = False
         FakeProducer.made.append(self)
 
@@ -65,17 +100,55 @@ class FakeProducer:
     async def stop(self) -> None:
         self.stopped = True
 
+    async def partitions_for(self, topic: str) -> set[int]:
+        partitions = self.client.cluster.partitions_for_topic(topic)
+        if partitions is None:
+            raise UnknownTopicOrPartitionError
+        return partitions
+
     async def send(
-        self, topic: str, value: bytes, *, key: bytes, headers: list[tuple[str, bytes]]
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes,
+        partition: int,
+        headers: list[tuple[str, bytes]],
+    ) -> asyncio.Future[Metadata]:
+        return self._append("send", topic, partition, [(key, value, headers)])
+
+    def create_batch(self) -> FakeBatch:
+        return FakeBatch(self.batch_capacity)
+
+    async def send_batch(
+        self, batch: FakeBatch, topic: str, *, partition: int
+    ) -> asyncio.Future[Metadata]:
+        if self.drained is not None:
+            self.waiting[partition] = self.waiting.get(partition, 0) + 1
+            self.most_waiting = max(self.most_waiting, self.waiting[partition])
+            await self.drained.wait()
+            self.waiting[partition] -= 1
+        return self._append("send_batch", topic, partition, batch.records)
+
+    def _append(
+        self,
+        call: str,
+        topic: str,
+        partition: int,
+        records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]],
     ) -> asyncio.Future[Metadata]:
         if self.mode == "refuse":
             raise KafkaTimeoutError
-        self.sent.append((topic, key, value, headers))
+        assert partition in (self.client.cluster.partitions_for_topic(topic) or ())
+        log = self.log.setdefault(partition, [])
+        base = len(log)
+        log.extend(records)
+        self.calls.append((call, partition, len(records)))
         ack: asyncio.Future[Metadata] = asyncio.get_running_loop().create_future()
         if self.mode == "ack":
-            ack.set_result(Metadata(partition=len(key) % 3, offset=len(self.sent) - 1))
+            ack.set_result(Metadata(partition=partition, offset=base))
         elif self.mode == "fail":
-            ack.set_exception(NotLeaderForPartitionError())
+            ack.set_exception(self.error())
         else:
             self.pending.append(ack)
         return ack

@@ -13,10 +13,11 @@ import time
 import pytest
 
 from command_api.adapters.kafka_publisher import KafkaEventPublisher
-from command_api.ports import EventLogNotReadyError, Position, PublishFailedError
-from shared.events import deserialize, event_headers
+from command_api.ports import EventLogNotReadyError, PublishFailedError
+from shared.events import TransactionRecorded, deserialize, event_headers
+from shared.partitioner import partition_of
 from shared.settings import CommandSettings, KafkaSettings
-from tests.unit.fake_producer import FakeProducer, event
+from tests.unit.fake_producer import BATCH_BYTES, FakeProducer, event
 
 TIMEOUT = 0.3
 
@@ -68,20 +69,70 @@ async def test_failover_settings_reach_the_producer() -> None:
     await log.stop()
 
 
-async def test_events_are_sent_with_key_headers_and_value() -> None:
+async def published(events: list[TransactionRecorded], *, capacity: int = 1000) -> FakeProducer:
+    """Publish through a fake producer whose record batches hold `capacity` records; check
+    that each position names the record holding its event, in the partition of its key."""
     log = publisher()
     await log.start()
-    sent = [event("a"), event("bb"), event("ccc")]
-    positions = await log.publish(sent)
-
     [producer] = FakeProducer.made
-    assert positions == [Position(1, 0), Position(2, 1), Position(0, 2)]
-    for original, (topic, key, value, headers) in zip(sent, producer.sent, strict=True):
-        assert topic == "tx.test"
+    producer.batch_capacity = capacity
+    positions = await log.publish(events)
+    assert len(positions) == len(events)
+    for original, position in zip(events, positions, strict=True):
+        assert position.partition == partition_of(original.key, 3)
+        key, value, headers = producer.log[position.partition][position.offset]
         assert key == original.transaction_id.encode()
         assert headers == event_headers()
         assert deserialize(value) == original
     await log.stop()
+    return producer
+
+
+async def test_each_event_is_sent_to_its_keys_partition_one_record_batch_per_partition() -> None:
+    events = [event(f"order-{index}") for index in range(60)]
+    producer = await published(events)
+    assert sorted(producer.calls) == [("send_batch", p, len(producer.log[p])) for p in (0, 1, 2)]
+
+
+async def test_a_full_record_batch_is_sent_and_the_next_one_started() -> None:
+    producer = await published([event(f"order-{index}") for index in range(60)], capacity=4)
+    assert {call for call, _, _ in producer.calls} == {"send_batch"}
+    assert max(records for _, _, records in producer.calls) == 4
+    assert sum(records for _, _, records in producer.calls) == 60
+
+
+async def test_concurrent_publishes_take_turns_to_hand_a_partition_its_batch() -> None:
+    log = publisher()
+    await log.start()
+    [producer] = FakeProducer.made
+    producer.drained = asyncio.Event()
+    publishes = [
+        asyncio.create_task(log.publish([event(f"{n}-{i}") for i in range(30)])) for n in range(5)
+    ]
+    async with asyncio.timeout(5):
+        while not producer.waiting:
+            await asyncio.sleep(0)
+    for _ in range(100):  # every publish runs up to where it waits
+        await asyncio.sleep(0)
+    producer.drained.set()
+    assert [len(positions) for positions in await asyncio.gather(*publishes)] == [30] * 5
+    assert producer.most_waiting == 1  # aiokafka never sees two waiters on one partition
+    await log.stop()
+
+
+async def test_a_lone_event_in_its_partition_is_sent_by_itself() -> None:
+    producer = await published([event("a")])
+    assert producer.calls == [("send", partition_of(b"a", 3), 1)]
+
+
+async def test_an_event_larger_than_a_record_batch_is_sent_by_itself() -> None:
+    same_partition = [
+        f"order-{i}" for i in range(50) if partition_of(f"order-{i}".encode(), 3) == 0
+    ]
+    events = [event(transaction_id) for transaction_id in same_partition[:5]]
+    events[2] = events[2]._replace(producer="p" * BATCH_BYTES)
+    producer = await published(events)
+    assert producer.calls == [("send_batch", 0, 2), ("send", 0, 1), ("send_batch", 0, 2)]
 
 
 async def test_no_ack_in_time_is_a_timeout_failure_within_the_bound() -> None:

@@ -6,7 +6,6 @@ every later batch); the publisher must then replace it rather than answer 503 fo
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 from aiokafka.errors import OutOfOrderSequenceNumber, UnknownProducerId
@@ -14,24 +13,7 @@ from aiokafka.errors import OutOfOrderSequenceNumber, UnknownProducerId
 from command_api.adapters.kafka_publisher import KafkaEventPublisher
 from command_api.ports import PublishFailedError
 from shared.settings import CommandSettings, KafkaSettings
-from tests.unit.fake_producer import FakeProducer, Metadata, event
-
-
-class SequenceProducer(FakeProducer):
-    """`FakeProducer` that can also fail acks with a producer-state error."""
-
-    def __init__(self, **config: Any) -> None:
-        super().__init__(**config)
-        self.state_error: type[Exception] | None = None
-
-    async def send(
-        self, topic: str, value: bytes, *, key: bytes, headers: list[tuple[str, bytes]]
-    ) -> asyncio.Future[Metadata]:
-        if self.state_error is None:
-            return await super().send(topic, value, key=key, headers=headers)
-        ack: asyncio.Future[Metadata] = asyncio.get_running_loop().create_future()
-        ack.set_exception(self.state_error())
-        return ack
+from tests.unit.fake_producer import FakeProducer, event
 
 
 @pytest.fixture
@@ -42,7 +24,7 @@ def publisher() -> KafkaEventPublisher:
         KafkaSettings(bootstrap_servers="broker:9092", topic="tx.test"),
         CommandSettings(publish_timeout_seconds=0.5, producer_linger_ms=2),
         create_topic=False,
-        producer_factory=SequenceProducer,
+        producer_factory=FakeProducer,
     )
 
 
@@ -52,8 +34,7 @@ async def test_a_producer_with_a_broken_sequence_is_replaced(
 ) -> None:
     await publisher.start()
     [broken] = FakeProducer.made
-    assert isinstance(broken, SequenceProducer)
-    broken.state_error = error
+    broken.mode, broken.error = "fail", error
 
     with pytest.raises(PublishFailedError) as raised:
         await publisher.publish([event("a")])
