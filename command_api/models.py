@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
+import msgspec
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -219,20 +220,6 @@ class RecordedItem(BaseModel):
     event_id: uuid.UUID
     position: Position
 
-    @classmethod
-    def of(cls, recorded: RecordedTransaction) -> RecordedItem:
-        return cls(**_item_fields(recorded))
-
-
-def _item_fields(recorded: RecordedTransaction) -> dict[str, Any]:
-    return {
-        "transaction_id": recorded.transaction_id,
-        "event_id": recorded.event_id,
-        "position": Position(
-            partition=recorded.position.partition, offset=recorded.position.offset
-        ),
-    }
-
 
 _CONSISTENCY_DOC = (
     "Pass to `GET /stats?consistency_token=...` on the query API to read your own writes: "
@@ -245,11 +232,6 @@ class TransactionRecordedResponse(RecordedItem):
 
     consistency_token: str = Field(description=_CONSISTENCY_DOC)
 
-    @classmethod
-    def of_receipt(cls, receipt: Receipt) -> TransactionRecordedResponse:
-        [recorded] = receipt.transactions
-        return cls(**_item_fields(recorded), consistency_token=receipt.consistency_token)
-
 
 class BatchRecordedResponse(BaseModel):
     """201: every event of the batch is durably in the log."""
@@ -259,9 +241,32 @@ class BatchRecordedResponse(BaseModel):
     )
     consistency_token: str = Field(description=_CONSISTENCY_DOC)
 
-    @classmethod
-    def of_receipt(cls, receipt: Receipt) -> BatchRecordedResponse:
-        return cls(
-            transactions=[RecordedItem.of(recorded) for recorded in receipt.transactions],
-            consistency_token=receipt.consistency_token,
-        )
+
+# The 201 bodies are encoded straight from the receipt: the models above are their schema
+# (OpenAPI, and a test holds every body to them), but building a model per item cost a fifth
+# of a 1,000-item batch's CPU.
+_encode = msgspec.json.Encoder().encode
+
+
+def _item(recorded: RecordedTransaction) -> dict[str, Any]:
+    return {
+        "transaction_id": recorded.transaction_id,
+        "event_id": recorded.event_id,
+        "position": {"partition": recorded.position.partition, "offset": recorded.position.offset},
+    }
+
+
+def recorded_json(receipt: Receipt) -> bytes:
+    """A `TransactionRecordedResponse`."""
+    [recorded] = receipt.transactions
+    return _encode({**_item(recorded), "consistency_token": receipt.consistency_token})
+
+
+def batch_recorded_json(receipt: Receipt) -> bytes:
+    """A `BatchRecordedResponse`."""
+    return _encode(
+        {
+            "transactions": [_item(recorded) for recorded in receipt.transactions],
+            "consistency_token": receipt.consistency_token,
+        }
+    )

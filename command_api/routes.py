@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from command_api.deps import BatchBody, Service, TransactionBody, Writer
 from command_api.errors import WRITE_RESPONSES
@@ -11,6 +11,8 @@ from command_api.models import (
     TransactionBatchRequest,
     TransactionRecordedResponse,
     TransactionRequest,
+    batch_recorded_json,
+    recorded_json,
 )
 from command_api.openapi import json_request_body
 
@@ -37,9 +39,9 @@ _DURABLE = (
 )
 async def record_transaction(
     principal: Writer, body: TransactionBody, service: Service
-) -> TransactionRecordedResponse:
+) -> Response:
     receipt = await service.record(body.to_command(), producer=principal.subject)
-    return TransactionRecordedResponse.of_receipt(receipt)
+    return _created(recorded_json(receipt))
 
 
 @router.post(
@@ -58,8 +60,10 @@ async def record_transaction(
     responses=WRITE_RESPONSES,
     openapi_extra=json_request_body(TransactionBatchRequest),
 )
-async def record_transactions(
-    principal: Writer, body: BatchBody, service: Service
-) -> BatchRecordedResponse:
+async def record_transactions(principal: Writer, body: BatchBody, service: Service) -> Response:
     receipt = await service.record_batch(body.to_commands(), producer=principal.subject)
-    return BatchRecordedResponse.of_receipt(receipt)
+    return _created(batch_recorded_json(receipt))
+
+
+def _created(document: bytes) -> Response:
+    return Response(document, status_code=201, media_type="application/json")

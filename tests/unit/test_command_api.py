@@ -9,8 +9,10 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import BaseModel
 
 from command_api.adapters.memory_publisher import InMemoryEventPublisher
+from command_api.models import BatchRecordedResponse, TransactionRecordedResponse
 from command_api.ports import Position, PublishFailedError
 from shared.auth import SCOPE_READ
 from shared.consistency import decode_token
@@ -119,6 +121,28 @@ async def test_a_batch_is_appended_whole_in_order(
         highest[position.partition] = max(highest.get(position.partition, -1), position.offset)
     assert decode_token(answer["consistency_token"]) == highest
     assert len({event.event_id for event in log.events}) == 40
+
+
+@pytest.mark.parametrize(
+    ("path", "content", "model"),
+    [
+        ("/transactions", body(transaction_id="m-1"), TransactionRecordedResponse),
+        (
+            "/transactions/batch",
+            batch(item(0), item(1, transaction_id="m-2")),
+            BatchRecordedResponse,
+        ),
+    ],
+)
+async def test_a_201_body_is_exactly_its_documented_model(
+    client: httpx.AsyncClient, path: str, content: bytes, model: type[BaseModel]
+) -> None:
+    """The bodies are encoded without the models: they must still be exactly the schema."""
+    response = await client.post(path, content=content, headers=bearer())
+    assert response.status_code == 201, response.text
+    assert response.headers["content-type"] == "application/json"
+    answer = response.json()
+    assert model.model_validate(answer).model_dump(mode="json") == answer
 
 
 async def test_batch_items_without_ids_get_generated_ones(
