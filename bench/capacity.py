@@ -27,7 +27,7 @@ from pathlib import Path
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from projector.adapters.postgres_store import INSERT_SEEN_EPOCHS, UPSERT_SECONDS
+from projector.adapters.postgres_store import UPSERT_SECONDS, insert_first_occurrences
 from shared.events import TransactionRecorded, event_headers, serialize
 from shared.settings import KafkaSettings
 from shared.topic import ensure_topic
@@ -35,6 +35,7 @@ from tests.scratch_database import create_database, drop_database
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 20_000
+AMOUNT = Decimal("12.34")
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -54,19 +55,11 @@ async def dedupe(admin_url: str, ids: int) -> None:
             started, cpu = time.perf_counter(), cpu_seconds(backend)
             for _ in range(ids // BATCH):
                 batch = [str(uuid.uuid4()) for _ in range(BATCH)]
-                now = [time.time()] * BATCH
+                now = [datetime.now(UTC)] * BATCH
+                positions = [0] * BATCH, list(range(BATCH))
+                first = (batch, *positions, [AMOUNT] * BATCH, now, now, ["bench"] * BATCH)
                 async with conn.transaction():  # each id with its first occurrence, as folded
-                    await conn.fetch(
-                        INSERT_SEEN_EPOCHS,
-                        1,
-                        batch,
-                        [0] * BATCH,
-                        list(range(BATCH)),
-                        ["12.34"] * BATCH,
-                        now,
-                        now,
-                        ["bench"] * BATCH,
-                    )
+                    await insert_first_occurrences(conn, 1, first)
             seconds, cpu = time.perf_counter() - started, cpu_seconds(backend) - cpu
             size = await conn.fetchval("SELECT pg_total_relation_size('seen_transactions')")
             print(
@@ -79,7 +72,7 @@ async def dedupe(admin_url: str, ids: int) -> None:
             buckets = 1000
             seconds_col = list(range(1_700_000_000, 1_700_000_000 + buckets))
             counts = [3] * buckets
-            sums = maxes = mins = [Decimal("12.34")] * buckets
+            sums = maxes = mins = [AMOUNT] * buckets
             rounds = 200
             started, cpu = time.perf_counter(), cpu_seconds(backend)
             for _ in range(rounds):
@@ -129,7 +122,7 @@ async def kafka_bytes(bootstrap: str, events: int, data_dirs: list[Path]) -> Non
         return
     size = sum(p.stat().st_size for p in logs)
     sample = serialize(
-        TransactionRecorded(uuid.uuid4(), str(uuid.uuid4()), Decimal("12.34"), now, now, "bench")
+        TransactionRecorded(uuid.uuid4(), str(uuid.uuid4()), AMOUNT, now, now, "bench")
     )
     print(
         f"kafka: {events:,} events = {size:,} bytes of log segments on one replica = "

@@ -117,8 +117,10 @@ async def test_a_repeat_with_another_payload_is_a_conflict_and_a_retry_is_not(
         datetime(2038, 1, 19, 3, 14, 7, 999_999, tzinfo=UTC),
         datetime(1850, 6, 1, 0, 0, 0, 1, tzinfo=UTC),
         datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999_998, tzinfo=UTC),
     ],
-    ids=["now", "epoch-edge", "old", "year-1"],
+    ids=["now", "epoch-edge", "old", "year-1", "just-before-epoch", "year-9999"],
 )
 async def test_a_retry_keeps_the_exact_microsecond_so_it_is_no_conflict(
     store: ProjectionStore, moment: datetime
