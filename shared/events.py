@@ -70,10 +70,6 @@ def serialize(event: TransactionRecorded) -> bytes:
     )
 
 
-def _in_utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
-
-
 _encode = msgspec.json.Encoder().encode
 
 
@@ -95,9 +91,13 @@ class _Message(msgspec.Struct):
 _decode = msgspec.json.Decoder(_Message).decode
 
 
+def _in_utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+
+
 def _utc(moment: datetime, name: str) -> datetime:
     try:
-        return moment.astimezone(UTC)
+        return _in_utc(moment)
     except OverflowError as err:  # e.g. 0001-01-01T00:00:00+14:00
         msg = f"field {name!r} is out of range in UTC"
         raise EventDecodeError(msg) from err
