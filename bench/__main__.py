@@ -110,7 +110,7 @@ async def _fold(ctx: Context, *, fold: bool) -> str:
         return await fold_scenario.run(ctx, log)
     url = await ctx.infra.new_database()
     projector = fold_scenario.projector_service(ctx, log, url)
-    await fold_scenario.fold_until(ctx, projector, url, ctx.events, budget=900)
+    await fold_scenario.fold_until(ctx, [projector], url, ctx.events, budget=900)
     return url
 
 

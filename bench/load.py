@@ -1,7 +1,8 @@
 """Loading the event log for the read and fold benchmarks: events serialized with the one
 serializer (`shared.events.serialize`), keyed by transaction id and partitioned as the
-command API's producer partitions them, appended straight to the topic in whole record
-batches (pipelined, acks=all) instead of one `send()` per event."""
+command API's producer partitions them (`shared.partitioner`), appended straight to the topic
+in whole record batches (pipelined, acks=all). `append_records` is also the producer ceiling
+(bench/ceilings.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ import asyncio
 import random
 import time
 import uuid
-import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from shared.events import TransactionRecorded, event_headers, serialize
+from shared.partitioner import partition_of
 from shared.settings import KafkaSettings
 
 BATCH_BYTES = 512 * 1024
@@ -49,9 +50,17 @@ def synthetic_events(
 
 
 async def append_events(
-    settings: KafkaSettings, events: Iterator[TransactionRecorded]
+    settings: KafkaSettings, events: Iterable[TransactionRecorded]
 ) -> tuple[int, float]:
     """Append every event; return how many and the seconds it took."""
+    return await append_records(settings, ((event.key, serialize(event)) for event in events))
+
+
+async def append_records(
+    settings: KafkaSettings, records: Iterable[tuple[bytes, bytes]]
+) -> tuple[int, float]:
+    """Append (key, value) records as whole record batches per partition, acks=all and
+    idempotent; return how many and the seconds it took (from connecting to the last ack)."""
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers,
         acks="all",
@@ -63,16 +72,13 @@ async def append_events(
     started = time.perf_counter()
     await producer.start()
     try:
-        partitions = sorted(await producer.partitions_for(settings.topic))
+        partitions = len(await producer.partitions_for(settings.topic))
         headers = event_headers()
         builders: dict[int, Any] = {}
         pending: list[asyncio.Future[Any]] = []
         count = 0
-        for event in events:
-            key = event.key
-            # Every key appears once, so any stable key hash will do; crc32 is C-speed.
-            partition = partitions[zlib.crc32(key) % len(partitions)]
-            value = serialize(event)
+        for key, value in records:
+            partition = partition_of(key, partitions)
             builder = builders.get(partition)
             if builder is None:
                 builder = builders[partition] = producer.create_batch()

@@ -19,6 +19,8 @@ _PINNED = (os.cpu_count() or 1) >= 2
 # (and its baseline); on a single core nothing is pinned.
 CLIENT_CPUS: str | None = "0" if _PINNED else None
 SERVER_CPUS: str | None = "1" if _PINNED else None
+# Two processes of one service, one per core (unpinned on a single core).
+BOTH_CPUS: tuple[str | None, str | None] = ("0", "1") if _PINNED else (None, None)
 LAYOUT = (
     f"load generator pinned to CPU {CLIENT_CPUS}, the server under test (and its baseline) "
     f"to CPU {SERVER_CPUS}; the shared Kafka broker and PostgreSQL float over both"

@@ -19,7 +19,7 @@ GET_STATS = Request("GET", "/stats", {"Accept": "application/json"})
 async def small_projection(ctx: Context) -> str:
     topic = await load_log(ctx, SMALL)
     url = await ctx.infra.new_database()
-    await fold_until(ctx, projector_service(ctx, topic, url), url, SMALL, budget=60)
+    await fold_until(ctx, [projector_service(ctx, topic, url)], url, SMALL, budget=60)
     return url
 
 
