@@ -3,8 +3,8 @@
 - Each publish is bounded by `PUBLISH_TIMEOUT_SECONDS`: the events are partitioned by key as
   Kafka's default partitioner does (`shared.partitioner`), each partition's share is handed to
   the producer as whole record batches (`create_batch`/`send_batch`: built in aiokafka's C
-  extension, one future per batch), a lone event per partition as one `send()` (which lingers
-  into the record batch other requests are filling); then all acks are awaited. aiokafka
+  extension, one future per batch) when the share is large, else by `send()` (lingering into
+  the record batch other requests are filling); then all acks are awaited. aiokafka
   keeps one undelivered batch per partition, so concurrent publishes take turns per partition
   (a lock each): only one at a time waits inside aiokafka, whose wait shrinks its own budget
   at every wake-up and failed concurrent publishes with a timeout.
@@ -53,6 +53,11 @@ STOP_TIMEOUT_SECONDS = 10.0
 # One publish's share of a partition fits one record batch (1,000 events of ~300 bytes over
 # 6 partitions: ~50 KiB), and so do all the single events that linger together.
 MAX_BATCH_BYTES = 256 * 1024
+# A partition takes one record batch per round trip to the broker. A share of a publish this
+# large is worth its own batch (built in C, one future); a smaller one goes by `send()`, into
+# the batch that concurrent publishes fill together: small batches of their own would queue
+# one per round trip (the stream bench's 9-event POSTs timed out that way).
+MIN_OWN_BATCH_EVENTS = 100
 FIRST_RETRY_SECONDS = 0.25
 MAX_RETRY_SECONDS = 5.0
 _CONNECT_ERRORS = (KafkaError, OSError, TimeoutError)
@@ -254,10 +259,10 @@ class _Shipment:
         self.sent: list[_Sent] = []
 
     async def send(self, partition: int, share: list[tuple[int, TransactionRecorded]]) -> None:
-        """One partition's share: whole record batches, or one `send()` for a lone event."""
-        if len(share) == 1:
-            [(index, event)] = share
-            await self._send_alone(partition, index, event.key, serialize(event))
+        """One partition's share: whole record batches when it is large, else `send()`s."""
+        if len(share) < MIN_OWN_BATCH_EVENTS:
+            for index, event in share:
+                await self._send_alone(partition, index, event.key, serialize(event))
             return
         producer = self._producer
         batch, indexes = producer.create_batch(), list[int]()

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from command_api.adapters.kafka_publisher import KafkaEventPublisher
+from command_api.adapters.kafka_publisher import MIN_OWN_BATCH_EVENTS, KafkaEventPublisher
 from command_api.ports import EventLogNotReadyError, PublishFailedError
 from shared.events import TransactionRecorded, deserialize, event_headers
 from shared.partitioner import partition_of
@@ -88,17 +88,31 @@ async def published(events: list[TransactionRecorded], *, capacity: int = 1000) 
     return producer
 
 
+LARGE = 3 * MIN_OWN_BATCH_EVENTS  # a share of each of the 3 partitions is large enough
+
+
+def in_partition(partition: int, count: int, prefix: str = "order") -> list[TransactionRecorded]:
+    ids = (f"{prefix}-{i}" for i in range(100 * count))
+    return [event(tx) for tx in ids if partition_of(tx.encode(), 3) == partition][:count]
+
+
 async def test_each_event_is_sent_to_its_keys_partition_one_record_batch_per_partition() -> None:
-    events = [event(f"order-{index}") for index in range(60)]
-    producer = await published(events)
+    producer = await published([event(f"order-{index}") for index in range(LARGE * 2)])
     assert sorted(producer.calls) == [("send_batch", p, len(producer.log[p])) for p in (0, 1, 2)]
 
 
 async def test_a_full_record_batch_is_sent_and_the_next_one_started() -> None:
-    producer = await published([event(f"order-{index}") for index in range(60)], capacity=4)
+    producer = await published(in_partition(1, MIN_OWN_BATCH_EVENTS), capacity=30)
+    assert [records for _, _, records in producer.calls] == [30, 30, 30, 10]
     assert {call for call, _, _ in producer.calls} == {"send_batch"}
-    assert max(records for _, _, records in producer.calls) == 4
-    assert sum(records for _, _, records in producer.calls) == 60
+
+
+async def test_a_small_share_of_a_partition_goes_by_send_into_the_shared_batch() -> None:
+    alone, other = partition_of(b"a", 3), (partition_of(b"a", 3) + 1) % 3
+    producer = await published([event("a"), *in_partition(other, MIN_OWN_BATCH_EVENTS - 1)])
+    assert producer.calls[0] == ("send", alone, 1)
+    assert {call for call, _, _ in producer.calls} == {"send"}
+    assert len(producer.calls) == MIN_OWN_BATCH_EVENTS
 
 
 async def test_concurrent_publishes_take_turns_to_hand_a_partition_its_batch() -> None:
@@ -107,7 +121,8 @@ async def test_concurrent_publishes_take_turns_to_hand_a_partition_its_batch() -
     [producer] = FakeProducer.made
     producer.drained = asyncio.Event()
     publishes = [
-        asyncio.create_task(log.publish([event(f"{n}-{i}") for i in range(30)])) for n in range(5)
+        asyncio.create_task(log.publish(in_partition(0, MIN_OWN_BATCH_EVENTS, f"{n}")))
+        for n in range(5)
     ]
     async with asyncio.timeout(5):
         while not producer.waiting:
@@ -115,24 +130,21 @@ async def test_concurrent_publishes_take_turns_to_hand_a_partition_its_batch() -
     for _ in range(100):  # every publish runs up to where it waits
         await asyncio.sleep(0)
     producer.drained.set()
-    assert [len(positions) for positions in await asyncio.gather(*publishes)] == [30] * 5
+    positions = await asyncio.gather(*publishes)
+    assert [len(p) for p in positions] == [MIN_OWN_BATCH_EVENTS] * 5
     assert producer.most_waiting == 1  # aiokafka never sees two waiters on one partition
     await log.stop()
 
 
-async def test_a_lone_event_in_its_partition_is_sent_by_itself() -> None:
-    producer = await published([event("a")])
-    assert producer.calls == [("send", partition_of(b"a", 3), 1)]
-
-
 async def test_an_event_larger_than_a_record_batch_is_sent_by_itself() -> None:
-    same_partition = [
-        f"order-{i}" for i in range(50) if partition_of(f"order-{i}".encode(), 3) == 0
-    ]
-    events = [event(transaction_id) for transaction_id in same_partition[:5]]
+    events = in_partition(0, MIN_OWN_BATCH_EVENTS + 4)
     events[2] = events[2]._replace(producer="p" * BATCH_BYTES)
     producer = await published(events)
-    assert producer.calls == [("send_batch", 0, 2), ("send", 0, 1), ("send_batch", 0, 2)]
+    assert producer.calls == [
+        ("send_batch", 0, 2),
+        ("send", 0, 1),
+        ("send_batch", 0, MIN_OWN_BATCH_EVENTS + 1),
+    ]
 
 
 async def test_no_ack_in_time_is_a_timeout_failure_within_the_bound() -> None:
