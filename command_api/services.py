@@ -3,6 +3,7 @@ them to the log through the `EventPublisher` port. No HTTP and no Kafka in here.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,14 @@ from shared.offsets import highest_offsets
 MAX_BATCH_ITEMS = 1000
 
 Clock = Callable[[], datetime]
-IdFactory = Callable[[], uuid.UUID]
+IdFactory = Callable[[int], list[uuid.UUID]]
+
+
+def random_uuids(count: int) -> list[uuid.UUID]:
+    """`count` version-4 UUIDs, as `uuid4()` makes them, from one read of the system's
+    randomness (`uuid4()` reads it once per id: a system call each, ~5 us here)."""
+    raw = os.urandom(16 * count)
+    return [uuid.UUID(bytes=raw[at : at + 16], version=4) for at in range(0, 16 * count, 16)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +76,11 @@ def consistency_token(positions: Sequence[Position]) -> str:
 
 class TransactionService:
     def __init__(
-        self, *, publisher: EventPublisher, clock: Clock, new_id: IdFactory = uuid.uuid4
+        self, *, publisher: EventPublisher, clock: Clock, new_ids: IdFactory = random_uuids
     ) -> None:
         self._publisher = publisher
         self._clock = clock
-        self._new_id = new_id
+        self._new_ids = new_ids
 
     async def record(self, command: RecordTransaction, *, producer: str) -> Receipt:
         return await self.record_batch([command], producer=producer)
@@ -86,10 +94,12 @@ class TransactionService:
             msg = f"a batch holds 1..{MAX_BATCH_ITEMS} transactions, got {len(commands)}"
             raise ValueError(msg)
         recorded_at = self._clock()
+        missing = sum(1 for command in commands if not command.transaction_id)
+        fresh = iter(self._new_ids(len(commands) + missing))  # event ids and missing ids
         events = [
             TransactionRecorded(
-                event_id=self._new_id(),
-                transaction_id=command.transaction_id or str(self._new_id()),
+                event_id=next(fresh),
+                transaction_id=command.transaction_id or str(next(fresh)),
                 amount=command.amount,
                 occurred_at=command.occurred_at,
                 recorded_at=recorded_at,

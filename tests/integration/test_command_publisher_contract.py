@@ -82,7 +82,7 @@ async def test_each_reported_position_holds_its_event(kafka_settings: TopicFacto
     )
     await kafka.start()
     try:
-        events = [event(f"r-{i}", f"{i + 1}.00") for i in range(500)]
+        events = [event(f"r-{i}", f"{i + 1}.00") for i in range(1500)]  # ~250 a partition
         batch = await kafka.publish(events)
         single = await asyncio.gather(*(kafka.publish([e]) for e in events[:20]))
     finally:

@@ -20,6 +20,7 @@ from command_api.services import (
     RecordTransaction,
     TransactionService,
     consistency_token,
+    random_uuids,
 )
 from shared.consistency import decode_token, is_covered
 from tests.unit.command_kit import NOW, fixed_clock
@@ -34,7 +35,9 @@ def ids() -> itertools.count[int]:
 def service(log: InMemoryEventPublisher) -> TransactionService:
     counter = ids()
     return TransactionService(
-        publisher=log, clock=fixed_clock, new_id=lambda: uuid.UUID(int=next(counter))
+        publisher=log,
+        clock=fixed_clock,
+        new_ids=lambda n: [uuid.UUID(int=next(counter)) for _ in range(n)],
     )
 
 
@@ -148,3 +151,9 @@ async def test_the_metrics_decorator_counts() -> None:
     assert registry.get_sample_value("transactions_accepted_total") == 2
     assert registry.get_sample_value("event_publish_duration_seconds_count") == 1
     assert registry.get_sample_value("event_publish_failures_total", {"reason": "rejected"}) == 1
+
+
+def test_random_uuids_are_distinct_version_4_rfc_4122_uuids() -> None:
+    ids = random_uuids(1000)
+    assert len(set(ids)) == 1000
+    assert {(u.version, u.variant) for u in ids} == {(4, uuid.RFC_4122)}
