@@ -3,7 +3,7 @@
 Per batch: read the active version FOR SHARE (a swap waits for us, we wait for a swap), lock
 the batch's partition rows FOR UPDATE (a second projector holding a stale assignment waits,
 then finds its records already folded and skips them), insert the transaction ids
-with their first occurrence (the ones that come back are new), fold only those; when the
+with their first occurrence (the ones it writes are new), fold only those; when the
 batch repeats ids, compare the repeats with the stored occurrences and record conflicts;
 store totals + buckets + poison + next offsets, and notify readers. Commit makes all of it
 visible at once, or none of it.
