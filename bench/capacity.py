@@ -27,23 +27,15 @@ from pathlib import Path
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
+from bench.procs import ROOT, cpu_seconds
 from projector.adapters.postgres_store import UPSERT_SECONDS, insert_first_occurrences
 from shared.events import TransactionRecorded, event_headers, serialize
 from shared.settings import KafkaSettings
 from shared.topic import ensure_topic
 from tests.scratch_database import create_database, drop_database
 
-ROOT = Path(__file__).resolve().parents[1]
 BATCH = 20_000
 AMOUNT = Decimal("12.34")
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (the PostgreSQL backend serving our connection): its cost
-    whatever else loads the machine."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 async def dedupe(admin_url: str, ids: int) -> None:

@@ -11,7 +11,7 @@ import asyncio
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import asyncpg
@@ -212,10 +212,7 @@ def _record(
         "measured": _runs_json(measured),
         "two_projectors": _runs_json(pairs),
         "naive": {**_runs_json(naive), "events": [r.events for r in naive]},
-        "ceiling": [
-            {"events": c.events, "seconds": c.seconds, "cpu_seconds": c.cpu_seconds}
-            for c in ceilings
-        ],
+        "ceiling": [asdict(c) for c in ceilings],
         "ratio_to_ceiling": to_ceiling.to_json(),
         "ratio_to_naive": to_naive.to_json(),
         "two_projectors_scaling": scaling.to_json(),

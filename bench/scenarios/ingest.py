@@ -7,6 +7,7 @@ producer ceiling (a bare aiokafka producer appending pre-serialized events with
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -166,10 +167,7 @@ def _record_batch(
         "items_per_request": BATCH_ITEMS,
         "measured": _summary(measured, BATCH_ITEMS),
         "baseline": _summary(baseline, BATCH_ITEMS),
-        "ceiling": [
-            {"events": c.events, "seconds": c.seconds, "cpu_seconds": c.cpu_seconds}
-            for c in ceilings
-        ],
+        "ceiling": [asdict(c) for c in ceilings],
         "ratio_to_ceiling": ratios.to_json(),
         "ratio_to_noop": paired_ratio(rate.values, base.values).to_json(),
     }
