@@ -11,21 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import statistics
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from bench.http import HttpError, Pool
-from bench.procs import CpuMeter, Service, Watched, running
+from bench.http import Pool
+from bench.procs import CpuMeter, Watched
 from bench.report import Row, Series, cpu_summary
 from bench.scenarios import SERVER_CPUS, Context
-from bench.scenarios.fold import projector_service
+from bench.scenarios.live import LiveStack, live_stack, percentile, post_paced
 
-TICK_SECONDS = 0.01
 SERVICE_CPUS = SERVER_CPUS  # the command API, projector and query API share one CPU
 WAIT_MS = 5000
 
@@ -44,67 +41,27 @@ class Paced:
         return self.posts / self.seconds if self.seconds else 0.0
 
 
-def percentile(values: list[float], pct: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered)) - 1))
-    return ordered[index]
-
-
 async def paced_load(
-    command: Service,
-    query: Service,
-    token: str,
-    *,
-    rate: int,
-    seconds: float,
-    watch: list[Watched],
+    stack: LiveStack, token: str, *, rate: int, seconds: float, watch: list[Watched]
 ) -> Paced:
-    posts, gets = Pool(command.url, limit=256), Pool(query.url, limit=256)
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    posts, gets = Pool(stack.command.url, limit=256), Pool(stack.query.url, limit=256)
     result = Paced()
-    tasks: set[asyncio.Task[None]] = set()
 
-    async def one(items: int) -> None:
-        """POST `items` transactions: one (a probe) as a single POST, more as a batch."""
-        stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        item = {"amount": "1.00", "timestamp": stamp}
-        probe = items == 1
-        path = "/transactions" if probe else "/transactions/batch"
-        body = json.dumps(item if probe else {"transactions": [item] * items}).encode()
-        started = time.perf_counter()
-        try:
-            status, payload = await posts.request("POST", path, headers, body)
-            accepted = time.perf_counter()
-            if status != 201:
-                result.errors[f"POST {status}"] += 1
-                return
-            result.posts += items
-            if probe:
-                result.post_ms.append(1000 * (accepted - started))
-                token = json.loads(payload)["consistency_token"]
-                target = f"/stats?consistency_token={token}&wait_ms={WAIT_MS}"
-                status, _ = await gets.request("GET", target, {})
-                if status != 200:
-                    result.errors[f"GET {status}"] += 1
-                    return
-                result.fresh_ms.append(1000 * (time.perf_counter() - accepted))
-        except (OSError, HttpError, ValueError, KeyError) as err:
-            result.errors[type(err).__name__] += 1
+    async def probe(payload: bytes, started: float, accepted: float) -> None:
+        result.post_ms.append(1000 * (accepted - started))
+        token = json.loads(payload)["consistency_token"]
+        target = f"/stats?consistency_token={token}&wait_ms={WAIT_MS}"
+        status, _ = await gets.request("GET", target, {})
+        if status != 200:
+            result.errors[f"GET {status}"] += 1
+            return
+        result.fresh_ms.append(1000 * (time.perf_counter() - accepted))
 
-    per_tick = max(1, round(rate * TICK_SECONDS))
     loop = asyncio.get_running_loop()
     meter = CpuMeter(watch)
     meter.start()
     begin = loop.time()
-    while (now := loop.time()) < begin + seconds:
-        for items in (1, per_tick - 1) if per_tick > 1 else (1,):
-            task = asyncio.create_task(one(items))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        ticks = int((now - begin) / TICK_SECONDS) + 1
-        await asyncio.sleep(max(0.0, begin + ticks * TICK_SECONDS - loop.time()))
+    tasks = await post_paced(posts, token, rate=rate, seconds=seconds, tally=result, on_probe=probe)
     if tasks:
         await asyncio.wait(tasks, timeout=WAIT_MS / 1000 + 10)
     result.seconds = loop.time() - begin
@@ -119,26 +76,14 @@ async def run(ctx: Context) -> None:
     url = await ctx.infra.new_database()
     token = ctx.infra.token()
     env = ctx.infra.service_env(topic=topic.topic, database_url=url)
-    command = Service.api("command_api", env=env, cpus=SERVICE_CPUS, log_dir=ctx.log_dir)
-    query = Service.api("query_api", env=env, cpus=SERVICE_CPUS, log_dir=ctx.log_dir)
-    projector = projector_service(ctx, topic, url, cpus=SERVICE_CPUS)
     runs: list[Paced] = []
-    with running(command, query, projector):
-        watch = [
-            Watched("client", os.getpid()),
-            command.watched(),
-            query.watched(),
-            projector.watched(),
-            *ctx.watch_infra,
-        ]
+    with live_stack(ctx, topic, url, env, SERVICE_CPUS) as stack:
         ctx.progress("freshness: warm-up")
-        await paced_load(
-            command, query, token, rate=ctx.fresh_rate, seconds=ctx.warmup_seconds, watch=[]
-        )
+        await paced_load(stack, token, rate=ctx.fresh_rate, seconds=ctx.warmup_seconds, watch=[])
         for index in range(ctx.runs):
             ctx.progress(f"freshness: run {index + 1}/{ctx.runs}")
             paced = await paced_load(
-                command, query, token, rate=ctx.fresh_rate, seconds=ctx.fresh_seconds, watch=watch
+                stack, token, rate=ctx.fresh_rate, seconds=ctx.fresh_seconds, watch=stack.watch
             )
             if paced.errors:
                 ctx.progress(f"freshness: failed requests: {dict(paced.errors)}")

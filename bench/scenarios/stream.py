@@ -11,20 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from bench.http import HttpError, Pool
-from bench.procs import CpuMeter, Service, Watched, running
+from bench.http import Pool
+from bench.procs import CpuMeter, Watched
 from bench.report import Row, Series, cpu_summary
 from bench.scenarios import SERVER_CPUS, Context
-from bench.scenarios.fold import projector_service
-from bench.scenarios.freshness import TICK_SECONDS, percentile
+from bench.scenarios.live import LiveStack, live_stack, percentile, post_paced
 
 STREAM_CLIENTS = 500
 OBSERVERS = 10
@@ -89,50 +86,28 @@ async def _until(predicate: Callable[[], bool]) -> None:
 
 
 async def streamed_load(
-    command: Service, query: Service, token: str, *, rate: int, seconds: float, watch: list[Watched]
+    stack: LiveStack, token: str, *, rate: int, seconds: float, watch: list[Watched]
 ) -> StreamRun:
     run = StreamRun()
     probes = Probes()
     subscribers = [
-        asyncio.create_task(_subscriber(query.url, i, probes, run)) for i in range(STREAM_CLIENTS)
+        asyncio.create_task(_subscriber(stack.query.url, i, probes, run))
+        for i in range(STREAM_CLIENTS)
     ]
     async with asyncio.timeout(60):
         await _until(lambda: run.connected + sum(run.errors.values()) >= STREAM_CLIENTS)
-    posts = Pool(command.url, limit=256)
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    tasks: set[asyncio.Task[None]] = set()
+    posts = Pool(stack.command.url, limit=256)
 
-    async def one(items: int) -> None:
-        stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        item = {"amount": "1.00", "timestamp": stamp}
-        probe = items == 1
-        path = "/transactions" if probe else "/transactions/batch"
-        body = json.dumps(item if probe else {"transactions": [item] * items}).encode()
-        try:
-            status, payload = await posts.request("POST", path, headers, body)
-            if status != 201:
-                run.errors[f"POST {status}"] += 1
-                return
-            run.posts += items
-            if probe:
-                position = json.loads(payload)["position"]
-                probes.pending[(position["partition"], position["offset"])] = time.perf_counter()
-        except (OSError, HttpError, ValueError, KeyError) as err:
-            run.errors[type(err).__name__] += 1
+    async def probe(payload: bytes, _started: float, _accepted: float) -> None:
+        position = json.loads(payload)["position"]
+        probes.pending[(position["partition"], position["offset"])] = time.perf_counter()
 
-    per_tick = max(1, round(rate * TICK_SECONDS))
     loop = asyncio.get_running_loop()
     meter = CpuMeter(watch)
     meter.start()
     events_before = run.events
     begin = loop.time()
-    while (now := loop.time()) < begin + seconds:
-        for items in (1, per_tick - 1) if per_tick > 1 else (1,):
-            task = asyncio.create_task(one(items))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        ticks = int((now - begin) / TICK_SECONDS) + 1
-        await asyncio.sleep(max(0.0, begin + ticks * TICK_SECONDS - loop.time()))
+    tasks = await post_paced(posts, token, rate=rate, seconds=seconds, tally=run, on_probe=probe)
     run.seconds = loop.time() - begin
     run.cpu = meter.stop()
     run.events -= events_before
@@ -158,22 +133,12 @@ async def run(ctx: Context) -> None:
     env = ctx.infra.service_env(
         topic=topic.topic, database_url=url, STREAM_MAX_CLIENTS=str(STREAM_CLIENTS + 10)
     )
-    command = Service.api("command_api", env=env, cpus=SERVER_CPUS, log_dir=ctx.log_dir)
-    query = Service.api("query_api", env=env, cpus=SERVER_CPUS, log_dir=ctx.log_dir)
-    projector = projector_service(ctx, topic, url, cpus=SERVER_CPUS)
     runs: list[StreamRun] = []
-    with running(command, query, projector):
-        watch = [
-            Watched("client", os.getpid()),
-            command.watched(),
-            query.watched(),
-            projector.watched(),
-            *ctx.watch_infra,
-        ]
+    with live_stack(ctx, topic, url, env, SERVER_CPUS) as stack:
         for index in range(ctx.runs):
             ctx.progress(f"stream: run {index + 1}/{ctx.runs} ({STREAM_CLIENTS} SSE clients)")
             result = await streamed_load(
-                command, query, token, rate=ctx.fresh_rate, seconds=ctx.fresh_seconds, watch=watch
+                stack, token, rate=ctx.fresh_rate, seconds=ctx.fresh_seconds, watch=stack.watch
             )
             if result.errors:
                 ctx.progress(f"stream: errors: {dict(result.errors)}")
