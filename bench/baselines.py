@@ -2,8 +2,8 @@
 
 - `noop_command_app`: `POST /transactions` and `POST /transactions/batch` with the command
   API's own dependencies (its `CommandServices`, with a publisher that is never called), so
-  the same JWT check (scope `transactions:write`) and the same exact-JSON parsing and
-  Pydantic validation, then 201 with a constant body: nothing is published. The real
+  the same JWT check (scope `transactions:write`) and the same decoding and validation of
+  the body into commands, then 201 with a constant body: nothing is published. The real
   endpoint's cost over this one is the event log (and its response).
 - `noop_stats_app`: `GET /stats` returning a constant JSON document of the real answer's shape,
   from a bare FastAPI route: the floor for any read endpoint on this stack.
@@ -20,9 +20,9 @@ from fastapi import FastAPI, Response
 
 from command_api.adapters.memory_publisher import InMemoryEventPublisher
 from command_api.deps import (
-    BatchBody,
+    BatchCommands,
     CommandServices,
-    TransactionBody,
+    TransactionCommand,
     Writer,
     install_services,
 )
@@ -66,11 +66,11 @@ def noop_command_app() -> FastAPI:
     )
 
     @app.post("/transactions", status_code=201)
-    async def record(_: Writer, __: TransactionBody) -> dict[str, Any]:
+    async def record(_: Writer, __: TransactionCommand) -> dict[str, Any]:
         return ACCEPTED
 
     @app.post("/transactions/batch", status_code=201)
-    async def record_batch(_: Writer, __: BatchBody) -> dict[str, Any]:
+    async def record_batch(_: Writer, __: BatchCommands) -> dict[str, Any]:
         return ACCEPTED
 
     @app.get("/health")

@@ -1,25 +1,26 @@
 """FastAPI dependencies of the command API, as `Annotated` aliases over typed providers: what the
-composition root built (one `CommandServices`), handed to routes, and the request bodies,
-parsed exactly and validated after authentication."""
+composition root built (one `CommandServices`), handed to routes, and the commands of the
+request bodies, decoded exactly and validated after authentication."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 
-from command_api.body import read_json, validate
+from command_api.body import read_body
+from command_api.decoding import decode_batch_body, decode_transaction_body
 from command_api.idempotency import (
     HEADER,
     IdempotencyKeyError,
     parse_idempotency_key,
     reconcile,
 )
-from command_api.models import TransactionBatchRequest, TransactionRequest, ValidationContext
-from command_api.services import Clock, TransactionService
+from command_api.models import ValidationContext
+from command_api.services import Clock, RecordTransaction, TransactionService
 from shared.auth import SCOPE_WRITE, JwtVerifier, Principal, require_scope
 from shared.web import AppServices
 
@@ -77,11 +78,11 @@ IdempotencyKeyHeader = Annotated[
 ]
 
 
-async def transaction_body(
+async def transaction_command(
     request: Request, services: Services, _: Writer, idempotency_key: IdempotencyKeyHeader = None
-) -> TransactionRequest:
-    """The body of `POST /transactions`; read only once the caller is authenticated. An
-    `Idempotency-Key` header supplies or must equal its `transaction_id`."""
+) -> RecordTransaction:
+    """The command of `POST /transactions`; its body is read only once the caller is
+    authenticated. An `Idempotency-Key` header supplies or must equal its `transaction_id`."""
     errors: list[dict[str, object]] = []
     key = None
     if idempotency_key is not None:
@@ -90,31 +91,34 @@ async def transaction_body(
         except IdempotencyKeyError as err:
             errors.append(err.as_error())
     try:
-        body = validate(TransactionRequest, await read_json(request), context=_context(services))
+        command = decode_transaction_body(await read_body(request), _context(services))
     except RequestValidationError as err:
         raise RequestValidationError([*err.errors(), *errors]) from err
     if errors:
         raise RequestValidationError(errors)
     if key is None:
-        return body
+        return command
     try:
-        transaction_id = reconcile(body.transaction_id, key)
+        transaction_id = reconcile(command.transaction_id, key)
     except IdempotencyKeyError as err:
         raise RequestValidationError([err.as_error()]) from err
-    return body.model_copy(update={"transaction_id": transaction_id})
+    return replace(command, transaction_id=transaction_id)
 
 
-async def batch_body(request: Request, services: Services, _: Writer) -> TransactionBatchRequest:
-    """The body of `POST /transactions/batch`; read only once the caller is authenticated.
-    Items carry their own ids: an `Idempotency-Key` header is refused, not ignored."""
+async def batch_commands(
+    request: Request, services: Services, _: Writer
+) -> list[RecordTransaction]:
+    """The commands of `POST /transactions/batch`; its body is read only once the caller is
+    authenticated. Items carry their own ids: an `Idempotency-Key` header is refused, not
+    ignored."""
     if HEADER in request.headers:
         error = IdempotencyKeyError(
             "idempotency_key_not_allowed",
             f"{HEADER} names one transaction: give each batch item its transaction_id",
         )
         raise RequestValidationError([error.as_error()])
-    return validate(TransactionBatchRequest, await read_json(request), context=_context(services))
+    return decode_batch_body(await read_body(request), _context(services))
 
 
-TransactionBody = Annotated[TransactionRequest, Depends(transaction_body)]
-BatchBody = Annotated[TransactionBatchRequest, Depends(batch_body)]
+TransactionCommand = Annotated[RecordTransaction, Depends(transaction_command)]
+BatchCommands = Annotated[list[RecordTransaction], Depends(batch_commands)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from command_api.deps import BatchBody, Service, TransactionBody, Writer
+from command_api.deps import BatchCommands, Service, TransactionCommand, Writer
 from command_api.errors import WRITE_RESPONSES
 from command_api.models import (
     BatchRecordedResponse,
@@ -38,9 +38,9 @@ _DURABLE = (
     openapi_extra=json_request_body(TransactionRequest),
 )
 async def record_transaction(
-    principal: Writer, body: TransactionBody, service: Service
+    principal: Writer, command: TransactionCommand, service: Service
 ) -> Response:
-    receipt = await service.record(body.to_command(), producer=principal.subject)
+    receipt = await service.record(command, producer=principal.subject)
     return _created(recorded_json(receipt))
 
 
@@ -60,8 +60,10 @@ async def record_transaction(
     responses=WRITE_RESPONSES,
     openapi_extra=json_request_body(TransactionBatchRequest),
 )
-async def record_transactions(principal: Writer, body: BatchBody, service: Service) -> Response:
-    receipt = await service.record_batch(body.to_commands(), producer=principal.subject)
+async def record_transactions(
+    principal: Writer, commands: BatchCommands, service: Service
+) -> Response:
+    receipt = await service.record_batch(commands, producer=principal.subject)
     return _created(batch_recorded_json(receipt))
 
 

@@ -135,6 +135,13 @@ ROWS: dict[str, Row] = {
     "array body": Row("[]", 422, "", "model_type"),
     "string body": Row('"12.34"', 422, "", "model_type"),
     "duplicate key": Row(f'{{"amount": 1, "amount": 2, "timestamp": {TS}}}', 400),
+    "duplicate key spelled with an escape": Row(
+        f'{{"amount": 1, "\\u0061mount": 2, "timestamp": {TS}}}', 400
+    ),
+    "duplicate id, null then a string": Row(
+        f'{{"amount": 1, "timestamp": {TS}, "transaction_id": null, "transaction_id": "a"}}', 400
+    ),
+    "duplicate timestamp": Row(f'{{"amount": "1", "timestamp": "x", "timestamp": {TS}}}', 400),
     "empty body": Row("", 400),
     "truncated JSON": Row('{"amount": 1', 400),
     "trailing garbage": Row(amount("1") + " x", 400),
