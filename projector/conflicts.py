@@ -14,10 +14,8 @@ keys) it is whichever the projector folded first.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import Decimal
 from typing import NamedTuple
 
 from projector.batch import ConsumedRecord
@@ -41,45 +39,6 @@ class Repeats:
     duplicates: dict[str, int] = field(default_factory=dict)
     conflict_counts: dict[str, int] = field(default_factory=dict)
     conflicts: list[Conflict] = field(default_factory=list)
-
-
-FirstColumns = tuple[
-    Sequence[str],
-    Sequence[int],
-    Sequence[int],
-    Sequence[Decimal],
-    Sequence[datetime],
-    Sequence[datetime],
-    Sequence[str],
-]
-"""Transaction ids, partitions, offsets, amounts, occurred_at, recorded_at, producers."""
-
-
-def first_columns(records: Sequence[ConsumedRecord]) -> FirstColumns | None:
-    """The first occurrence of every transaction id in `records`, as columns for one set-based
-    insert (transposed with `zip`, at C speed: this runs for every batch); None when there is
-    no event."""
-    events = [r for r in records if type(r[2]) is TransactionRecorded]
-    if not events:
-        return None
-    partitions, offsets, items = zip(*events, strict=True)
-    _, ids, amounts, occurred, recorded, producers = zip(*items, strict=True)
-    columns: FirstColumns = (ids, partitions, offsets, amounts, occurred, recorded, producers)
-    if len(set(ids)) == len(ids):
-        return columns
-    first: dict[str, int] = {}
-    for index, tx in enumerate(ids):
-        first.setdefault(tx, index)
-    keep = sorted(first.values())
-    return (
-        [ids[i] for i in keep],
-        [partitions[i] for i in keep],
-        [offsets[i] for i in keep],
-        [amounts[i] for i in keep],
-        [occurred[i] for i in keep],
-        [recorded[i] for i in keep],
-        [producers[i] for i in keep],
-    )
 
 
 def first_occurrences(records: Iterable[ConsumedRecord]) -> dict[str, Occurrence]:

@@ -254,6 +254,7 @@ class FoldLoop:
             records=records,
             log_end_offsets={p: fetched.log_end.get(p, 0) for p in fetched.records},
         )
+        batch.whole()  # what the commit will fold, worked out while the previous one commits
         return batch, time.perf_counter() - started
 
     def _observe(self, batch: Batch, result: CommitResult, seconds: float) -> None:

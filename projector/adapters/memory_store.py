@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from projector.batch import Batch, events_of, fold_new, fresh_records, poison_of
+from projector.batch import Batch, fresh_part
 from projector.conflicts import Conflict, classify_repeats, first_occurrences
 from projector.errors import RebuildLockedError, StoreUnavailable, VersionChangedError
 from projector.ports import CommitResult, VersionInfo
@@ -122,13 +122,14 @@ class InMemoryProjectionStore:
         async with self._write_lock:
             state = self.versions.setdefault(version, VersionState())
             stored = {p: state.offsets.get(p, 0) for p in batch.partitions}
-            fresh, stale = fresh_records(batch, stored)
-            events = events_of(fresh)
-            first = first_occurrences(fresh)
+            fresh = fresh_part(batch, stored)
+            first = first_occurrences(fresh.records)
             new_ids = {tx for tx in first if tx not in state.seen}
-            delta, folded = fold_new(events, new_ids)
+            delta, folded = fresh.fold(new_ids)
             repeats = classify_repeats(
-                fresh, new_ids, {tx: state.seen[tx].counted for tx in first if tx in state.seen}
+                fresh.records,
+                new_ids,
+                {tx: state.seen[tx].counted for tx in first if tx in state.seen},
             )
             for tx in new_ids:
                 state.seen[tx] = SeenRow(first[tx])
@@ -141,17 +142,16 @@ class InMemoryProjectionStore:
             _merge_into(state.partitions, delta.partitions)
             _merge_into(state.seconds, delta.seconds)
             _merge_into(state.minutes, delta.minutes)
-            poison = poison_of(fresh)
-            for partition, offset, item in poison:
+            for partition, offset, item in fresh.poison:
                 state.poison[(partition, offset)] = item.reason
             highest_offsets(batch.next_offsets().items(), state.offsets)
             highest_offsets(batch.log_end_offsets.items(), state.log_end)
             highest_offsets(state.offsets.items(), state.log_end)
             return CommitResult(
                 folded=folded,
-                duplicates=len(events) - len(folded),
-                stale=stale,
-                poison=tuple(poison),
+                duplicates=len(fresh.events) - len(folded),
+                stale=fresh.stale,
+                poison=tuple(fresh.poison),
                 conflicts=tuple(repeats.conflicts),
             )
 

@@ -21,14 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from projector.batch import Batch, ConsumedRecord, events_of, fold_new, fresh_records, poison_of
-from projector.conflicts import (
-    Conflict,
-    FirstColumns,
-    classify_repeats,
-    first_columns,
-    first_occurrences,
-)
+from projector.batch import Batch, ConsumedRecord, FirstColumns, fresh_part
+from projector.conflicts import Conflict, classify_repeats, first_occurrences
 from projector.errors import StoreUnavailable, VersionChangedError
 from projector.ports import CommitResult
 from shared.projection import NOTIFY_CHANNEL, Occurrence, encode_position
@@ -199,14 +193,13 @@ class PostgresProjectionStore:
             await conn.execute(ENSURE_PARTITIONS, version, partitions)
             locked = await conn.fetch(LOCK_PARTITIONS, version, partitions)
             stored = {row["partition"]: row["next_offset"] for row in locked}
-            fresh, stale = fresh_records(batch, stored)
-            events = events_of(fresh)
-            first = first_columns(fresh)
+            fresh = fresh_part(batch, stored)
+            first = fresh.first
             new_ids = await insert_first_occurrences(conn, version, first) if first else set()
-            delta, folded = fold_new(events, new_ids)
+            delta, folded = fresh.fold(new_ids)
             conflicts: tuple[Conflict, ...] = ()
-            if len(folded) < len(events):  # repeats: rare, so their cost is off the hot path
-                conflicts = await _record_repeats(conn, version, fresh, new_ids)
+            if len(folded) < len(fresh.events):  # repeats: rare, so off the hot path
+                conflicts = await _record_repeats(conn, version, fresh.records, new_ids)
 
             next_offsets = batch.next_offsets()
             keys, counts, sums, maxes, mins = _columns(
@@ -226,7 +219,7 @@ class PostgresProjectionStore:
             if delta.seconds:
                 await conn.execute(UPSERT_SECONDS, version, *_columns(delta.seconds))
                 await conn.execute(UPSERT_MINUTES, version, *_columns(delta.minutes))
-            poison = poison_of(fresh)
+            poison = fresh.poison
             if poison:
                 await conn.execute(
                     INSERT_POISON,
@@ -240,8 +233,8 @@ class PostgresProjectionStore:
                 await conn.execute(NOTIFY, NOTIFY_CHANNEL, encode_position(version, next_offsets))
         return CommitResult(
             folded=folded,
-            duplicates=len(events) - len(folded),
-            stale=stale,
+            duplicates=len(fresh.events) - len(folded),
+            stale=fresh.stale,
             poison=tuple(poison),
             conflicts=conflicts,
         )
