@@ -34,7 +34,7 @@ class InMemoryRecordSource:
         self.rebalances: list[tuple[str, list[int]]] = []  # each handler call, once it returned
         self._handler: RebalanceHandler | None = None
         self._rebalance_to: list[int] | None = None
-        self._failures: list[SourceUnavailable] = []
+        self._failures: list[SourceUnavailable | None] = []  # None: that fetch works
         self._appended = asyncio.Event()
 
     # -- what a test does -------------------------------------------------------------------
@@ -57,7 +57,11 @@ class InMemoryRecordSource:
         """End a fetch that waits for records (as its timeout would)."""
         self._appended.set()
 
-    def fail_next_fetches(self, count: int, reason: str = "the log is down") -> None:
+    def fail_next_fetches(
+        self, count: int, reason: str = "the log is down", *, after: int = 0
+    ) -> None:
+        """Fail `count` fetches, once `after` more have worked."""
+        self._failures.extend([None] * after)
         self._failures.extend(SourceUnavailable(reason) for _ in range(count))
 
     def move(self, partition: int, offset: int) -> None:
@@ -85,8 +89,9 @@ class InMemoryRecordSource:
 
     async def fetch(self, *, timeout_ms: int, max_records: int) -> Fetched:
         self.fetches += 1
-        if self._failures:
-            raise self._failures.pop(0)
+        failure = self._failures.pop(0) if self._failures else None
+        if failure is not None:
+            raise failure
         await self._apply_rebalance()
         fetched = self._take(max_records)
         if not fetched.records:

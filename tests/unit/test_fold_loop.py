@@ -51,6 +51,36 @@ async def test_the_next_batch_is_fetched_while_a_commit_runs() -> None:
     assert (await rig.store.totals(1)).count == 6
 
 
+async def test_a_batch_gathers_what_has_arrived_over_several_fetches() -> None:
+    rig = make_rig(max_batch=20_000)
+    rig.write(0, 1500)
+    rig.write(1, 1100)
+    async with running(rig):
+        await settle(rig, 2600)
+    assert rig.store.commits_started == 1
+    assert rig.source.fetches >= 3  # slices of FETCH_SLICE, each decoded as it arrives
+
+
+async def test_a_batch_stops_at_max_batch() -> None:
+    rig = make_rig(max_batch=1200)
+    rig.write(0, 2000)
+    async with running(rig):
+        await settle(rig, 2000)
+    assert rig.store.commits_started == 2
+    assert rig.metrics.batch_size._sum.get() == 2000
+
+
+async def test_a_fetch_failing_while_a_batch_is_gathered_ends_it_with_what_it_has() -> None:
+    rig = make_rig(max_batch=20_000)
+    rig.write(0, 2500)
+    rig.source.fail_next_fetches(1, after=1)  # the second fetch of the first batch
+    async with running(rig):
+        await settle(rig, 2500)
+    assert rig.store.commits_started == 2  # 1,000 records, then the other 1,500
+    assert rig.retries("OffsetGapError") == 0  # nothing fetched was dropped
+    assert (await rig.store.totals(1)).count == 2500
+
+
 async def test_a_gap_re_seeks_to_the_stored_offset() -> None:
     rig = make_rig()
     rig.write(0, 5)
