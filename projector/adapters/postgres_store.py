@@ -64,22 +64,19 @@ CREATE TEMPORARY TABLE IF NOT EXISTS incoming_occurrences (
     transaction_id text, partition integer, "offset" bigint, amount text,
     occurred_us bigint, recorded_us bigint, producer text
 ) ON COMMIT DELETE ROWS"""
-INSERT_SEEN = """
+# Ids are new almost always, so they are first inserted plainly, in a savepoint: ON CONFLICT's
+# speculative insertion costs PostgreSQL ~4.5 us more per row (14.3 against 9.6 us of its CPU,
+# measured), and this insert is most of a commit. A unique violation rolls the savepoint back,
+# and the same rows go again with ON CONFLICT DO NOTHING, returning the ids it wrote.
+INSERT_NEW = """
 INSERT INTO seen_transactions
     (version, transaction_id, partition, "offset", amount, occurred_at, recorded_at, producer)
 SELECT $1, transaction_id, partition, "offset", amount::numeric,
        to_timestamp(occurred_us / 1000000) + occurred_us % 1000000 * interval '1 microsecond',
        to_timestamp(recorded_us / 1000000) + recorded_us % 1000000 * interval '1 microsecond',
        producer
-FROM incoming_occurrences ORDER BY transaction_id
-ON CONFLICT DO NOTHING"""
-# Which ids are new: all of them when the insert wrote a row for each (the usual case, so no
-# RETURNING of every id: 1-2 us of PostgreSQL's and ~1 us of our CPU per id); else the rows
-# this transaction wrote.
-INSERTED_NOW = """
-SELECT i.transaction_id FROM incoming_occurrences AS i
-JOIN seen_transactions AS s ON s.version = $1 AND s.transaction_id = i.transaction_id
-WHERE s.xmin = pg_current_xact_id()::xid"""
+FROM incoming_occurrences ORDER BY transaction_id"""
+INSERT_SEEN = INSERT_NEW + "\nON CONFLICT DO NOTHING RETURNING transaction_id"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 # Only when a batch repeats ids: the counted occurrences to compare with, then the counts.
@@ -255,10 +252,13 @@ async def insert_first_occurrences(conn: Connection, version: int, first: FirstC
         strict=True,
     )
     await conn.copy_records_to_table("incoming_occurrences", records=rows)
-    status = await conn.execute(INSERT_SEEN, version)  # "INSERT 0 <rows written>"
-    if int(status.rsplit(" ", 1)[1]) == len(ids):
+    try:
+        async with conn.transaction():
+            await conn.execute(INSERT_NEW, version)
         return set(ids)
-    return {row[0] for row in await conn.fetch(INSERTED_NOW, version)}
+    except asyncpg.UniqueViolationError:
+        pass  # some were seen before
+    return {row[0] for row in await conn.fetch(INSERT_SEEN, version)}
 
 
 async def _record_repeats(
