@@ -76,14 +76,20 @@ class Batch:
     _whole: tuple[dict[int, int], Fresh] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+    _next_offsets: dict[int, int] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def partitions(self) -> list[int]:
         return sorted({record.partition for record in self.records})
 
-    def next_offsets(self) -> dict[int, int]:
-        """Per partition: one past the highest offset in the batch."""
-        return highest_offsets((partition, offset + 1) for partition, offset, _ in self.records)
+    def next_offsets(self) -> Mapping[int, int]:
+        """Per partition: one past the highest offset in the batch. Computed once (the loop
+        and the store each ask)."""
+        if self._next_offsets is None:
+            self._next_offsets = highest_offsets((p, offset + 1) for p, offset, _ in self.records)
+        return self._next_offsets
 
     def whole(self) -> tuple[dict[int, int], Fresh] | None:
         """Where each partition's records start, and all of them as `Fresh`: what a commit

@@ -256,10 +256,10 @@ class FoldLoop:
             for partition, messages in fetched.records.items():
                 for at in range(0, len(messages), DECODE_SLICE):
                     started = time.perf_counter()
-                    records.extend(
+                    records += [
                         decode(partition, m.offset, m.value)
                         for m in messages[at : at + DECODE_SLICE]
-                    )
+                    ]
                     seconds += time.perf_counter() - started
                     await asyncio.sleep(0)
                 log_end[partition] = fetched.log_end.get(partition, 0)
