@@ -56,7 +56,7 @@ class Fresh:
     def of(records: list[ConsumedRecord], stale: int, *, ahead: bool = False) -> Fresh:
         """`ahead`: also fold as if every id were new (the usual case), before the commit."""
         events = _events_of(records)
-        first = first_columns(records)
+        first = _first_columns(records)
         all_new = None
         if ahead and first is not None and len(first[0]) == len(events):
             all_new = _fold_new(events, set(first[0]))
@@ -175,7 +175,7 @@ def _fold_new(
     return Delta.of(by_partition, by_second), tuple(folded)
 
 
-def first_columns(records: Sequence[ConsumedRecord]) -> FirstColumns | None:
+def _first_columns(records: Sequence[ConsumedRecord]) -> FirstColumns | None:
     """The first occurrence of every transaction id in `records`, as columns for one set-based
     insert (transposed with `zip`, at C speed: this runs for every batch); None when there is
     no event."""

@@ -238,9 +238,10 @@ class FoldLoop:
         return [r for r in records if r.offset < until.get(r.partition, 0)]
 
     async def _gather(self) -> tuple[int, tuple[Batch, float] | None]:
-        """Fetch and decode up to `max_batch` records, `FETCH_SLICE` at a time, yielding to the
-        event loop between slices so that the commit in flight goes on; the first fetch waits
-        up to the poll timeout, the next ones take only what has arrived. Returns the seek
+        """Fetch up to `max_batch` records, `FETCH_SLICE` at a time, and decode them
+        `DECODE_SLICE` at a time, yielding to the event loop in between so that the commit in
+        flight goes on; the first fetch waits up to the poll timeout, the next ones take only
+        what has arrived. Returns the seek
         generation the records belong to and the batch, None when nothing is left to fold.
         A seek while gathering (a failed commit, a rebalance) stops it: that batch is dropped.
         A fetch that fails after the first one ends the batch with what it has."""
