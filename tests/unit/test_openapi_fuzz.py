@@ -112,10 +112,15 @@ EXPECTED: dict[tuple[str, str, bool], Callable[[set[int]], bool]] = {
 }
 
 
-# A valid batch is rare among generated ones (every item must be valid, and a timestamp in
-# the future is refused): one is given explicitly, so that the run also proves the token and
-# the app accept a batch at all.
+# A valid body is rare among generated ones (a batch's every item must be valid, a timestamp
+# in the future is refused, and a generated Idempotency-Key header is seldom an RFC 8941
+# string): one of each is given explicitly, so that every run also proves the token and the
+# app accept one at all (60 generated single POSTs once met no 201).
 EXPLICIT: dict[str, dict[str, Any]] = {
+    "POST /transactions": {
+        "body": {"amount": "1.00", "timestamp": "2026-01-01T00:00:00Z"},
+        "media_type": "application/json",
+    },
     "POST /transactions/batch": {
         "body": {"transactions": [{"amount": "1.00", "timestamp": "2026-01-01T00:00:00Z"}]},
         "media_type": "application/json",
