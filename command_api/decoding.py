@@ -29,8 +29,7 @@ from command_api.models import (
     TransactionRequest,
     ValidationContext,
 )
-from command_api.services import MAX_BATCH_ITEMS, RecordTransaction
-from shared.events import MAX_AMOUNT
+from command_api.services import MAX_BATCH_ITEMS, RecordTransaction, is_valid_amount
 from shared.money import CENT
 
 _TIMESTAMP = (
@@ -85,7 +84,7 @@ def fast_transaction(raw: bytes, context: ValidationContext) -> RecordTransactio
     try:
         item = _decode_item(raw)
         _no_repeated_keys(raw, [item], keys=0)
-        return _command(item, context)
+        return _command(item, context.latest)
     except (msgspec.MsgspecError, _Refused, ValueError, OverflowError, InvalidOperation):
         return None
 
@@ -95,7 +94,8 @@ def fast_batch(raw: bytes, context: ValidationContext) -> list[RecordTransaction
     try:
         items = _decode_batch(raw).transactions
         _no_repeated_keys(raw, items, keys=1)
-        commands = [_command(item, context) for item in items]
+        latest = context.latest
+        commands = [_command(item, latest) for item in items]
     except (msgspec.MsgspecError, _Refused, ValueError, OverflowError, InvalidOperation):
         return None
     ids = [command.transaction_id for command in commands if command.transaction_id]
@@ -116,9 +116,9 @@ def _no_repeated_keys(raw: bytes, items: Iterable[_Item], *, keys: int) -> None:
         raise _Refused
 
 
-def _command(item: _Item, context: ValidationContext) -> RecordTransaction:
+def _command(item: _Item, latest: datetime) -> RecordTransaction:
     occurred_at = datetime.fromisoformat(item.timestamp).astimezone(UTC)
-    if occurred_at > context.now + context.max_clock_skew:
+    if occurred_at > latest:
         raise _Refused
     return RecordTransaction(
         amount=_amount(bytes(item.amount)),
@@ -135,7 +135,6 @@ def _amount(token: bytes) -> Decimal:
     elif token[0] not in b"-0123456789":  # true, false, null, an object or an array
         raise _Refused
     amount = Decimal(token.decode())
-    cents = amount.quantize(CENT)  # InvalidOperation far out of range
-    if cents != amount or not 0 < cents <= MAX_AMOUNT:
+    if not is_valid_amount(amount):
         raise _Refused
-    return cents
+    return amount.quantize(CENT)

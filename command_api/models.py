@@ -57,6 +57,11 @@ class ValidationContext:
     now: datetime
     max_clock_skew: timedelta
 
+    @property
+    def latest(self) -> datetime:
+        """The latest timestamp a transaction may carry."""
+        return self.now + self.max_clock_skew
+
 
 def _amount_input(value: Any) -> Any:
     if isinstance(value, Decimal | int) and not isinstance(value, bool):
@@ -170,7 +175,7 @@ class TransactionRequest(BaseModel):
         if not isinstance(context, ValidationContext):
             msg = "TransactionRequest needs a ValidationContext"
             raise TypeError(msg)
-        if value > context.now + context.max_clock_skew:
+        if value > context.latest:
             seconds = context.max_clock_skew.total_seconds()
             raise PydanticCustomError(
                 "timestamp_in_future",
