@@ -29,8 +29,8 @@ from command_api.models import (
     TransactionRequest,
     ValidationContext,
 )
-from command_api.services import MAX_BATCH_ITEMS, RecordTransaction, is_valid_amount
-from shared.money import CENT
+from command_api.services import MAX_BATCH_ITEMS, RecordTransaction
+from shared.money import CENT, is_valid_amount
 
 _TIMESTAMP = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"

@@ -27,7 +27,7 @@ from pydantic import (
     WithJsonSchema,
     field_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import PydanticCustomError, PydanticKnownError
 
 from command_api.services import (
     MAX_BATCH_ITEMS,
@@ -35,8 +35,7 @@ from command_api.services import (
     RecordedTransaction,
     RecordTransaction,
 )
-from shared.events import MAX_AMOUNT
-from shared.money import CENT
+from shared.money import CENT, MAX_AMOUNT, MAX_AMOUNT_TEXT, amount_violation
 
 # The JSON number grammar (RFC 8259), also the only text accepted inside an amount string.
 JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
@@ -71,7 +70,8 @@ def _amount_input(value: Any) -> Any:
             return Decimal(value)
         except InvalidOperation as err:  # an exponent beyond what Decimal represents
             raise PydanticCustomError(
-                "amount_range", "amount is far out of range: at most 10^12, in whole cents"
+                "amount_range",
+                f"amount is far out of range: at most {MAX_AMOUNT_TEXT}, in whole cents",
             ) from err
     raise PydanticCustomError(
         "amount_type",
@@ -79,12 +79,21 @@ def _amount_input(value: Any) -> Any:
     )
 
 
-def _whole_cents(value: Decimal) -> Decimal:
-    if value.quantize(CENT) != value:
-        raise PydanticCustomError(
-            "decimal_max_places", "amount must have at most 2 fractional digits"
-        )
-    return value.quantize(CENT)
+def _valid_amount(value: Decimal) -> Decimal:
+    """The amount rule (shared.money), each part failing as Pydantic's own constraints do."""
+    match amount_violation(value):
+        case None:
+            return value.quantize(CENT)
+        case "not_finite":
+            raise PydanticKnownError("finite_number")
+        case "not_positive":
+            raise PydanticKnownError("greater_than", {"gt": 0})
+        case "above_maximum":
+            raise PydanticKnownError("less_than_equal", {"le": int(MAX_AMOUNT)})
+        case "sub_cent":
+            raise PydanticCustomError(
+                "decimal_max_places", "amount must have at most 2 fractional digits"
+            )
 
 
 def _timestamp_input(value: Any) -> Any:
@@ -117,8 +126,7 @@ def _in_utc(value: datetime) -> datetime:
 Amount = Annotated[
     Decimal,
     BeforeValidator(_amount_input),
-    Field(gt=0, le=int(MAX_AMOUNT), allow_inf_nan=False),
-    AfterValidator(_whole_cents),
+    AfterValidator(_valid_amount),
     WithJsonSchema(
         {
             "anyOf": [
@@ -155,8 +163,8 @@ class TransactionRequest(BaseModel):
     )
 
     amount: Amount = Field(
-        description="Greater than 0, at most 10^12, at most 2 fractional digits. A JSON "
-        "number (parsed exactly from its text: 0.1 is 0.1) or a decimal string."
+        description=f"Greater than 0, at most {MAX_AMOUNT_TEXT}, at most 2 fractional digits. "
+        "A JSON number (parsed exactly from its text: 0.1 is 0.1) or a decimal string."
     )
     timestamp: Timestamp = Field(
         description="When the transaction happened: RFC 3339 with a timezone (Z or ±hh:mm), "

@@ -12,8 +12,8 @@ from decimal import Decimal
 
 from command_api.ports import EventPublisher, Position
 from shared.consistency import encode_token
-from shared.events import MAX_AMOUNT, TransactionRecorded
-from shared.money import CENT
+from shared.events import TransactionRecorded
+from shared.money import MAX_AMOUNT, is_valid_amount
 from shared.offsets import highest_offsets
 
 MAX_BATCH_ITEMS = 1000
@@ -44,14 +44,6 @@ class RecordTransaction:
         if self.occurred_at.utcoffset() is None:
             msg = "occurred_at must carry a timezone"
             raise ValueError(msg)
-
-
-def is_valid_amount(amount: Decimal) -> bool:
-    """Positive, finite, at most `MAX_AMOUNT`, and a whole number of cents (trailing zeros
-    beyond the second fractional digit do not count: 1.100 is 1.10)."""
-    if not amount.is_finite() or not 0 < amount <= MAX_AMOUNT:
-        return False
-    return amount.quantize(CENT) == amount
 
 
 @dataclass(frozen=True, slots=True)

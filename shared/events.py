@@ -15,12 +15,11 @@ from typing import Annotated, NamedTuple
 
 import msgspec
 
-from shared.money import CENT
+from shared.money import CENT, MAX_AMOUNT_TEXT, is_valid_amount
 
 EVENT_TYPE = "TransactionRecorded"
 SCHEMA_VERSION = 1
 
-MAX_AMOUNT = Decimal(10**12)
 MAX_TRANSACTION_ID_LENGTH = 255  # the command API allows 64
 _AMOUNT = re.compile(r"\d{1,13}(\.\d{1,2})?\Z")
 
@@ -108,8 +107,8 @@ def _amount(text: str) -> Decimal:
         msg = "field 'amount' is not a plain decimal with at most 2 fractional digits"
         raise EventDecodeError(msg)
     amount = Decimal(text)
-    if amount <= 0 or amount > MAX_AMOUNT:
-        msg = "field 'amount' must be in (0, 10^12]"
+    if not is_valid_amount(amount):
+        msg = f"field 'amount' must be in (0, {MAX_AMOUNT_TEXT}]"
         raise EventDecodeError(msg)
     return amount
 
