@@ -26,7 +26,7 @@ from command_api.deps import (
     Writer,
     install_services,
 )
-from command_api.services import TransactionService
+from command_api.services import TransactionRecorder
 from shared.auth import JwtVerifier
 from shared.settings import ClockSkewSettings, JwtSettings
 
@@ -61,7 +61,7 @@ def noop_command_app() -> FastAPI:
             verifier=JwtVerifier(JwtSettings()),
             clock=_utc_now,
             max_clock_skew=timedelta(seconds=ClockSkewSettings().max_clock_skew_seconds),
-            transactions=TransactionService(publisher=InMemoryEventPublisher(), clock=_utc_now),
+            recorder=TransactionRecorder(publisher=InMemoryEventPublisher(), clock=_utc_now),
         ),
     )
 

@@ -20,7 +20,7 @@ from command_api.idempotency import (
     reconcile,
 )
 from command_api.models import ValidationContext
-from command_api.services import Clock, RecordTransaction, TransactionService
+from command_api.services import Clock, RecordTransaction, TransactionRecorder
 from shared.auth import SCOPE_WRITE, JwtVerifier, Principal, require_scope
 from shared.web import AppServices
 
@@ -32,7 +32,7 @@ class CommandServices:
     verifier: JwtVerifier
     clock: Clock
     max_clock_skew: timedelta
-    transactions: TransactionService
+    recorder: TransactionRecorder
 
 
 _services = AppServices(CommandServices)
@@ -55,12 +55,12 @@ async def get_verifier(services: Services) -> JwtVerifier:
     return services.verifier
 
 
-async def get_service(services: Services) -> TransactionService:
-    return services.transactions
+async def get_recorder(services: Services) -> TransactionRecorder:
+    return services.recorder
 
 
 Writer = Annotated[Principal, Depends(require_scope(SCOPE_WRITE, verifier=get_verifier))]
-Service = Annotated[TransactionService, Depends(get_service)]
+Recorder = Annotated[TransactionRecorder, Depends(get_recorder)]
 
 
 def _context(services: CommandServices) -> ValidationContext:

@@ -1,5 +1,6 @@
-"""The command service: turns validated commands into `TransactionRecorded` events and appends
-them to the log through the `EventPublisher` port. No HTTP and no Kafka in here."""
+"""The command side's use case: `TransactionRecorder` turns validated commands into
+`TransactionRecorded` events and appends them to the log through the `EventPublisher` port.
+No HTTP and no Kafka in here."""
 
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def consistency_token(positions: Sequence[Position]) -> str:
     return encode_token(highest_offsets((p.partition, p.offset) for p in positions))
 
 
-class TransactionService:
+class TransactionRecorder:
     def __init__(
         self, *, publisher: EventPublisher, clock: Clock, new_ids: IdFactory = random_uuids
     ) -> None:
