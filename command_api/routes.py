@@ -14,7 +14,7 @@ from command_api.models import (
     batch_recorded_json,
     recorded_json,
 )
-from command_api.openapi import json_request_body
+from shared.openapi import json_request_body
 
 router = APIRouter(tags=["transactions"])
 
