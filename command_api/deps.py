@@ -11,8 +11,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 
-from command_api.body import read_body
-from command_api.decoding import decode_batch_body, decode_transaction_body
+from command_api.decoding import decode_batch_body, decode_transaction_body, read_body
 from command_api.idempotency import (
     HEADER,
     IdempotencyKeyError,

@@ -1,9 +1,8 @@
 """Request and response DTOs of the command API, with the validation rules of the contract.
 
-Bodies are parsed by `command_api.body` (JSON numbers become exact `Decimal`s) and validated
-here with a `ValidationContext` that carries the server's clock for the future-skew rule. Valid
-bodies mostly take the faster path of `command_api.decoding`; these models are the schema and
-give every error.
+`command_api.decoding` parses a body (JSON numbers become exact `Decimal`s) and validates it
+here with a `ValidationContext` that carries the server's clock for the future-skew rule;
+valid bodies mostly take its fast path. These models are the schema and give every error.
 """
 
 from __future__ import annotations

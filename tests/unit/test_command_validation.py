@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from command_api import models
 from command_api.adapters.memory_publisher import InMemoryEventPublisher
-from command_api.body import parse_exact_json, validate
+from command_api.decoding import parse_exact_json, validate
 from command_api.models import TransactionRequest, ValidationContext
 from tests.unit.command_kit import NOW, bearer, client_for, make_app
 
