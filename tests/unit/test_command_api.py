@@ -11,11 +11,11 @@ import httpx
 import pytest
 from pydantic import BaseModel
 
-from command_api.adapters.memory_publisher import InMemoryEventPublisher
 from command_api.models import BatchRecordedResponse, TransactionRecordedResponse
 from command_api.ports import Position, PublishFailedError
 from shared.auth import SCOPE_READ
 from shared.consistency import decode_token
+from tests.doubles.memory_publisher import InMemoryEventPublisher
 from tests.unit.command_kit import (
     JSON,
     NOW,

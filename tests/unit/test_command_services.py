@@ -11,7 +11,6 @@ from decimal import Decimal
 import pytest
 from prometheus_client import CollectorRegistry
 
-from command_api.adapters.memory_publisher import InMemoryEventPublisher
 from command_api.instrumented_publisher import InstrumentedPublisher
 from command_api.metrics import CommandMetrics
 from command_api.ports import Position, PublishFailedError
@@ -23,6 +22,7 @@ from command_api.services import (
     random_uuids,
 )
 from shared.consistency import decode_token, is_covered
+from tests.doubles.memory_publisher import InMemoryEventPublisher
 from tests.unit.command_kit import NOW, fixed_clock
 
 OCCURRED = datetime(2026, 11, 26, 13, 0, tzinfo=timezone(timedelta(hours=2)))
