@@ -44,9 +44,9 @@ GC_YOUNG_THRESHOLD = 50_000
 def tune_gc() -> None:
     """The fold allocates millions of short-lived, acyclic objects (records, events, Decimals,
     datetimes), mostly freed by reference counting. With CPython's default thresholds the cyclic
-    collector ran every 700 allocations and rescanned the batch in flight each time, a third of
-    the projector's CPU. Collect the young generation less often, and freeze what start-up
-    built so that full collections skip it."""
+    collector runs every 700 allocations and rescans the batch in flight each time, finding
+    almost no cycles. Collect the young generation less often, and freeze what start-up built so
+    that full collections skip it."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 100)
