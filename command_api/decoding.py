@@ -32,8 +32,7 @@ from pydantic import BaseModel, ValidationError
 
 from command_api.models import (
     JSON_NUMBER,
-    MAX_POSTED_ID_LENGTH,
-    TRANSACTION_ID_CHARACTER,
+    POSTED_ID_PATTERN,
     TransactionBatchRequest,
     TransactionRequest,
     ValidationContext,
@@ -153,7 +152,6 @@ _TIMESTAMP = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
     r"(Z|[+-][0-9]{2}:[0-9]{2})\Z"
 )
-_TRANSACTION_ID = rf"^{TRANSACTION_ID_CHARACTER}{{1,{MAX_POSTED_ID_LENGTH}}}\Z"
 _NUMBER_STRING = re.compile(f'"{JSON_NUMBER.pattern}"'.encode())
 _QUOTE = ord('"')
 
@@ -163,7 +161,7 @@ class _Item(msgspec.Struct, forbid_unknown_fields=True):
     timestamp: Annotated[str, msgspec.Meta(pattern=_TIMESTAMP)]
     # absent (UNSET) and null (None) differ in the body's quotes: see _no_repeated_keys
     transaction_id: (
-        Annotated[str, msgspec.Meta(pattern=_TRANSACTION_ID)] | msgspec.UnsetType | None
+        Annotated[str, msgspec.Meta(pattern=POSTED_ID_PATTERN)] | msgspec.UnsetType | None
     ) = msgspec.UNSET
 
 

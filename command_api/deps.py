@@ -18,7 +18,7 @@ from command_api.idempotency import (
     parse_idempotency_key,
     reconcile,
 )
-from command_api.models import ValidationContext
+from command_api.models import POSTED_ID_RULE, ValidationContext
 from command_api.services import Clock, RecordTransaction, TransactionRecorder
 from shared.auth import SCOPE_WRITE, JwtVerifier, Principal, require_scope
 from shared.web import AppServices
@@ -70,8 +70,8 @@ IdempotencyKeyHeader = Annotated[
     str | None,
     Header(
         alias=HEADER,
-        description='The transaction id as an RFC 8941 string, e.g. `"order-1"` (1..64 of '
-        "[A-Za-z0-9._:-]): used when the body has no `transaction_id`; both present and "
+        description='The transaction id as an RFC 8941 string, e.g. `"order-1"` '
+        f"({POSTED_ID_RULE}): used when the body has no `transaction_id`; both present and "
         "different answers 422. Keys are kept forever: a retry, however late, is counted once.",
     ),
 ]

@@ -46,6 +46,10 @@ _RFC3339 = re.compile(
 TRANSACTION_ID_CHARACTER = "[A-Za-z0-9._:-]"
 TRANSACTION_ID_PATTERN = f"^{TRANSACTION_ID_CHARACTER}+$"
 MAX_POSTED_ID_LENGTH = 64  # the log takes up to 255 (shared.events)
+# The whole rule of a posted id (characters and length) in one pattern, for the checks made
+# outside these models (the decoding fast path, the Idempotency-Key header), and in words.
+POSTED_ID_PATTERN = rf"^{TRANSACTION_ID_CHARACTER}{{1,{MAX_POSTED_ID_LENGTH}}}\Z"
+POSTED_ID_RULE = f"1..{MAX_POSTED_ID_LENGTH} of {TRANSACTION_ID_CHARACTER}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +175,7 @@ class TransactionRequest(BaseModel):
     )
     transaction_id: TransactionId | None = Field(
         default=None,
-        description="Idempotency key, 1..64 of [A-Za-z0-9._:-]. Generated when absent; "
+        description=f"Idempotency key, {POSTED_ID_RULE}. Generated when absent; "
         "supply your own so that a retry after a 503 is counted once.",
     )
 
