@@ -74,11 +74,18 @@ async def migrated_pool(
         await pool.close()
 
 
-async def run_live(config: ProjectorConfig) -> None:
+async def prepare_to_fold(config: ProjectorConfig) -> asyncio.Event:
+    """What a folding process (live or rebuild) does first: tune the GC for the fold, make sure
+    the topic exists, and return the event that SIGINT or SIGTERM sets."""
     tune_gc()
     stop = asyncio.Event()
     stop_on_signals(stop)
     await ensure_topic(config.kafka)
+    return stop
+
+
+async def run_live(config: ProjectorConfig) -> None:
+    stop = await prepare_to_fold(config)
     async with (
         migrated_pool(config) as pool,
         KafkaRecordSource.started(config.kafka, config.projector, group=True) as source,
@@ -122,10 +129,7 @@ async def run_live(config: ProjectorConfig) -> None:
 
 
 async def run_rebuild(config: ProjectorConfig, options: RebuildOptions) -> int:
-    tune_gc()
-    stop = asyncio.Event()
-    stop_on_signals(stop)
-    await ensure_topic(config.kafka)
+    stop = await prepare_to_fold(config)
     # the rebuild lock, the active-version hold and the fold each need a connection
     async with (
         migrated_pool(config, min_connections=4) as pool,
