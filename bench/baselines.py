@@ -13,12 +13,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI, Response
 
-from command_api.adapters.memory_publisher import InMemoryEventPublisher
 from command_api.deps import (
     BatchCommands,
     CommandServices,
@@ -26,8 +26,10 @@ from command_api.deps import (
     Writer,
     install_services,
 )
-from command_api.services import TransactionService
+from command_api.ports import Position
+from command_api.services import TransactionRecorder
 from shared.auth import JwtVerifier
+from shared.events import TransactionRecorded
 from shared.settings import ClockSkewSettings, JwtSettings
 
 ACCEPTED: dict[str, Any] = {"status": "accepted"}
@@ -53,6 +55,17 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class _UnusedPublisher:
+    """The `EventPublisher` of the no-op routes, which never record anything."""
+
+    async def publish(self, events: Sequence[TransactionRecorded]) -> list[Position]:
+        msg = "the no-op command app publishes nothing"
+        raise RuntimeError(msg)
+
+    async def check_ready(self) -> None:
+        return None
+
+
 def noop_command_app() -> FastAPI:
     app = FastAPI(title="bench: no-op command endpoint")
     install_services(
@@ -61,7 +74,7 @@ def noop_command_app() -> FastAPI:
             verifier=JwtVerifier(JwtSettings()),
             clock=_utc_now,
             max_clock_skew=timedelta(seconds=ClockSkewSettings().max_clock_skew_seconds),
-            transactions=TransactionService(publisher=InMemoryEventPublisher(), clock=_utc_now),
+            recorder=TransactionRecorder(publisher=_UnusedPublisher(), clock=_utc_now),
         ),
     )
 

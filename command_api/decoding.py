@@ -1,42 +1,157 @@
-"""The fast path of a request body: msgspec decodes it straight into commands, in C, and takes
-only bodies the Pydantic models (`command_api.models`) accept, with the same values. Anything
-else gives None and goes to the models, which then say what is wrong: they stay the one source
-of the schema and of every error. tests/unit/test_body_decoding.py holds the two together on
-the validation table and on generated bodies.
+"""Everything that turns a request body into commands: the content type, the exact JSON
+parse, a fast path for valid bodies, and validation through the models.
 
-What this path takes is a strict subset of what the models take: amounts as JSON numbers or
-plain number strings (no escapes), timestamps as `YYYY-MM-DDThh:mm:ss[.ffffff]` with `Z` or
-`±hh:mm`, ids of 1..64 of [A-Za-z0-9._:-]; a lower-case `t`, a 7th fractional digit or an
-escaped character goes to the models.
+The exact parse reads numbers as `Decimal` from their text (FastAPI's default `json.loads`
+would turn 0.1 into a float), refuses `NaN`/`Infinity` and repeated keys, and accepts only
+`application/json` (UTF-8). The Pydantic models (`command_api.models`) then validate what it
+parsed: they are the one source of the schema and of every error.
+
+The fast path: msgspec decodes a body straight into commands, in C, and takes only bodies the
+models accept, with the same values. Anything else gives None and goes to the models, which
+then say what is wrong. tests/unit/test_body_decoding.py holds the two together on the
+validation table and on generated bodies. What this path takes is a strict subset of what the
+models take: amounts as JSON numbers or plain number strings (no escapes), timestamps as
+`YYYY-MM-DDThh:mm:ss[.ffffff]` with `Z` or `±hh:mm`, ids of 1..64 of [A-Za-z0-9._:-]; a
+lower-case `t`, a 7th fractional digit or an escaped character goes to the models.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated
+from email.message import Message
+from typing import Annotated, Any, TypeVar
 
 import msgspec
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 
-from command_api.body import parse_exact_json, validate
 from command_api.models import (
     JSON_NUMBER,
-    MAX_POSTED_ID_LENGTH,
-    TRANSACTION_ID_CHARACTER,
+    POSTED_ID_PATTERN,
     TransactionBatchRequest,
     TransactionRequest,
     ValidationContext,
 )
-from command_api.services import MAX_BATCH_ITEMS, RecordTransaction, is_valid_amount
-from shared.money import CENT
+from command_api.services import MAX_BATCH_ITEMS, RecordTransaction
+from shared.money import CENT, is_valid_amount
+
+JSON_MEDIA_TYPE = "application/json"
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class UnsupportedMediaTypeError(Exception):
+    """415: the body is not declared as `application/json`."""
+
+
+class MalformedJsonError(Exception):
+    """400: the body is not one valid JSON document."""
+
+
+async def read_body(request: Request) -> bytes:
+    """The body, once it is declared as JSON."""
+    check_content_type(request.headers.get("content-type"))
+    return await request.body()
+
+
+def decode_transaction_body(raw: bytes, context: ValidationContext) -> RecordTransaction:
+    """The command of a `POST /transactions` body; the models raise what is wrong with it."""
+    command = fast_transaction(raw, context)
+    if command is None:
+        return transaction_by_models(raw, context)
+    return command
+
+
+def decode_batch_body(raw: bytes, context: ValidationContext) -> list[RecordTransaction]:
+    """The commands of a `POST /transactions/batch` body; the models raise what is wrong."""
+    commands = fast_batch(raw, context)
+    if commands is None:
+        return batch_by_models(raw, context)
+    return commands
+
+
+def transaction_by_models(raw: bytes, context: ValidationContext) -> RecordTransaction:
+    """`decode_transaction_body` without the fast path."""
+    return validate(TransactionRequest, parse_exact_json(raw), context=context).to_command()
+
+
+def batch_by_models(raw: bytes, context: ValidationContext) -> list[RecordTransaction]:
+    """`decode_batch_body` without the fast path."""
+    return validate(TransactionBatchRequest, parse_exact_json(raw), context=context).to_commands()
+
+
+def check_content_type(header: str | None) -> None:
+    message = Message()
+    message["content-type"] = header or ""
+    charset = message.get_content_charset("utf-8")
+    if message.get_content_type() != JSON_MEDIA_TYPE or charset.lower() not in {"utf-8", "utf8"}:
+        msg = "The request body must be sent as Content-Type: application/json (UTF-8)."
+        raise UnsupportedMediaTypeError(msg)
+
+
+def _refuse_constant(name: str) -> Any:
+    msg = f"{name} is not a JSON number; send amounts as numbers or decimal strings."
+    raise MalformedJsonError(msg)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            msg = f"The key {key!r} appears twice in one JSON object."
+            raise MalformedJsonError(msg)
+        result[key] = value
+    return result
+
+
+def parse_exact_json(raw: bytes) -> Any:
+    """Parse UTF-8 JSON with every number as an exact `Decimal`."""
+    try:
+        return json.loads(
+            raw.decode("utf-8"),
+            parse_float=Decimal,
+            parse_int=Decimal,
+            parse_constant=_refuse_constant,
+            object_pairs_hook=_unique_keys,
+        )
+    except UnicodeDecodeError as err:
+        msg = "The request body is not valid UTF-8."
+        raise MalformedJsonError(msg) from err
+    except json.JSONDecodeError as err:
+        msg = f"The request body is not valid JSON ({err.msg} at position {err.pos})."
+        raise MalformedJsonError(msg) from err
+    except RecursionError as err:
+        msg = "The request body is nested too deeply."
+        raise MalformedJsonError(msg) from err
+    except InvalidOperation as err:  # e.g. 1e999999999999999999999: no Decimal holds it
+        msg = "The request body holds a number beyond the representable range."
+        raise MalformedJsonError(msg) from err
+
+
+def validate(model: type[ModelT], payload: Any, *, context: object) -> ModelT:
+    """Validate a parsed body; field errors become the usual 422 problem (locations under
+    `body`, e.g. `transactions.3.amount`)."""
+    try:
+        return model.model_validate(payload, context=context)
+    except ValidationError as err:
+        errors = [
+            {**error, "loc": ("body", *error["loc"])}
+            for error in err.errors(include_url=False, include_input=False)
+        ]
+        raise RequestValidationError(errors) from err
+
+
+# The fast path (see the module's docstring).
 
 _TIMESTAMP = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
     r"(Z|[+-][0-9]{2}:[0-9]{2})\Z"
 )
-_TRANSACTION_ID = rf"^{TRANSACTION_ID_CHARACTER}{{1,{MAX_POSTED_ID_LENGTH}}}\Z"
 _NUMBER_STRING = re.compile(f'"{JSON_NUMBER.pattern}"'.encode())
 _QUOTE = ord('"')
 
@@ -46,7 +161,7 @@ class _Item(msgspec.Struct, forbid_unknown_fields=True):
     timestamp: Annotated[str, msgspec.Meta(pattern=_TIMESTAMP)]
     # absent (UNSET) and null (None) differ in the body's quotes: see _no_repeated_keys
     transaction_id: (
-        Annotated[str, msgspec.Meta(pattern=_TRANSACTION_ID)] | msgspec.UnsetType | None
+        Annotated[str, msgspec.Meta(pattern=POSTED_ID_PATTERN)] | msgspec.UnsetType | None
     ) = msgspec.UNSET
 
 
@@ -60,23 +175,6 @@ _decode_batch = msgspec.json.Decoder(_Batch).decode
 
 class _Refused(Exception):
     pass
-
-
-def decode_transaction_body(raw: bytes, context: ValidationContext) -> RecordTransaction:
-    """The command of a `POST /transactions` body; the models raise what is wrong with it."""
-    command = fast_transaction(raw, context)
-    if command is None:
-        return validate(TransactionRequest, parse_exact_json(raw), context=context).to_command()
-    return command
-
-
-def decode_batch_body(raw: bytes, context: ValidationContext) -> list[RecordTransaction]:
-    """The commands of a `POST /transactions/batch` body; the models raise what is wrong."""
-    commands = fast_batch(raw, context)
-    if commands is None:
-        batch = validate(TransactionBatchRequest, parse_exact_json(raw), context=context)
-        return batch.to_commands()
-    return commands
 
 
 def fast_transaction(raw: bytes, context: ValidationContext) -> RecordTransaction | None:

@@ -11,16 +11,15 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 
-from command_api.body import read_body
-from command_api.decoding import decode_batch_body, decode_transaction_body
+from command_api.decoding import decode_batch_body, decode_transaction_body, read_body
 from command_api.idempotency import (
     HEADER,
     IdempotencyKeyError,
     parse_idempotency_key,
     reconcile,
 )
-from command_api.models import ValidationContext
-from command_api.services import Clock, RecordTransaction, TransactionService
+from command_api.models import POSTED_ID_RULE, ValidationContext
+from command_api.services import Clock, RecordTransaction, TransactionRecorder
 from shared.auth import SCOPE_WRITE, JwtVerifier, Principal, require_scope
 from shared.web import AppServices
 
@@ -32,7 +31,7 @@ class CommandServices:
     verifier: JwtVerifier
     clock: Clock
     max_clock_skew: timedelta
-    transactions: TransactionService
+    recorder: TransactionRecorder
 
 
 _services = AppServices(CommandServices)
@@ -55,12 +54,12 @@ async def get_verifier(services: Services) -> JwtVerifier:
     return services.verifier
 
 
-async def get_service(services: Services) -> TransactionService:
-    return services.transactions
+async def get_recorder(services: Services) -> TransactionRecorder:
+    return services.recorder
 
 
 Writer = Annotated[Principal, Depends(require_scope(SCOPE_WRITE, verifier=get_verifier))]
-Service = Annotated[TransactionService, Depends(get_service)]
+Recorder = Annotated[TransactionRecorder, Depends(get_recorder)]
 
 
 def _context(services: CommandServices) -> ValidationContext:
@@ -71,8 +70,8 @@ IdempotencyKeyHeader = Annotated[
     str | None,
     Header(
         alias=HEADER,
-        description='The transaction id as an RFC 8941 string, e.g. `"order-1"` (1..64 of '
-        "[A-Za-z0-9._:-]): used when the body has no `transaction_id`; both present and "
+        description='The transaction id as an RFC 8941 string, e.g. `"order-1"` '
+        f"({POSTED_ID_RULE}): used when the body has no `transaction_id`; both present and "
         "different answers 422. Keys are kept forever: a retry, however late, is counted once.",
     ),
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from command_api.body import MalformedJsonError, UnsupportedMediaTypeError
+from command_api.decoding import MalformedJsonError, UnsupportedMediaTypeError
 from command_api.ports import PublishFailedError
 from shared.auth import AUTH_PROBLEMS
 from shared.errors import Problem, problem_responses

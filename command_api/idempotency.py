@@ -9,12 +9,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from command_api.models import TRANSACTION_ID_PATTERN
+from command_api.models import MAX_POSTED_ID_LENGTH, POSTED_ID_PATTERN, TRANSACTION_ID_CHARACTER
 
 HEADER = "Idempotency-Key"
 _LOCATION = ("header", HEADER)
-_ID = re.compile(TRANSACTION_ID_PATTERN)
-_SF_STRING = re.compile(r'"([^"\\]{1,64})"\Z')
+_ID = re.compile(POSTED_ID_PATTERN)
+_SF_STRING = re.compile(r'"([^"\\]*)"\Z')
 
 
 class IdempotencyKeyError(ValueError):
@@ -33,8 +33,8 @@ def parse_idempotency_key(value: str) -> str:
     match = _SF_STRING.match(value.strip(" "))
     if match is None or _ID.match(match.group(1)) is None:
         msg = (
-            f"{HEADER} must be a quoted string (RFC 8941) of 1..64 characters "
-            '[A-Za-z0-9._:-], e.g. "order-1"'
+            f"{HEADER} must be a quoted string (RFC 8941) of 1..{MAX_POSTED_ID_LENGTH} "
+            f'characters {TRANSACTION_ID_CHARACTER}, e.g. "order-1"'
         )
         raise IdempotencyKeyError("idempotency_key_invalid", msg)
     return match.group(1)

@@ -1,4 +1,4 @@
-"""Composition root of the command API: configuration, the event publisher, the service, the
+"""Composition root of the command API: configuration, the event publisher, the recorder, the
 FastAPI app. `uvicorn --factory command_api.main:create_app` builds everything from the
 environment; tests inject the configuration, a publisher (then no Kafka producer is made and
 the caller owns the publisher's lifecycle) and the clock.
@@ -23,7 +23,7 @@ from command_api.models import TransactionBatchRequest, TransactionRequest
 from command_api.ports import EventPublisher
 from command_api.rejection_counter import RejectionCounter
 from command_api.routes import router
-from command_api.services import Clock, TransactionService
+from command_api.services import Clock, TransactionRecorder
 from shared.auth import JwtVerifier
 from shared.errors import install_error_handlers
 from shared.logs import configure_logging
@@ -83,7 +83,7 @@ def create_app(
             verifier=verifier,
             clock=clock,
             max_clock_skew=timedelta(seconds=config.clock_skew.max_clock_skew_seconds),
-            transactions=TransactionService(publisher=log, clock=clock),
+            recorder=TransactionRecorder(publisher=log, clock=clock),
         ),
     )
     app.include_router(router)

@@ -1,9 +1,8 @@
 """Request and response DTOs of the command API, with the validation rules of the contract.
 
-Bodies are parsed by `command_api.body` (JSON numbers become exact `Decimal`s) and validated
-here with a `ValidationContext` that carries the server's clock for the future-skew rule. Valid
-bodies mostly take the faster path of `command_api.decoding`; these models are the schema and
-give every error.
+`command_api.decoding` parses a body (JSON numbers become exact `Decimal`s) and validates it
+here with a `ValidationContext` that carries the server's clock for the future-skew rule;
+valid bodies mostly take its fast path. These models are the schema and give every error.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from pydantic import (
     WithJsonSchema,
     field_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import PydanticCustomError, PydanticKnownError
 
 from command_api.services import (
     MAX_BATCH_ITEMS,
@@ -35,8 +34,7 @@ from command_api.services import (
     RecordedTransaction,
     RecordTransaction,
 )
-from shared.events import MAX_AMOUNT
-from shared.money import CENT
+from shared.money import CENT, MAX_AMOUNT, MAX_AMOUNT_TEXT, amount_violation
 
 # The JSON number grammar (RFC 8259), also the only text accepted inside an amount string.
 JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
@@ -48,6 +46,10 @@ _RFC3339 = re.compile(
 TRANSACTION_ID_CHARACTER = "[A-Za-z0-9._:-]"
 TRANSACTION_ID_PATTERN = f"^{TRANSACTION_ID_CHARACTER}+$"
 MAX_POSTED_ID_LENGTH = 64  # the log takes up to 255 (shared.events)
+# The whole rule of a posted id (characters and length) in one pattern, for the checks made
+# outside these models (the decoding fast path, the Idempotency-Key header), and in words.
+POSTED_ID_PATTERN = rf"^{TRANSACTION_ID_CHARACTER}{{1,{MAX_POSTED_ID_LENGTH}}}\Z"
+POSTED_ID_RULE = f"1..{MAX_POSTED_ID_LENGTH} of {TRANSACTION_ID_CHARACTER}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +73,8 @@ def _amount_input(value: Any) -> Any:
             return Decimal(value)
         except InvalidOperation as err:  # an exponent beyond what Decimal represents
             raise PydanticCustomError(
-                "amount_range", "amount is far out of range: at most 10^12, in whole cents"
+                "amount_range",
+                f"amount is far out of range: at most {MAX_AMOUNT_TEXT}, in whole cents",
             ) from err
     raise PydanticCustomError(
         "amount_type",
@@ -79,12 +82,21 @@ def _amount_input(value: Any) -> Any:
     )
 
 
-def _whole_cents(value: Decimal) -> Decimal:
-    if value.quantize(CENT) != value:
-        raise PydanticCustomError(
-            "decimal_max_places", "amount must have at most 2 fractional digits"
-        )
-    return value.quantize(CENT)
+def _valid_amount(value: Decimal) -> Decimal:
+    """The amount rule (shared.money), each part failing as Pydantic's own constraints do."""
+    match amount_violation(value):
+        case None:
+            return value.quantize(CENT)
+        case "not_finite":
+            raise PydanticKnownError("finite_number")
+        case "not_positive":
+            raise PydanticKnownError("greater_than", {"gt": 0})
+        case "above_maximum":
+            raise PydanticKnownError("less_than_equal", {"le": int(MAX_AMOUNT)})
+        case "sub_cent":
+            raise PydanticCustomError(
+                "decimal_max_places", "amount must have at most 2 fractional digits"
+            )
 
 
 def _timestamp_input(value: Any) -> Any:
@@ -117,8 +129,7 @@ def _in_utc(value: datetime) -> datetime:
 Amount = Annotated[
     Decimal,
     BeforeValidator(_amount_input),
-    Field(gt=0, le=int(MAX_AMOUNT), allow_inf_nan=False),
-    AfterValidator(_whole_cents),
+    AfterValidator(_valid_amount),
     WithJsonSchema(
         {
             "anyOf": [
@@ -155,8 +166,8 @@ class TransactionRequest(BaseModel):
     )
 
     amount: Amount = Field(
-        description="Greater than 0, at most 10^12, at most 2 fractional digits. A JSON "
-        "number (parsed exactly from its text: 0.1 is 0.1) or a decimal string."
+        description=f"Greater than 0, at most {MAX_AMOUNT_TEXT}, at most 2 fractional digits. "
+        "A JSON number (parsed exactly from its text: 0.1 is 0.1) or a decimal string."
     )
     timestamp: Timestamp = Field(
         description="When the transaction happened: RFC 3339 with a timezone (Z or ±hh:mm), "
@@ -164,7 +175,7 @@ class TransactionRequest(BaseModel):
     )
     transaction_id: TransactionId | None = Field(
         default=None,
-        description="Idempotency key, 1..64 of [A-Za-z0-9._:-]. Generated when absent; "
+        description=f"Idempotency key, {POSTED_ID_RULE}. Generated when absent; "
         "supply your own so that a retry after a 503 is counted once.",
     )
 
@@ -258,8 +269,8 @@ class BatchRecordedResponse(BaseModel):
 
 
 # The 201 bodies are encoded straight from the receipt: the models above are their schema
-# (OpenAPI, and a test holds every body to them), but building a model per item cost a fifth
-# of a 1,000-item batch's CPU.
+# (OpenAPI, and a test holds every body to them), but building and validating a model per
+# item would be a large part of the work of answering a full batch.
 _encode = msgspec.json.Encoder().encode
 
 

@@ -1,4 +1,9 @@
-"""The command side's port to the event log, and what it promises."""
+"""The command side's port to the event log, and what it promises.
+
+Adapter: `adapters/kafka_publisher.py`; its in-memory double (`tests/doubles/memory_publisher.py`)
+stands in for it in unit tests, and tests/integration/test_command_publisher_contract.py runs
+against both.
+"""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
-"""HTTP routes of the command API: translate a validated body to one service call."""
+"""HTTP routes of the command API: translate a validated body to one recorder call."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from command_api.deps import BatchCommands, Service, TransactionCommand, Writer
+from command_api.deps import BatchCommands, Recorder, TransactionCommand, Writer
 from command_api.errors import WRITE_RESPONSES
 from command_api.models import (
     BatchRecordedResponse,
@@ -14,7 +14,7 @@ from command_api.models import (
     batch_recorded_json,
     recorded_json,
 )
-from command_api.openapi import json_request_body
+from shared.openapi import json_request_body
 
 router = APIRouter(tags=["transactions"])
 
@@ -38,9 +38,9 @@ _DURABLE = (
     openapi_extra=json_request_body(TransactionRequest),
 )
 async def record_transaction(
-    principal: Writer, command: TransactionCommand, service: Service
+    principal: Writer, command: TransactionCommand, recorder: Recorder
 ) -> Response:
-    receipt = await service.record(command, producer=principal.subject)
+    receipt = await recorder.record(command, producer=principal.subject)
     return _created(recorded_json(receipt))
 
 
@@ -61,9 +61,9 @@ async def record_transaction(
     openapi_extra=json_request_body(TransactionBatchRequest),
 )
 async def record_transactions(
-    principal: Writer, commands: BatchCommands, service: Service
+    principal: Writer, commands: BatchCommands, recorder: Recorder
 ) -> Response:
-    receipt = await service.record_batch(commands, producer=principal.subject)
+    receipt = await recorder.record_batch(commands, producer=principal.subject)
     return _created(batch_recorded_json(receipt))
 
 

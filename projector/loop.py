@@ -36,8 +36,8 @@ FIRST_BACKOFF_SECONDS = 0.1
 MAX_BACKOFF_SECONDS = 5.0
 # A batch is gathered from fetches of at most FETCH_SLICE records, decoded DECODE_SLICE at a
 # time, yielding to the event loop in between: the commit in flight sends each next statement
-# only when the loop runs it, and a fetch parses all its records in one go (aiokafka: 20,000
-# held the loop ~110 ms, so each of a commit's small statements waited 10-40 ms).
+# only when the loop runs it, and a fetch parses all its records in one go (aiokafka), so a
+# large fetch or decode would hold every one of a commit's small statements waiting.
 FETCH_SLICE = 1000
 DECODE_SLICE = 250
 TRANSIENT = (StoreUnavailable, SourceUnavailable)

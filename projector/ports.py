@@ -2,8 +2,9 @@
 are stored together, and the catalog of projection versions.
 
 Adapters: `adapters/kafka_source.py`, `adapters/postgres_store.py`,
-`adapters/postgres_catalog.py`; their in-memory twins (`adapters/memory_*.py`) stand in for
-them in unit tests, and one contract suite per port runs against both.
+`adapters/postgres_catalog.py`; their in-memory doubles (`tests/doubles/memory_source.py`,
+`tests/doubles/memory_store.py`) stand in for them in unit tests, and one contract suite per
+port (tests/integration) runs against both.
 """
 
 from __future__ import annotations

@@ -86,8 +86,8 @@ class RedactTokens(logging.Filter):
 
 class Throttle(logging.Filter):
     """At most one record per `interval` seconds for each (logger, message template) of the
-    given libraries: during a broker outage aiokafka logs the same connection error
-    thousands of times a second. The next record that passes says how many were dropped."""
+    given libraries: during a broker outage aiokafka logs the same connection error in a
+    tight loop. The next record that passes says how many were dropped."""
 
     def __init__(
         self,

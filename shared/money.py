@@ -1,11 +1,40 @@
-"""Money is `Decimal` end to end; on the wire it is a string with two fractional digits."""
+"""Money is `Decimal` end to end; on the wire it is a string with two fractional digits.
+
+The one home of the amount rule: a transaction's amount is finite, greater than 0, at most
+`MAX_AMOUNT` and a whole number of cents. The command API's models, its commands and the event
+decoder all ask `amount_violation` / `is_valid_amount`.
+"""
 
 from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
+from typing import Literal
 
 CENT = Decimal("0.01")
+_MAX_AMOUNT_EXPONENT = 12
+MAX_AMOUNT = Decimal(10) ** _MAX_AMOUNT_EXPONENT
+MAX_AMOUNT_TEXT = f"10^{_MAX_AMOUNT_EXPONENT}"  # how messages and the API docs write it
+
+AmountViolation = Literal["not_finite", "not_positive", "above_maximum", "sub_cent"]
+
+
+def amount_violation(amount: Decimal) -> AmountViolation | None:
+    """The first part of the amount rule `amount` breaks, or None when it is a valid amount.
+    Trailing zeros beyond the second fractional digit do not count: 1.100 is 1.10."""
+    if not amount.is_finite():  # first: NaN cannot even be compared
+        return "not_finite"
+    if amount <= 0:
+        return "not_positive"
+    if amount > MAX_AMOUNT:
+        return "above_maximum"
+    if amount.quantize(CENT) != amount:
+        return "sub_cent"
+    return None
+
+
+def is_valid_amount(amount: Decimal) -> bool:
+    return amount_violation(amount) is None
 
 
 def to_cents_string(amount: Decimal) -> str:

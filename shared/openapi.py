@@ -1,5 +1,7 @@
 """OpenAPI with our own components: request models read by dependencies (exact decimals)
-and the problem-details schema every error response references."""
+and the problem-details schema every error response references. A route whose body such a
+dependency reads declares it with `json_request_body`, which references the model that
+`install_openapi` registers under components."""
 
 from __future__ import annotations
 
@@ -35,3 +37,15 @@ def install_openapi(app: FastAPI, *, models: list[type[BaseModel]] | None = None
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def json_request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra=` for a route whose body `model` is read by a dependency."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": SCHEMA_REF.format(model=model.__name__)}}
+            },
+        }
+    }

@@ -56,7 +56,8 @@ MAX_BATCH_BYTES = 256 * 1024
 # A partition takes one record batch per round trip to the broker. A share of a publish this
 # large is worth its own batch (built in C, one future); a smaller one goes by `send()`, into
 # the batch that concurrent publishes fill together: small batches of their own would queue
-# one per round trip (the stream bench's 9-event POSTs timed out that way).
+# one per round trip, and many small concurrent publishes would wait behind each other until
+# they time out.
 MIN_OWN_BATCH_EVENTS = 100
 FIRST_RETRY_SECONDS = 0.25
 MAX_RETRY_SECONDS = 5.0

@@ -13,11 +13,11 @@ from decimal import Decimal
 import pytest
 
 from command_api.adapters.kafka_publisher import KafkaEventPublisher
-from command_api.adapters.memory_publisher import InMemoryEventPublisher
 from command_api.ports import EventPublisher, Position
 from shared.events import TransactionRecorded, deserialize
 from shared.partitioner import partition_of
 from shared.settings import CommandSettings
+from tests.doubles.memory_publisher import InMemoryEventPublisher
 from tests.integration.command_support import read_all
 from tests.integration.conftest import TopicFactory
 

@@ -7,13 +7,13 @@ from decimal import Decimal
 
 import pytest
 
-from projector.adapters.memory_store import InMemoryProjectionStore
 from projector.adapters.postgres_store import PostgresProjectionStore
 from projector.batch import Batch, decode
 from projector.errors import OffsetGapError, VersionChangedError
 from projector.ports import ProjectionStore
 from shared.events import serialize
 from shared.totals import Totals
+from tests.doubles.memory_store import InMemoryProjectionStore
 from tests.integration.support import event
 
 AT = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)

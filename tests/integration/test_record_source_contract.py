@@ -12,9 +12,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from projector.adapters.kafka_source import KafkaRecordSource
-from projector.adapters.memory_source import InMemoryRecordSource
 from projector.ports import Fetched, RecordSource
 from shared.settings import KafkaSettings, ProjectorSettings
+from tests.doubles.memory_source import InMemoryRecordSource
 from tests.integration.conftest import TopicFactory
 
 PARTITIONS = 3

@@ -10,7 +10,6 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
-from projector.adapters.memory_store import InMemoryProjectionStore, InMemoryVersionCatalog
 from projector.adapters.postgres_catalog import PostgresVersionCatalog
 from projector.adapters.postgres_store import PostgresProjectionStore
 from projector.batch import Batch, decode
@@ -18,6 +17,7 @@ from projector.errors import RebuildLockedError, VersionChangedError
 from projector.ports import ProjectionStore, VersionCatalog
 from shared.events import serialize
 from shared.totals import Totals
+from tests.doubles.memory_store import InMemoryProjectionStore, InMemoryVersionCatalog
 from tests.integration.support import event, wait_until
 
 AT = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)

@@ -12,11 +12,11 @@ from decimal import Decimal
 
 from prometheus_client import CollectorRegistry
 
-from projector.adapters.memory_source import InMemoryRecordSource
-from projector.adapters.memory_store import InMemoryProjectionStore
 from projector.loop import FoldLoop, FoldTarget
 from projector.metrics import ProjectorMetrics
 from shared.events import TransactionRecorded, serialize
+from tests.doubles.memory_source import InMemoryRecordSource
+from tests.doubles.memory_store import InMemoryProjectionStore
 
 AT = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 

@@ -18,7 +18,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import SecretStr, ValidationError
 
-from command_api.adapters.memory_publisher import InMemoryEventPublisher
 from shared.auth import (
     SCOPE_READ,
     SCOPE_WRITE,
@@ -26,6 +25,7 @@ from shared.auth import (
     JwtVerifier,
     mint_token,
 )
+from tests.doubles.memory_publisher import InMemoryEventPublisher
 from tests.unit.command_kit import JSON, SECRET, body, client_for, jwt_settings, make_app, token
 
 AUDIENCE = "txstats-command"

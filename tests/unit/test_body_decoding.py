@@ -13,9 +13,9 @@ from fastapi.exceptions import RequestValidationError
 from hypothesis import given
 from hypothesis import strategies as st
 
-from command_api.body import MalformedJsonError, parse_exact_json, validate
-from command_api.decoding import fast_batch, fast_transaction
-from command_api.models import TransactionBatchRequest, TransactionRequest, ValidationContext
+from command_api import decoding
+from command_api.decoding import MalformedJsonError, fast_batch, fast_transaction
+from command_api.models import ValidationContext
 from command_api.services import RecordTransaction
 from tests.unit.command_kit import NOW
 from tests.unit.test_command_validation import ROWS, TS, Row
@@ -27,17 +27,16 @@ LEFT_TO_THE_MODELS = {"lower-case t and z"}
 
 def by_models(body: bytes) -> RecordTransaction | None:
     try:
-        return validate(TransactionRequest, parse_exact_json(body), context=CONTEXT).to_command()
+        return decoding.transaction_by_models(body, CONTEXT)
     except (MalformedJsonError, RequestValidationError):
         return None
 
 
 def batch_by_models(body: bytes) -> list[RecordTransaction] | None:
     try:
-        batch = validate(TransactionBatchRequest, parse_exact_json(body), context=CONTEXT)
+        return decoding.batch_by_models(body, CONTEXT)
     except (MalformedJsonError, RequestValidationError):
         return None
-    return batch.to_commands()
 
 
 def assert_same(fast: RecordTransaction, models: RecordTransaction | None) -> None:

@@ -5,17 +5,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-from pydantic import BaseModel
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import BaseModel, ValidationError
 
-from command_api.adapters.memory_publisher import InMemoryEventPublisher
-from command_api.models import BatchRecordedResponse, TransactionRecordedResponse
+from command_api.idempotency import IdempotencyKeyError, parse_idempotency_key
+from command_api.models import (
+    BatchRecordedResponse,
+    TransactionRecordedResponse,
+    TransactionRequest,
+    ValidationContext,
+)
 from command_api.ports import Position, PublishFailedError
 from shared.auth import SCOPE_READ
 from shared.consistency import decode_token
+from tests.doubles.memory_publisher import InMemoryEventPublisher
 from tests.unit.command_kit import (
     JSON,
     NOW,
@@ -528,6 +537,29 @@ async def test_a_malformed_idempotency_key_is_422_with_the_body_errors(
     assert ("Idempotency-Key", "idempotency_key_invalid") in fields
     assert any(field == "amount" for field, _ in fields)
     assert log.events == []
+
+
+POSTED_IDS = st.one_of(
+    st.text(alphabet="ab9._:- \n\u00e9", max_size=70),
+    st.sampled_from(["a" * 64, "a" * 65, "a\n", "order-1"]),
+)
+
+
+@given(POSTED_IDS)
+def test_the_header_takes_exactly_the_ids_the_body_takes(posted: str) -> None:
+    try:
+        TransactionRequest.model_validate(
+            {"amount": 1, "timestamp": "2026-11-26T11:00:00Z", "transaction_id": posted},
+            context=ValidationContext(now=NOW, max_clock_skew=timedelta(seconds=5)),
+        )
+        by_body = True
+    except ValidationError:
+        by_body = False
+    try:
+        by_header = parse_idempotency_key(f'"{posted}"') == posted
+    except IdempotencyKeyError:
+        by_header = False
+    assert by_header is by_body
 
 
 async def test_a_batch_refuses_an_idempotency_key(

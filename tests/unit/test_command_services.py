@@ -1,4 +1,4 @@
-"""The command service with the in-memory log: events built, ids, positions, tokens, failures;
+"""The transaction recorder with the in-memory log: events built, ids, positions, tokens, failures;
 and the in-memory publisher and the metrics decorator it is tested with."""
 
 from __future__ import annotations
@@ -11,18 +11,18 @@ from decimal import Decimal
 import pytest
 from prometheus_client import CollectorRegistry
 
-from command_api.adapters.memory_publisher import InMemoryEventPublisher
 from command_api.instrumented_publisher import InstrumentedPublisher
 from command_api.metrics import CommandMetrics
 from command_api.ports import Position, PublishFailedError
 from command_api.services import (
     MAX_BATCH_ITEMS,
     RecordTransaction,
-    TransactionService,
+    TransactionRecorder,
     consistency_token,
     random_uuids,
 )
 from shared.consistency import decode_token, is_covered
+from tests.doubles.memory_publisher import InMemoryEventPublisher
 from tests.unit.command_kit import NOW, fixed_clock
 
 OCCURRED = datetime(2026, 11, 26, 13, 0, tzinfo=timezone(timedelta(hours=2)))
@@ -32,9 +32,9 @@ def ids() -> itertools.count[int]:
     return itertools.count(1)
 
 
-def service(log: InMemoryEventPublisher) -> TransactionService:
+def new_recorder(log: InMemoryEventPublisher) -> TransactionRecorder:
     counter = ids()
-    return TransactionService(
+    return TransactionRecorder(
         publisher=log,
         clock=fixed_clock,
         new_ids=lambda n: [uuid.UUID(int=next(counter)) for _ in range(n)],
@@ -49,7 +49,7 @@ def command(amount: str = "9.99", transaction_id: str | None = None) -> RecordTr
 
 async def test_record_builds_the_event() -> None:
     log = InMemoryEventPublisher()
-    receipt = await service(log).record(command(transaction_id="t-9"), producer="shop")
+    receipt = await new_recorder(log).record(command(transaction_id="t-9"), producer="shop")
 
     [(position, event)] = log.appended
     assert event.event_id == uuid.UUID(int=1)
@@ -69,7 +69,7 @@ async def test_record_builds_the_event() -> None:
 
 async def test_a_missing_transaction_id_is_generated() -> None:
     log = InMemoryEventPublisher()
-    receipt = await service(log).record(command(), producer="shop")
+    receipt = await new_recorder(log).record(command(), producer="shop")
     assert receipt.transactions[0].transaction_id == str(uuid.UUID(int=2))
     assert log.events[0].event_id == uuid.UUID(int=1)
 
@@ -77,7 +77,7 @@ async def test_a_missing_transaction_id_is_generated() -> None:
 async def test_a_batch_keeps_order_and_tokens_name_the_highest_offsets() -> None:
     log = InMemoryEventPublisher(partitions=3)
     commands = [command(f"{i}.00", f"id-{i}") for i in range(1, 31)]
-    receipt = await service(log).record_batch(commands, producer="shop")
+    receipt = await new_recorder(log).record_batch(commands, producer="shop")
 
     assert [r.transaction_id for r in receipt.transactions] == [f"id-{i}" for i in range(1, 31)]
     assert [r.position for r in receipt.transactions] == [p for p, _ in log.appended]
@@ -97,7 +97,7 @@ async def test_a_failed_publish_propagates() -> None:
     log = InMemoryEventPublisher()
     log.failure = PublishFailedError("timeout", "no ack")
     with pytest.raises(PublishFailedError) as raised:
-        await service(log).record(command(), producer="shop")
+        await new_recorder(log).record(command(), producer="shop")
     assert raised.value.reason == "timeout"
 
 
@@ -105,7 +105,7 @@ async def test_a_failed_publish_propagates() -> None:
 async def test_batch_size_is_bounded(size: int) -> None:
     log = InMemoryEventPublisher()
     with pytest.raises(ValueError, match="batch"):
-        await service(log).record_batch([command()] * size, producer="shop")
+        await new_recorder(log).record_batch([command()] * size, producer="shop")
     assert log.events == []
 
 
@@ -128,9 +128,9 @@ def test_commands_keep_their_invariants(amount: str, occurred_at: datetime) -> N
 
 async def test_the_in_memory_log_partitions_by_key() -> None:
     log = InMemoryEventPublisher(partitions=4)
-    svc = service(log)
+    recorder = new_recorder(log)
     for _ in range(3):
-        await svc.record(command(transaction_id="same"), producer="p")
+        await recorder.record(command(transaction_id="same"), producer="p")
     partitions = {position.partition for position, _ in log.appended}
     offsets = [position.offset for position, _ in log.appended]
     assert len(partitions) == 1
@@ -141,12 +141,12 @@ async def test_the_metrics_decorator_counts() -> None:
     registry = CollectorRegistry()
     log = InMemoryEventPublisher()
     publisher = InstrumentedPublisher(log, CommandMetrics(registry))
-    svc = TransactionService(publisher=publisher, clock=lambda: datetime.now(UTC))
+    recorder = TransactionRecorder(publisher=publisher, clock=lambda: datetime.now(UTC))
 
-    await svc.record_batch([command(), command()], producer="p")
+    await recorder.record_batch([command(), command()], producer="p")
     log.failure = PublishFailedError("rejected", "no")
     with pytest.raises(PublishFailedError):
-        await svc.record(command(), producer="p")
+        await recorder.record(command(), producer="p")
 
     assert registry.get_sample_value("transactions_accepted_total") == 2
     assert registry.get_sample_value("event_publish_duration_seconds_count") == 1

@@ -19,9 +19,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from command_api import models
-from command_api.adapters.memory_publisher import InMemoryEventPublisher
-from command_api.body import parse_exact_json, validate
+from command_api.decoding import parse_exact_json, validate
 from command_api.models import TransactionRequest, ValidationContext
+from tests.doubles.memory_publisher import InMemoryEventPublisher
 from tests.unit.command_kit import NOW, bearer, client_for, make_app
 
 TS = '"2026-11-26T11:00:00Z"'

@@ -7,12 +7,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from projector.adapters.memory_store import InMemoryProjectionStore
 from projector.batch import Batch, ConsumedRecord
 from projector.conflicts import classify_repeats
 from shared.events import TransactionRecorded
 from shared.projection import Occurrence
 from shared.totals import Totals
+from tests.doubles.memory_store import InMemoryProjectionStore
 
 AT = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 

@@ -1,5 +1,5 @@
-"""The hexagon's rules, read from the imports themselves: drivers only at the edges, and
-imports that point one way."""
+"""The hexagon's rules, read from the imports themselves: drivers only at the edges, imports
+that point one way, and no test code in the production packages."""
 
 from __future__ import annotations
 
@@ -66,4 +66,14 @@ SHARED = [p for p in modules("shared") if p.stem not in {"database", "topic"}]
 @pytest.mark.parametrize("path", SHARED, ids=names(SHARED))
 def test_shared_imports_no_service_and_no_driver(path: Path) -> None:
     used = {name for name in imports_of(path) if name.split(".")[0] in (*SERVICES, *DRIVERS)}
+    assert not used, f"{path.relative_to(ROOT)} imports {sorted(used)}"
+
+
+PRODUCTION = modules(*SERVICES, "shared")
+
+
+@pytest.mark.parametrize("path", PRODUCTION, ids=names(PRODUCTION))
+def test_production_code_imports_no_test_code(path: Path) -> None:
+    """The in-memory doubles live in tests/doubles; no service selects them at run time."""
+    used = {name for name in imports_of(path) if name.split(".")[0] == "tests"}
     assert not used, f"{path.relative_to(ROOT)} imports {sorted(used)}"

@@ -12,8 +12,6 @@ from decimal import Decimal
 import pytest
 from prometheus_client import CollectorRegistry
 
-from projector.adapters.memory_source import InMemoryRecordSource
-from projector.adapters.memory_store import InMemoryProjectionStore, InMemoryVersionCatalog
 from projector.batch import Batch, decode
 from projector.errors import RebuildLockedError, StoreUnavailable
 from projector.metrics import ProjectorMetrics
@@ -28,6 +26,8 @@ from projector.rebuild import (
     abort,
 )
 from shared.totals import Totals
+from tests.doubles.memory_source import InMemoryRecordSource
+from tests.doubles.memory_store import InMemoryProjectionStore, InMemoryVersionCatalog
 from tests.unit.projector_kit import AT, event_bytes
 
 

@@ -1,4 +1,4 @@
-"""`InMemoryEventPublisher`: the event log as Python lists, for unit tests and local runs.
+"""`InMemoryEventPublisher`: the event log as Python lists, for tests.
 
 Same contract as the Kafka adapter: one position per event, in order; the partition Kafka's
 default partitioner gives the key; offsets counted per partition from 0. Set `failure` to

@@ -1,0 +1,1 @@
+"""In-memory test doubles: fakes behind the production ports, with controls for tests."""
