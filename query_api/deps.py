@@ -10,9 +10,9 @@ from fastapi import Depends, FastAPI, Request
 
 from query_api.ports import ProjectionReader
 from query_api.position_board import PositionBoard
-from query_api.services import StatsService
-from query_api.stream import StatsBroadcaster
-from query_api.transactions import TransactionService
+from query_api.stats.service import StatsService
+from query_api.stream.broadcaster import StatsBroadcaster
+from query_api.transactions.service import TransactionService
 from shared.auth import SCOPE_READ, JwtVerifier, require_scope
 from shared.web import AppServices
 

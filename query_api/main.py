@@ -18,18 +18,18 @@ from query_api.adapters.postgres_listener import PostgresPositionListener
 from query_api.adapters.postgres_reader import PostgresProjectionReader
 from query_api.adapters.prometheus_metrics import PrometheusStatsMetrics
 from query_api.adapters.prometheus_stream_metrics import PrometheusStreamMetrics
-from query_api.coalesce import StatsReadCoalescer
 from query_api.config import QueryConfig
 from query_api.deps import QueryServices, install_services, read_guard, services_of
 from query_api.errors import QUERY_PROBLEMS, install_query_error_handlers
 from query_api.ports import Clock, ProjectionReader
 from query_api.position_board import PositionBoard
-from query_api.routes import router
-from query_api.services import StatsService
-from query_api.stream_routes import STREAM_PROBLEMS
+from query_api.stats.coalesce import StatsReadCoalescer
+from query_api.stats.routes import router
+from query_api.stats.service import StatsService
+from query_api.stream.routes import STREAM_PROBLEMS
 from query_api.stream_wiring import install_stream, start_stream
-from query_api.transaction_routes import router as transaction_router
-from query_api.transactions import TransactionService
+from query_api.transactions.routes import router as transaction_router
+from query_api.transactions.service import TransactionService
 from query_api.windows import future_allowance
 from shared.auth import JwtVerifier
 from shared.database import create_pool, migrate

@@ -8,11 +8,11 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from query_api.dashboard import dashboard_router
 from query_api.position_board import PositionBoard
-from query_api.services import StatsService
-from query_api.stream import StatsBroadcaster, StreamMetrics
-from query_api.stream_routes import snapshot_reader, stream_router
+from query_api.stats.service import StatsService
+from query_api.stream.broadcaster import StatsBroadcaster, StreamMetrics
+from query_api.stream.dashboard import dashboard_router
+from query_api.stream.routes import snapshot_reader, stream_router
 from shared.settings import QuerySettings
 
 

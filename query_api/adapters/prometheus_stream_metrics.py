@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from query_api.stream import Window
+from query_api.stream.broadcaster import Window
 
 
 class PrometheusStreamMetrics:

@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from query_api.config import QueryConfig
 from query_api.deps import services_of
 from query_api.main import create_app
-from query_api.stream import StatsBroadcaster
+from query_api.stream.broadcaster import StatsBroadcaster
 from shared.settings import DatabaseSettings, JwtSettings, LogSettings, QuerySettings
 from tests.unit.command_kit import SECRET
 

@@ -10,10 +10,10 @@ import pytest
 
 from query_api.adapters.memory_reader import InMemoryProjectionReader, PartitionRow
 from query_api.errors import ConsistencyTimeoutError, InvalidQueryError
-from query_api.models import StatsResponse
 from query_api.ports import ProjectionPosition, StatsKind, WaitOutcome
 from query_api.position_board import PositionBoard
-from query_api.services import StatsService
+from query_api.stats.models import StatsResponse
+from query_api.stats.service import StatsService
 from shared.money import average
 from shared.totals import Totals
 

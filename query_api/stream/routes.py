@@ -2,7 +2,7 @@
 
 The framing, the heartbeat comments, the send timeout and closing streams when uvicorn shuts
 down come from sse-starlette (`EventSourceResponse`); what is sent comes from the process's one
-`StatsBroadcaster` (query_api/stream.py).
+`StatsBroadcaster` (query_api/stream/broadcaster.py).
 """
 
 from __future__ import annotations
@@ -17,9 +17,15 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Message, Receive, Scope, Send
 
 from query_api.deps import Services
-from query_api.models import StatsResponse
-from query_api.services import StatsService
-from query_api.stream import Read, StatsBroadcaster, StreamEvent, StreamFullError, Subscription
+from query_api.stats.models import StatsResponse
+from query_api.stats.service import StatsService
+from query_api.stream.broadcaster import (
+    Read,
+    StatsBroadcaster,
+    StreamEvent,
+    StreamFullError,
+    Subscription,
+)
 from query_api.windows import MAX_WINDOW_SECONDS, MIN_WINDOW_SECONDS
 from shared.consistency import encode_token
 from shared.errors import Problem

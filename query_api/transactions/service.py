@@ -18,7 +18,7 @@ from query_api.ports import (
     TransactionRecord,
 )
 from query_api.position_board import PositionBoard
-from query_api.services import decode_consistency, wait_seconds
+from query_api.stats.service import decode_consistency, wait_seconds
 
 
 @dataclass(frozen=True, slots=True)

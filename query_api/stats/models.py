@@ -8,7 +8,7 @@ from decimal import Decimal, localcontext
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from query_api.services import StatsView
+from query_api.stats.service import StatsView
 from query_api.windows import WindowPlan
 from shared.money import to_cents_string
 

@@ -7,9 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from query_api.models import AsOf
 from query_api.ports import PartitionPosition
-from query_api.transactions import TransactionView
+from query_api.stats.models import AsOf
+from query_api.transactions.service import TransactionView
 from shared.money import to_cents_string
 from shared.projection import Occurrence
 

@@ -13,8 +13,8 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 
 from query_api.deps import TransactionServiceDep, get_verifier
-from query_api.services import MAX_WAIT_MS
-from query_api.transaction_models import TransactionResponse, as_of
+from query_api.stats.service import MAX_WAIT_MS
+from query_api.transactions.models import TransactionResponse, as_of
 from shared.auth import (
     SCOPE_TRANSACTIONS_READ,
     SCOPE_TRANSACTIONS_READ_ANY,

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Query
 
 from query_api.deps import StatsServiceDep
 from query_api.errors import READ_RESPONSES
-from query_api.models import StatsResponse
-from query_api.services import MAX_WAIT_MS
+from query_api.stats.models import StatsResponse
+from query_api.stats.service import MAX_WAIT_MS
 from query_api.windows import MAX_WINDOW_SECONDS, MIN_WINDOW_SECONDS
 
 WindowParam = Annotated[
