@@ -1,8 +1,8 @@
 """The query API's ports and the values that cross them.
 
-`ProjectionReader` is what the stats service reads the projection through:
-`PostgresProjectionReader` in production, `InMemoryProjectionReader` in tests; one contract test
-suite (tests/integration/test_query_reader_contract.py) runs against both.
+`ProjectionReader` is what the read side reads the projection through:
+`PostgresProjectionReader` in production, `InMemoryProjectionReader` (tests/doubles/) in tests;
+one contract test suite (tests/integration/test_query_reader_contract.py) runs against both.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ from decimal import Decimal
 
 import pytest
 
-from query_api.adapters.memory_reader import InMemoryProjectionReader, PartitionRow
 from query_api.errors import ConsistencyTimeoutError, InvalidQueryError
 from query_api.ports import ProjectionPosition, StatsKind, WaitOutcome
 from query_api.position_board import PositionBoard
@@ -16,6 +15,7 @@ from query_api.stats.models import StatsResponse
 from query_api.stats.service import StatsService
 from shared.money import average
 from shared.totals import Totals
+from tests.doubles.memory_reader import InMemoryProjectionReader, PartitionRow
 
 NOW = 1_700_000_040.25  # :00.25 of a minute
 SECOND = int(NOW)
