@@ -1,17 +1,18 @@
-"""HTTP edge of the query API: parameters in, one service call, DTO or problem+json out."""
+"""`GET /stats`: parameters in, one service call, DTO or problem+json out."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
-from query_api.deps import StatsServiceDep
+from query_api.deps import provider
 from query_api.errors import READ_RESPONSES
 from query_api.stats.models import StatsResponse
-from query_api.stats.service import MAX_WAIT_MS
+from query_api.stats.service import MAX_WAIT_MS, StatsService
 from query_api.windows import MAX_WINDOW_SECONDS, MIN_WINDOW_SECONDS
 
+StatsServiceDep = Annotated[StatsService, Depends(provider(StatsService))]
 WindowParam = Annotated[
     int | None,
     Query(

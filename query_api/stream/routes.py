@@ -16,7 +16,7 @@ from pydantic import Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Message, Receive, Scope, Send
 
-from query_api.deps import Services
+from query_api.deps import provider
 from query_api.stats.models import StatsResponse
 from query_api.stats.service import StatsService
 from query_api.stream.broadcaster import (
@@ -57,11 +57,7 @@ def _position_id(offsets: dict[int, int]) -> str:
     return encode_token(offsets) if offsets else "v1."
 
 
-async def get_broadcaster(services: Services) -> StatsBroadcaster:
-    return services.stream
-
-
-BroadcasterDep = Annotated[StatsBroadcaster, Depends(get_broadcaster)]
+BroadcasterDep = Annotated[StatsBroadcaster, Depends(provider(StatsBroadcaster))]
 WindowsParam = Annotated[
     list[Annotated[int, Field(ge=MIN_WINDOW_SECONDS, le=MAX_WINDOW_SECONDS)]] | None,
     Query(

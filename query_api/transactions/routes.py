@@ -12,9 +12,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 
-from query_api.deps import TransactionServiceDep, get_verifier
+from query_api.deps import get_verifier, provider
 from query_api.stats.service import MAX_WAIT_MS
 from query_api.transactions.models import TransactionResponse, as_of
+from query_api.transactions.service import TransactionService
 from shared.auth import (
     SCOPE_TRANSACTIONS_READ,
     SCOPE_TRANSACTIONS_READ_ANY,
@@ -41,6 +42,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     )
 }
 
+TransactionServiceDep = Annotated[TransactionService, Depends(provider(TransactionService))]
 Reader = Annotated[
     Principal, Depends(require_scope(SCOPE_TRANSACTIONS_READ, verifier=get_verifier))
 ]
