@@ -34,7 +34,7 @@ from query_api.stream.dashboard import dashboard_router
 from query_api.stream.routes import STREAM_PROBLEMS, snapshot_reader, stream_router
 from query_api.transactions.routes import router as transactions_router
 from query_api.transactions.service import TransactionService
-from query_api.windows import future_allowance
+from query_api.windows import MAX_WINDOW_SECONDS, MIN_WINDOW_SECONDS, future_allowance
 from shared.auth import JwtVerifier
 from shared.database import migrate, new_pool
 from shared.errors import install_error_handlers
@@ -44,8 +44,9 @@ from shared.web import install_common
 
 MAX_QUERY_BODY_BYTES = 64 * 1024
 
-DESCRIPTION = """Reads of the transaction statistics projection: `count`, `sum`, `avg`, `max`,
-`min`, all-time or over a sliding window of 1..3600 seconds (by event time), in constant time.
+DESCRIPTION = f"""Reads of the transaction statistics projection: `count`, `sum`, `avg`, `max`,
+`min`, all-time or over a sliding window of {MIN_WINDOW_SECONDS}..{MAX_WINDOW_SECONDS} seconds \
+(by event time), in constant time.
 `consistency_token` (from the command API's 201) waits until your write is visible.
 
 Errors are `application/problem+json` (RFC 9457); field errors list `location` (`query`) and

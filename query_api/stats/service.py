@@ -16,7 +16,7 @@ from query_api.ports import (
     StatsMetrics,
 )
 from query_api.position_board import PositionBoard
-from query_api.windows import MAX_WINDOW_SECONDS, MIN_WINDOW_SECONDS, WindowPlan, plan_window
+from query_api.windows import WindowPlan, check_window, plan_window
 from shared.consistency import InvalidConsistencyToken, decode_token
 from shared.money import average
 
@@ -68,11 +68,8 @@ class StatsService:
     ) -> StatsView:
         """All-time stats, or over the last `window_seconds`; with a consistency token, only
         once the projection covers it (waiting up to `wait_ms`)."""
-        if window_seconds is not None and not (
-            MIN_WINDOW_SECONDS <= window_seconds <= MAX_WINDOW_SECONDS
-        ):
-            msg = f"window must be {MIN_WINDOW_SECONDS}..{MAX_WINDOW_SECONDS} seconds"
-            raise InvalidQueryError("window", msg)
+        if window_seconds is not None:
+            check_window(window_seconds)  # before the token: a bad window is the first error
 
         async def read() -> tuple[Snapshot, WindowPlan | None, float]:
             now = self._clock()
