@@ -22,6 +22,7 @@ from query_api.adapters.postgres_reader import PostgresProjectionReader
 from query_api.adapters.prometheus_metrics import PrometheusStatsMetrics
 from query_api.adapters.prometheus_stream_metrics import PrometheusStreamMetrics
 from query_api.config import QueryConfig
+from query_api.consistency import ConsistentReads
 from query_api.deps import QueryServices, install_services, read_guard
 from query_api.errors import QUERY_PROBLEMS, install_query_error_handlers
 from query_api.ports import Clock, ProjectionReader
@@ -80,21 +81,17 @@ def create_app(
             board=board,
             recheck_seconds=config.progress_recheck_seconds,
         )
+    consistent = ConsistentReads(
+        board=board, metrics=metrics, default_wait_ms=settings.default_wait_ms
+    )
     stats = StatsService(
         reader=reader,
-        board=board,
+        consistent=consistent,
         clock=clock,
         metrics=metrics,
         window_allowance=future_allowance(config.clock_skew_seconds),
-        default_wait_ms=settings.default_wait_ms,
     )
-    transactions = TransactionService(
-        reader=reader,
-        board=board,
-        clock=clock,
-        metrics=metrics,
-        default_wait_ms=settings.default_wait_ms,
-    )
+    transactions = TransactionService(reader=reader, consistent=consistent, clock=clock)
     broadcaster = StatsBroadcaster(
         read=snapshot_reader(stats),
         changes=board,

@@ -6,10 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
+from query_api.consistency import MAX_WAIT_MS
 from query_api.deps import provider
 from query_api.errors import READ_RESPONSES
 from query_api.stats.models import StatsResponse
-from query_api.stats.service import MAX_WAIT_MS, StatsService
+from query_api.stats.service import StatsService
 from query_api.windows import MAX_WINDOW_SECONDS, MIN_WINDOW_SECONDS
 
 StatsServiceDep = Annotated[StatsService, Depends(provider(StatsService))]

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from query_api.errors import InvalidQueryError
+from query_api.consistency import ConsistentReads
 from query_api.ports import (
     Clock,
     PartitionPosition,
@@ -15,14 +15,10 @@ from query_api.ports import (
     Snapshot,
     StatsMetrics,
 )
-from query_api.position_board import PositionBoard
 from query_api.windows import WindowPlan, check_window, plan_window
-from shared.consistency import InvalidConsistencyToken, decode_token
 from shared.money import average
 
 logger = logging.getLogger(__name__)
-
-MAX_WAIT_MS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,18 +42,16 @@ class StatsService:
         self,
         *,
         reader: ProjectionReader,
-        board: PositionBoard,
+        consistent: ConsistentReads,
         clock: Clock,
         metrics: StatsMetrics,
         window_allowance: int,
-        default_wait_ms: int,
     ) -> None:
         self._reader = reader
-        self._board = board
+        self._consistent = consistent
         self._clock = clock
         self._metrics = metrics
         self._allowance = window_allowance
-        self._default_wait_ms = default_wait_ms
 
     async def stats(
         self,
@@ -82,32 +76,12 @@ class StatsService:
             self._metrics.stats_request("all_time" if window_seconds is None else "window")
             snapshot, plan, now = await read()
         else:
-            token = decode_consistency(consistency_token)
-            wait = wait_seconds(wait_ms, self._default_wait_ms)
+            wait = self._consistent.accept(consistency_token, wait_ms)
             self._metrics.stats_request("consistency")
-            snapshot, plan, now = await self._board.read_covering(
-                read,
-                lambda result: result[0].position,
-                token,
-                wait=wait,
-                waited=self._metrics.consistency_wait,
+            snapshot, plan, now = await self._consistent.read(
+                wait, read, lambda result: result[0].position
             )
         return _view(snapshot, plan, now)
-
-
-def wait_seconds(wait_ms: int | None, default_ms: int) -> float:
-    """How long a read may wait for its consistency token (`wait_ms`, or the default)."""
-    wait = default_ms if wait_ms is None else wait_ms
-    if not 0 <= wait <= MAX_WAIT_MS:
-        raise InvalidQueryError("wait_ms", f"wait_ms must be 0..{MAX_WAIT_MS}")
-    return wait / 1000
-
-
-def decode_consistency(consistency_token: str) -> dict[int, int]:
-    try:
-        return decode_token(consistency_token)
-    except InvalidConsistencyToken as err:
-        raise InvalidQueryError("consistency_token", str(err)) from err
 
 
 def _view(snapshot: Snapshot, plan: WindowPlan | None, now: float) -> StatsView:

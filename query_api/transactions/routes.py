@@ -12,8 +12,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 
+from query_api.consistency import MAX_WAIT_MS
 from query_api.deps import get_verifier, provider
-from query_api.stats.service import MAX_WAIT_MS
 from query_api.transactions.models import TransactionResponse, as_of
 from query_api.transactions.service import TransactionService
 from shared.auth import (

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+from query_api.consistency import ConsistentReads
 from query_api.errors import ConsistencyTimeoutError, InvalidQueryError
 from query_api.ports import ProjectionPosition, StatsKind, WaitOutcome
 from query_api.position_board import PositionBoard
@@ -62,11 +63,12 @@ class Harness:
         self.metrics = RecordingMetrics()
         self.service = StatsService(
             reader=self.reader,
-            board=self.board,
+            consistent=ConsistentReads(
+                board=self.board, metrics=self.metrics, default_wait_ms=default_wait_ms
+            ),
             clock=self.clock,
             metrics=self.metrics,
             window_allowance=allowance,
-            default_wait_ms=default_wait_ms,
         )
 
     def record(self, amount: str, *, second: int = SECOND, partition: int = 0) -> None:
