@@ -28,11 +28,12 @@ from query_api.errors import QUERY_PROBLEMS, install_query_error_handlers
 from query_api.ports import Clock, ProjectionReader
 from query_api.position_board import PositionBoard
 from query_api.stats.coalesce import StatsReadCoalescer
+from query_api.stats.models import StatsResponse
 from query_api.stats.routes import router as stats_router
 from query_api.stats.service import StatsService
-from query_api.stream.broadcaster import StatsBroadcaster
+from query_api.stream.broadcaster import Read, StatsBroadcaster, StreamEvent, Window
 from query_api.stream.dashboard import dashboard_router
-from query_api.stream.routes import STREAM_PROBLEMS, snapshot_reader, stream_router
+from query_api.stream.routes import STREAM_PROBLEMS, stream_router
 from query_api.transactions.routes import router as transactions_router
 from query_api.transactions.service import TransactionService
 from query_api.windows import MAX_WINDOW_SECONDS, MIN_WINDOW_SECONDS, future_allowance
@@ -93,7 +94,7 @@ def create_app(
     )
     transactions = TransactionService(reader=reader, consistent=consistent, clock=clock)
     broadcaster = StatsBroadcaster(
-        read=snapshot_reader(stats),
+        read=_stats_events(stats),
         changes=board,
         metrics=PrometheusStreamMetrics(registry),
         max_hz=settings.stream_max_hz,
@@ -153,3 +154,14 @@ def create_app(
     install_query_error_handlers(app)
     install_openapi(app)
     return app
+
+
+def _stats_events(stats: StatsService) -> Read:
+    """The broadcaster's read, where the two features meet: a `/stats` document of the
+    window, as a stream event."""
+
+    async def read(window: Window) -> StreamEvent:
+        document = StatsResponse.from_view(await stats.stats(window_seconds=window))
+        return StreamEvent.of(window, document.model_dump_json(), document.as_of.offsets)
+
+    return read

@@ -17,44 +17,14 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Message, Receive, Scope, Send
 
 from query_api.deps import provider
-from query_api.stats.models import StatsResponse
-from query_api.stats.service import StatsService
-from query_api.stream.broadcaster import (
-    Read,
-    StatsBroadcaster,
-    StreamEvent,
-    StreamFullError,
-    Subscription,
-)
+from query_api.stream.broadcaster import StatsBroadcaster, StreamFullError, Subscription
 from query_api.windows import MAX_WINDOW_SECONDS, MIN_WINDOW_SECONDS
-from shared.consistency import encode_token
 from shared.errors import Problem
 
 MAX_STREAM_WINDOWS = 8
 
 STREAM_FULL = Problem(503, "stream-full", "Too many streams", {"Retry-After": "5"})
 STREAM_PROBLEMS: dict[type[Exception], Problem] = {StreamFullError: STREAM_FULL}
-
-
-def snapshot_reader(service: StatsService) -> Read:
-    """The broadcaster's read: one `/stats` document, with its offsets as the event id."""
-
-    async def read(window: int | None) -> StreamEvent:
-        view = await service.stats(window_seconds=window)
-        document = StatsResponse.from_view(view)
-        return StreamEvent(
-            id=_position_id(document.as_of.offsets),
-            data=document.model_dump_json(),
-            window=window,
-        )
-
-    return read
-
-
-def _position_id(offsets: dict[int, int]) -> str:
-    """The snapshot's offsets in consistency-token form (`v1.<partition>-<next offset>...`);
-    `v1.` when nothing was folded yet."""
-    return encode_token(offsets) if offsets else "v1."
 
 
 BroadcasterDep = Annotated[StatsBroadcaster, Depends(provider(StatsBroadcaster))]

@@ -12,9 +12,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 
+from query_api.as_of import AsOf
 from query_api.consistency import MAX_WAIT_MS
 from query_api.deps import get_verifier, provider
-from query_api.transactions.models import TransactionResponse, as_of
+from query_api.transactions.models import TransactionResponse
 from query_api.transactions.service import TransactionService
 from shared.auth import (
     SCOPE_TRANSACTIONS_READ,
@@ -77,7 +78,7 @@ async def get_transaction(
         wait_ms=wait_ms,
     )
     if view.record is None:
-        found_as_of = as_of(view.version, view.positions, view.read_at)
+        found_as_of = AsOf.of(view.version, view.positions, view.read_at)
         return problem_response(
             TRANSACTION_NOT_FOUND,
             f"No counted transaction {transaction_id!r} visible to this token as of the "
