@@ -35,7 +35,7 @@ from query_api.stream.broadcaster import Read, StatsBroadcaster, StreamEvent, Wi
 from query_api.stream.dashboard import dashboard_router
 from query_api.stream.routes import STREAM_PROBLEMS, stream_router
 from query_api.transactions.routes import router as transactions_router
-from query_api.transactions.service import TransactionService
+from query_api.transactions.service import TransactionStatusService
 from query_api.windows import MAX_WINDOW_SECONDS, MIN_WINDOW_SECONDS, future_allowance
 from shared.auth import JwtVerifier
 from shared.database import migrate, new_pool
@@ -92,7 +92,7 @@ def create_app(
         metrics=metrics,
         window_allowance=future_allowance(config.clock_skew_seconds),
     )
-    transactions = TransactionService(reader=reader, consistent=consistent, clock=clock)
+    transaction_status = TransactionStatusService(reader=reader, consistent=consistent, clock=clock)
     broadcaster = StatsBroadcaster(
         read=_stats_events(stats),
         changes=board,
@@ -129,7 +129,7 @@ def create_app(
         app,
         QueryServices(verifier=verifier, board=board, listener=listener),
         stats,
-        transactions,
+        transaction_status,
         broadcaster,
     )
     if not settings.stats_require_auth:  # answers are shared only when reads are public

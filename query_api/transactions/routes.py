@@ -16,7 +16,7 @@ from query_api.as_of import AsOf
 from query_api.consistency import MAX_WAIT_MS
 from query_api.deps import get_verifier, provider
 from query_api.transactions.models import TransactionResponse
-from query_api.transactions.service import TransactionService
+from query_api.transactions.service import TransactionStatusService
 from shared.auth import (
     SCOPE_TRANSACTIONS_READ,
     SCOPE_TRANSACTIONS_READ_ANY,
@@ -43,7 +43,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     )
 }
 
-TransactionServiceDep = Annotated[TransactionService, Depends(provider(TransactionService))]
+StatusServiceDep = Annotated[TransactionStatusService, Depends(provider(TransactionStatusService))]
 Reader = Annotated[
     Principal, Depends(require_scope(SCOPE_TRANSACTIONS_READ, verifier=get_verifier))
 ]
@@ -65,7 +65,7 @@ router = APIRouter(tags=["transactions"])
 )
 async def get_transaction(
     principal: Reader,
-    service: TransactionServiceDep,
+    service: StatusServiceDep,
     transaction_id: Annotated[str, Path(min_length=1, max_length=MAX_TRANSACTION_ID_LENGTH)],
     consistency_token: Annotated[str | None, Query(max_length=32_768)] = None,
     wait_ms: Annotated[int | None, Query(ge=0, le=MAX_WAIT_MS)] = None,

@@ -23,7 +23,7 @@ class TransactionView:
     read_at: float
 
 
-class TransactionService:
+class TransactionStatusService:
     def __init__(
         self,
         *,
