@@ -6,14 +6,12 @@ side accepts up to `MAX_CLOCK_SKEW_SECONDS` ahead) are included; as a guard that
 read bounded, nothing later than the end of the minute containing floor(now) + allowance is
 read. Resolution: one second at the start of the window, since the rest is read whole minutes.
 
-Two-level read. The partial minute at the start of the window comes from 1-second buckets
-[start, start of the next minute - 1] (at most 59 rows); every minute from there to the minute
-containing floor(now) + allowance comes from 1-minute buckets (at most
-floor((N + allowance - 1) / 60) + 1 rows: 61 for N = 3600 and the default allowance of 5 s).
-So a window reads at most `max_bucket_rows(N, allowance)` <= 120 bucket rows whatever the
-volume (the largest count actually reached, over every N <= 3600 and every alignment of `now`,
-is 119 with the default allowance), plus one `projection_active` row and one
-`partition_totals` row per partition for `as_of`.
+Two-level read, so that a window's cost depends on its length only, never on the volume.
+The partial minute at the start of the window comes from 1-second buckets [start, start of
+the next minute - 1] (less than a minute of them); every minute from there to the minute
+containing floor(now) + allowance comes from 1-minute buckets (floor((N + allowance - 1) / 60)
++ 1 of them at most). `max_bucket_rows(N, allowance)` is that bound; a read adds one
+`projection_active` row and one `partition_totals` row per partition for `as_of`.
 """
 
 from __future__ import annotations
