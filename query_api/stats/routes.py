@@ -8,10 +8,21 @@ from fastapi import APIRouter, Depends, Query
 
 from query_api.consistency import MAX_WAIT_MS
 from query_api.deps import provider
-from query_api.errors import READ_RESPONSES
 from query_api.stats.models import StatsResponse
 from query_api.stats.service import StatsService
 from query_api.windows import MAX_WINDOW_SECONDS, MIN_WINDOW_SECONDS
+from shared.errors import problem_responses
+
+STATS_RESPONSES = problem_responses(
+    {
+        401: "Reads are protected (`STATS_REQUIRE_AUTH=true`) and the bearer token is missing, "
+        "malformed, expired, badly signed or for another audience/issuer.",
+        403: "Reads are protected and the token lacks the scope `stats:read`.",
+        422: "`window`, `wait_ms` or `consistency_token` is invalid; `errors` names the field.",
+        503: "The statistics store is unavailable, or the projection did not cover the "
+        "`consistency_token` within `wait_ms`. Retry after `Retry-After` seconds.",
+    }
+)
 
 StatsServiceDep = Annotated[StatsService, Depends(provider(StatsService))]
 WindowParam = Annotated[
@@ -34,7 +45,7 @@ WaitParam = Annotated[
 router = APIRouter(tags=["stats"])
 
 
-@router.get("/stats", summary="Transaction statistics", responses=READ_RESPONSES)
+@router.get("/stats", summary="Transaction statistics", responses=STATS_RESPONSES)
 async def get_stats(
     service: StatsServiceDep,
     window: WindowParam = None,
