@@ -22,6 +22,7 @@ from shared.consistency import InvalidConsistencyToken, decode_token, is_covered
 T = TypeVar("T")
 
 MAX_WAIT_MS = 10_000
+MAX_TOKEN_LENGTH = 32_768  # bounds a token where it enters: a query parameter, Last-Event-ID
 
 
 @dataclass(frozen=True, slots=True)

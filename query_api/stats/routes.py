@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from query_api.consistency import MAX_WAIT_MS
+from query_api.consistency import MAX_TOKEN_LENGTH, MAX_WAIT_MS
 from query_api.deps import provider
 from query_api.stats.models import StatsResponse
 from query_api.stats.service import StatsService
@@ -35,7 +35,10 @@ WindowParam = Annotated[
 ]
 TokenParam = Annotated[
     str | None,
-    Query(max_length=32_768, description="Wait until the projection covers this POST's token."),
+    Query(
+        max_length=MAX_TOKEN_LENGTH,
+        description="Wait until the projection covers this POST's token.",
+    ),
 ]
 WaitParam = Annotated[
     int | None,

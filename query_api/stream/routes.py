@@ -16,6 +16,7 @@ from pydantic import Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Message, Receive, Scope, Send
 
+from query_api.consistency import MAX_TOKEN_LENGTH
 from query_api.deps import provider
 from query_api.stream.broadcaster import StatsBroadcaster, StreamFullError, Subscription
 from query_api.windows import MAX_WINDOW_SECONDS, MIN_WINDOW_SECONDS
@@ -39,7 +40,7 @@ LastEventIdHeader = Annotated[
     str | None,
     Header(
         alias="Last-Event-ID",
-        max_length=32_768,
+        max_length=MAX_TOKEN_LENGTH,
         description="Sent by reconnecting EventSources: the stream resumes at once with the "
         "current snapshot (it is always complete, no event needs replaying).",
     ),

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 
 from query_api.as_of import AsOf
-from query_api.consistency import MAX_WAIT_MS
+from query_api.consistency import MAX_TOKEN_LENGTH, MAX_WAIT_MS
 from query_api.deps import get_verifier, provider
 from query_api.transactions.models import TransactionResponse
 from query_api.transactions.service import TransactionStatusService
@@ -67,7 +67,7 @@ async def get_transaction(
     principal: Reader,
     service: StatusServiceDep,
     transaction_id: Annotated[str, Path(min_length=1, max_length=MAX_TRANSACTION_ID_LENGTH)],
-    consistency_token: Annotated[str | None, Query(max_length=32_768)] = None,
+    consistency_token: Annotated[str | None, Query(max_length=MAX_TOKEN_LENGTH)] = None,
     wait_ms: Annotated[int | None, Query(ge=0, le=MAX_WAIT_MS)] = None,
 ) -> TransactionResponse | JSONResponse:
     sees_any = SCOPE_TRANSACTIONS_READ_ANY in principal.scopes
