@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -18,8 +16,6 @@ from query_api.ports import (
 from query_api.windows import WindowPlan, check_window, plan_window
 from shared.money import average
 
-logger = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True, slots=True)
 class StatsView:
@@ -32,9 +28,6 @@ class StatsView:
     positions: tuple[PartitionPosition, ...]
     read_at: float  # epoch seconds, from the injected clock
     window: WindowPlan | None
-
-
-Read = Callable[[], Awaitable[tuple[Snapshot, WindowPlan | None, float]]]
 
 
 class StatsService:
