@@ -27,13 +27,13 @@ MAX_STREAM_WINDOWS = 8
 STREAM_FULL = Problem(503, "stream-full", "Too many streams", {"Retry-After": "5"})
 STREAM_PROBLEMS: dict[type[Exception], Problem] = {StreamFullError: STREAM_FULL}
 
-
 BroadcasterDep = Annotated[StatsBroadcaster, Depends(provider(StatsBroadcaster))]
 WindowsParam = Annotated[
     list[Annotated[int, Field(ge=MIN_WINDOW_SECONDS, le=MAX_WINDOW_SECONDS)]] | None,
     Query(
         max_length=MAX_STREAM_WINDOWS,
-        description="Windows to stream (repeat for several, up to 8); all-time when absent.",
+        description=f"Windows to stream (repeat for several, up to {MAX_STREAM_WINDOWS}); "
+        "all-time when absent.",
     ),
 ]
 LastEventIdHeader = Annotated[
