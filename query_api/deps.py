@@ -1,75 +1,66 @@
-"""FastAPI dependencies of the query API, as `Annotated` aliases over typed providers: what the
-lifespan built (one `QueryServices`), handed to routes."""
+"""FastAPI dependencies the query API's features share, as `Annotated` aliases over typed
+providers: the objects `create_app` built, handed to routes, and the guard of the reads.
+
+Each object is kept on the app under its own type (`shared.web.AppServices`), so a feature
+names the dependency of its own service without this module knowing any feature.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Request
 
-from query_api.ports import ProjectionReader
 from query_api.position_board import PositionBoard
-from query_api.services import StatsService
-from query_api.stream import StatsBroadcaster
-from query_api.transactions import TransactionService
 from shared.auth import SCOPE_READ, JwtVerifier, require_scope
 from shared.web import AppServices
 
 if TYPE_CHECKING:
     from query_api.adapters.postgres_listener import PostgresPositionListener
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True, slots=True)
 class QueryServices:
-    """Everything a request of the query API needs, built once by `create_app`'s lifespan."""
+    """What the features share, built once by `create_app`: the verifier of bearer tokens;
+    and the position board and its listener, which tests watch."""
 
     verifier: JwtVerifier
     board: PositionBoard
-    reader: ProjectionReader
-    stats: StatsService
-    stream: StatsBroadcaster
-    transactions: TransactionService
     listener: PostgresPositionListener | None = None  # None when a test injected the reader
 
 
-_services = AppServices(QueryServices)
+def install_services(app: FastAPI, *built: object) -> None:
+    """Hand each of `built` to every request of `app`, under its type (called by the
+    composition root)."""
+    for value in built:
+        AppServices(type(value)).install(app, value)
 
 
-def install_services(app: FastAPI, services: QueryServices) -> None:
-    """Hand `services` to every request of `app` (called by the composition root)."""
-    _services.install(app, services)
+def provider(kind: type[T]) -> Callable[[Request], Awaitable[T]]:
+    """The dependency that hands a request the `kind` its app was built with."""
+    services = AppServices(kind)
+
+    # `async`: FastAPI runs a plain `def` dependency in its thread pool (a thread hop per request)
+    async def provide(request: Request) -> T:
+        return services.of(request.app)
+
+    return provide
 
 
 def services_of(app: FastAPI) -> QueryServices:
-    """What `app`'s lifespan built (tests read the board and the listener through it)."""
-    return _services.of(app)
+    """What `create_app` built for `app` (tests read the board and the listener through it)."""
+    return AppServices(QueryServices).of(app)
 
 
-# `async`: FastAPI runs a plain `def` dependency in its thread pool (a thread hop per request)
-async def get_services(request: Request) -> QueryServices:
-    return _services.of(request.app)
-
-
-Services = Annotated[QueryServices, Depends(get_services)]
+Services = Annotated[QueryServices, Depends(provider(QueryServices))]
 
 
 async def get_verifier(services: Services) -> JwtVerifier:
     return services.verifier
-
-
-async def get_stats_service(services: Services) -> StatsService:
-    return services.stats
-
-
-StatsServiceDep = Annotated[StatsService, Depends(get_stats_service)]
-
-
-async def get_transaction_service(services: Services) -> TransactionService:
-    return services.transactions
-
-
-TransactionServiceDep = Annotated[TransactionService, Depends(get_transaction_service)]
 
 
 def read_guard(*, require_auth: bool) -> list[Any]:

@@ -7,7 +7,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from shared.auth import AUTH_PROBLEMS
-from shared.errors import VALIDATION, Problem, problem_response, problem_responses
+from shared.errors import VALIDATION, Problem, problem_response
 
 
 class QueryError(Exception):
@@ -50,17 +50,6 @@ QUERY_PROBLEMS: dict[type[Exception], Problem] = {
     ConsistencyTimeoutError: CONSISTENCY_TIMEOUT,
     ProjectionUnavailableError: PROJECTION_UNAVAILABLE,
 }
-
-READ_RESPONSES = problem_responses(
-    {
-        401: "Reads are protected (`STATS_REQUIRE_AUTH=true`) and the bearer token is missing, "
-        "malformed, expired, badly signed or for another audience/issuer.",
-        403: "Reads are protected and the token lacks the scope `stats:read`.",
-        422: "`window`, `wait_ms` or `consistency_token` is invalid; `errors` names the field.",
-        503: "The statistics store is unavailable, or the projection did not cover the "
-        "`consistency_token` within `wait_ms`. Retry after `Retry-After` seconds.",
-    }
-)
 
 
 def install_query_error_handlers(app: FastAPI) -> None:

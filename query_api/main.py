@@ -1,5 +1,7 @@
-"""Composition root of the query API: configuration, the PostgreSQL reader and position
-listener, the stats service, the FastAPI app. `uvicorn --factory query_api.main:create_app`.
+"""Composition root of the query API: `create_app` builds every object of the process in one
+place (configuration, verifier, metrics, position board, the PostgreSQL pool, reader and
+listener, the services, the stream's broadcaster, the FastAPI app); its lifespan only starts
+and stops them. `uvicorn --factory query_api.main:create_app`.
 
 Tests inject the configuration, a `ProjectionReader` (then no pool or listener is made) and
 the clock.
@@ -11,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+import asyncpg
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
@@ -18,21 +21,24 @@ from query_api.adapters.postgres_listener import PostgresPositionListener
 from query_api.adapters.postgres_reader import PostgresProjectionReader
 from query_api.adapters.prometheus_metrics import PrometheusStatsMetrics
 from query_api.adapters.prometheus_stream_metrics import PrometheusStreamMetrics
-from query_api.coalesce import StatsReadCoalescer
 from query_api.config import QueryConfig
-from query_api.deps import QueryServices, install_services, read_guard, services_of
+from query_api.consistency import ConsistentReads
+from query_api.deps import QueryServices, install_services, read_guard
 from query_api.errors import QUERY_PROBLEMS, install_query_error_handlers
 from query_api.ports import Clock, ProjectionReader
 from query_api.position_board import PositionBoard
-from query_api.routes import router
-from query_api.services import StatsService
-from query_api.stream_routes import STREAM_PROBLEMS
-from query_api.stream_wiring import install_stream, start_stream
-from query_api.transaction_routes import router as transaction_router
-from query_api.transactions import TransactionService
-from query_api.windows import future_allowance
+from query_api.stats.coalesce import StatsReadCoalescer
+from query_api.stats.models import StatsResponse
+from query_api.stats.routes import router as stats_router
+from query_api.stats.service import StatsService
+from query_api.stream.broadcaster import Read, StatsBroadcaster, StreamEvent, Window
+from query_api.stream.dashboard import dashboard_router
+from query_api.stream.routes import STREAM_PROBLEMS, stream_router
+from query_api.transactions.routes import router as transactions_router
+from query_api.transactions.service import TransactionStatusService
+from query_api.windows import MAX_WINDOW_SECONDS, MIN_WINDOW_SECONDS, future_allowance
 from shared.auth import JwtVerifier
-from shared.database import create_pool, migrate
+from shared.database import migrate, new_pool
 from shared.errors import install_error_handlers
 from shared.logs import configure_logging
 from shared.openapi import install_openapi
@@ -40,8 +46,9 @@ from shared.web import install_common
 
 MAX_QUERY_BODY_BYTES = 64 * 1024
 
-DESCRIPTION = """Reads of the transaction statistics projection: `count`, `sum`, `avg`, `max`,
-`min`, all-time or over a sliding window of 1..3600 seconds (by event time), in constant time.
+DESCRIPTION = f"""Reads of the transaction statistics projection: `count`, `sum`, `avg`, `max`,
+`min`, all-time or over a sliding window of {MIN_WINDOW_SECONDS}..{MAX_WINDOW_SECONDS} seconds \
+(by event time), in constant time.
 `consistency_token` (from the command API's 201) waits until your write is visible.
 
 Errors are `application/problem+json` (RFC 9457); field errors list `location` (`query`) and
@@ -55,61 +62,59 @@ def create_app(
     reader: ProjectionReader | None = None,
     clock: Clock = time.time,
 ) -> FastAPI:
+    """The query API. Call it in the event loop that serves the app (`uvicorn --factory`
+    does): the PostgreSQL pool is bound to that loop."""
     if config is None:
         config = QueryConfig.from_environment()
         configure_logging(config.log.log_level, config.log.log_format)
+    settings = config.query
     verifier = JwtVerifier(config.jwt)
     registry = CollectorRegistry()
     metrics = PrometheusStatsMetrics(registry)
-    stream_metrics = PrometheusStreamMetrics(registry)
     board = PositionBoard()
+    pool: asyncpg.Pool | None = None
+    listener: PostgresPositionListener | None = None
+    if reader is None:
+        pool = new_pool(config.database)
+        reader = PostgresProjectionReader(pool)
+        listener = PostgresPositionListener(
+            dsn=config.database.database_url.get_secret_value(),
+            board=board,
+            recheck_seconds=config.progress_recheck_seconds,
+        )
+    consistent = ConsistentReads(
+        board=board, metrics=metrics, default_wait_ms=settings.default_wait_ms
+    )
+    stats = StatsService(
+        reader=reader,
+        consistent=consistent,
+        clock=clock,
+        metrics=metrics,
+        window_allowance=future_allowance(config.clock_skew_seconds),
+    )
+    transaction_status = TransactionStatusService(reader=reader, consistent=consistent, clock=clock)
+    broadcaster = StatsBroadcaster(
+        read=_stats_events(stats),
+        changes=board,
+        metrics=PrometheusStreamMetrics(registry),
+        max_hz=settings.stream_max_hz,
+        max_clients=settings.stream_max_clients,
+        queue_size=settings.stream_queue_size,
+    )
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            store = reader
-            listener = None
-            if store is None:
-                pool = await create_pool(config.database)
-                stack.push_async_callback(pool.close)
+            if pool is not None:
+                await stack.enter_async_context(pool)
+                # Until migrations become a one-shot step (issue 24), the query API applies
+                # the missing ones before it serves.
                 async with pool.acquire() as conn:
                     await migrate(conn)
-                store = PostgresProjectionReader(pool)
-                listener = PostgresPositionListener(
-                    dsn=config.database.database_url.get_secret_value(),
-                    board=board,
-                    recheck_seconds=config.progress_recheck_seconds,
-                )
+            if listener is not None:
                 await listener.start()
                 stack.push_async_callback(listener.stop)
-            stats = StatsService(
-                reader=store,
-                board=board,
-                clock=clock,
-                metrics=metrics,
-                window_allowance=future_allowance(config.clock_skew_seconds),
-                default_wait_ms=config.query.default_wait_ms,
-            )
-            broadcaster = await start_stream(
-                stack, config=config.query, board=board, service=stats, metrics=stream_metrics
-            )
-            transactions = TransactionService(
-                reader=store,
-                board=board,
-                clock=clock,
-                metrics=metrics,
-                default_wait_ms=config.query.default_wait_ms,
-            )
-            services = QueryServices(
-                verifier=verifier,
-                board=board,
-                reader=store,
-                stats=stats,
-                stream=broadcaster,
-                transactions=transactions,
-                listener=listener,
-            )
-            install_services(app, services)
+            stack.push_async_callback(broadcaster.close)  # first on shutdown: ends every stream
             yield
 
     app = FastAPI(
@@ -120,24 +125,43 @@ def create_app(
         docs_url=None,  # served offline by install_common (shared/docs.py)
         redoc_url=None,
     )
-
-    async def postgres_ready() -> None:
-        await services_of(app).reader.ping()
-
-    if not config.query.stats_require_auth:  # answers are shared only when reads are public
+    install_services(
+        app,
+        QueryServices(verifier=verifier, board=board, listener=listener),
+        stats,
+        transaction_status,
+        broadcaster,
+    )
+    if not settings.stats_require_auth:  # answers are shared only when reads are public
         # Innermost of our middlewares: request ids, latency and the body limit still apply.
         app.add_middleware(StatsReadCoalescer, board=board, metrics=metrics)
     install_common(
         app,
         registry=registry,
-        checks={"postgres": postgres_ready},
+        checks={"postgres": reader.ping},
         max_body_bytes=MAX_QUERY_BODY_BYTES,
     )
-    guard = read_guard(require_auth=config.query.stats_require_auth)
-    app.include_router(router, dependencies=guard)
-    install_stream(app, config=config.query, guard=guard)
-    app.include_router(transaction_router)  # always behind a JWT, whatever the guard
+    guard = read_guard(require_auth=settings.stats_require_auth)
+    app.include_router(stats_router, dependencies=guard)
+    stream = stream_router(
+        heartbeat_seconds=settings.stream_heartbeat_seconds,
+        send_timeout_seconds=settings.stream_send_timeout_seconds,
+    )
+    app.include_router(stream, dependencies=guard)
+    app.include_router(dashboard_router())  # public: a static page; its data is guarded
+    app.include_router(transactions_router)  # always behind a JWT, whatever the guard
     install_error_handlers(app, {**QUERY_PROBLEMS, **STREAM_PROBLEMS})
     install_query_error_handlers(app)
     install_openapi(app)
     return app
+
+
+def _stats_events(stats: StatsService) -> Read:
+    """The broadcaster's read, where the two features meet: a `/stats` document of the
+    window, as a stream event."""
+
+    async def read(window: Window) -> StreamEvent:
+        document = StatsResponse.from_view(await stats.stats(window_seconds=window))
+        return StreamEvent.of(window, document.model_dump_json(), document.as_of.offsets)
+
+    return read

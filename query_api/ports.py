@@ -1,8 +1,8 @@
 """The query API's ports and the values that cross them.
 
-`ProjectionReader` is what the stats service reads the projection through:
-`PostgresProjectionReader` in production, `InMemoryProjectionReader` in tests; one contract test
-suite (tests/integration/test_query_reader_contract.py) runs against both.
+`ProjectionReader` is what the read side reads the projection through:
+`PostgresProjectionReader` in production, `InMemoryProjectionReader` (tests/doubles/) in tests;
+one contract test suite (tests/integration/test_query_reader_contract.py) runs against both.
 """
 
 from __future__ import annotations
@@ -133,3 +133,13 @@ class StatsMetrics(Protocol):
     def stats_request(self, kind: StatsKind) -> None: ...
 
     def consistency_wait(self, outcome: WaitOutcome, seconds: float) -> None: ...
+
+
+class StreamMetrics(Protocol):
+    def stream_clients(self, count: int) -> None: ...
+
+    def stream_read(self, window: int | None) -> None:
+        """One snapshot read for the streams of `window` (seconds; None: all-time)."""
+        ...
+
+    def stream_dropped(self) -> None: ...

@@ -8,14 +8,10 @@ it, without touching the database. A change wakes every waiter, each re-checks i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TypeVar
+from collections.abc import Mapping
 
-from query_api.errors import ConsistencyTimeoutError
-from query_api.ports import ProjectionPosition, WaitOutcome
+from query_api.ports import ProjectionPosition
 from shared.consistency import is_covered
-
-T = TypeVar("T")
 
 
 class PositionBoard:
@@ -74,45 +70,6 @@ class PositionBoard:
                 await self._changed.wait()
         finally:
             self._waiting -= 1
-
-    async def read_covering(
-        self,
-        read: Callable[[], Awaitable[T]],
-        position_of: Callable[[T], ProjectionPosition],
-        token: Mapping[int, int],
-        *,
-        wait: float,
-        waited: Callable[[WaitOutcome, float], None],
-    ) -> T:
-        """Read; while the result does not cover `token`, wait here (no database polling)
-        and read again, for at most `wait` seconds. The answer always comes from a covering
-        read; `waited` hears how it ended and after how long."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        deadline = started + wait
-        while True:
-            result = await read()
-            position = position_of(result)
-            if is_covered(token, position.offsets):
-                self.observe(position)
-                waited("hit", loop.time() - started)
-                return result
-            if self.covers(token):
-                # The board is ahead of what we just read (a swap to a version that is
-                # behind): the database is the truth.
-                self.replace(position)
-            else:
-                self.observe(position)
-            remaining = deadline - loop.time()
-            try:
-                if remaining <= 0:
-                    raise TimeoutError
-                async with asyncio.timeout(remaining):
-                    await self.wait_until_covers(token)
-            except TimeoutError as err:
-                waited("timeout", loop.time() - started)
-                msg = f"The projection did not reach the token's position within {wait:g} s."
-                raise ConsistencyTimeoutError(msg) from err
 
     def _set(self, position: ProjectionPosition) -> None:
         self._position = position

@@ -6,14 +6,12 @@ side accepts up to `MAX_CLOCK_SKEW_SECONDS` ahead) are included; as a guard that
 read bounded, nothing later than the end of the minute containing floor(now) + allowance is
 read. Resolution: one second at the start of the window, since the rest is read whole minutes.
 
-Two-level read. The partial minute at the start of the window comes from 1-second buckets
-[start, start of the next minute - 1] (at most 59 rows); every minute from there to the minute
-containing floor(now) + allowance comes from 1-minute buckets (at most
-floor((N + allowance - 1) / 60) + 1 rows: 61 for N = 3600 and the default allowance of 5 s).
-So a window reads at most `max_bucket_rows(N, allowance)` <= 120 bucket rows whatever the
-volume (the largest count actually reached, over every N <= 3600 and every alignment of `now`,
-is 119 with the default allowance), plus one `projection_active` row and one
-`partition_totals` row per partition for `as_of`.
+Two-level read, so that a window's cost depends on its length only, never on the volume.
+The partial minute at the start of the window comes from 1-second buckets [start, start of
+the next minute - 1] (less than a minute of them); every minute from there to the minute
+containing floor(now) + allowance comes from 1-minute buckets (floor((N + allowance - 1) / 60)
++ 1 of them at most). `max_bucket_rows(N, allowance)` is that bound; a read adds one
+`projection_active` row and one `partition_totals` row per partition for `as_of`.
 """
 
 from __future__ import annotations
@@ -21,9 +19,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from query_api.errors import InvalidQueryError
 from query_api.ports import BucketRange
 from shared.projection import SECONDS_PER_MINUTE
 
+# The one home of the window range: routes declare it as their parameters' bounds (so the
+# OpenAPI document shows it), and `check_window` holds every other caller to it.
 MIN_WINDOW_SECONDS = 1
 MAX_WINDOW_SECONDS = 3600
 
@@ -42,10 +43,15 @@ def future_allowance(clock_skew_seconds: float) -> int:
     return max(0, math.ceil(clock_skew_seconds))
 
 
-def plan_window(*, now: float, seconds: int, allowance: int) -> WindowPlan:
+def check_window(seconds: int) -> None:
+    """Refuse a window length outside the range, as a field error of `window`."""
     if not MIN_WINDOW_SECONDS <= seconds <= MAX_WINDOW_SECONDS:
         msg = f"window must be {MIN_WINDOW_SECONDS}..{MAX_WINDOW_SECONDS} seconds"
-        raise ValueError(msg)
+        raise InvalidQueryError("window", msg)
+
+
+def plan_window(*, now: float, seconds: int, allowance: int) -> WindowPlan:
+    check_window(seconds)
     current = math.floor(now)
     start = current - seconds + 1
     first_minute = -(-start // SECONDS_PER_MINUTE)  # ceil: the first minute wholly inside

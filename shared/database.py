@@ -17,13 +17,19 @@ logger = logging.getLogger(__name__)
 _MIGRATION_LOCK = 7_202_611_001
 
 
-async def create_pool(settings: DatabaseSettings) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(
+def new_pool(settings: DatabaseSettings) -> asyncpg.Pool:
+    """A pool that has not connected yet: `async with pool` opens it, and closes it on exit.
+    Build it in the event loop that will use it (asyncpg binds the pool to that loop)."""
+    return asyncpg.create_pool(
         settings.database_url.get_secret_value(),
         min_size=settings.database_pool_min,
         max_size=settings.database_pool_max,
         command_timeout=30,
     )
+
+
+async def create_pool(settings: DatabaseSettings) -> asyncpg.Pool:
+    pool = await new_pool(settings)
     assert pool is not None
     return pool
 

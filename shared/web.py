@@ -36,19 +36,20 @@ NOT_READY = Problem(503, "not-ready", "Service not ready", {"Retry-After": "1"})
 
 
 class AppServices(Generic[T]):
-    """The one typed container a composition root builds (verifier, services, clock...), kept
-    on its app and read back with its type checked, so nothing reads `app.state` untyped."""
-
-    _SLOT = "services"
+    """A typed object a composition root builds (a container of services, or one service),
+    kept on its app under its type and read back with that type checked, so nothing reads
+    `app.state` untyped. An app holds one object of each type: a feature can own the
+    dependency that hands its service to its routes."""
 
     def __init__(self, kind: type[T]) -> None:
         self._kind = kind
+        self._slot = f"services:{kind.__module__}.{kind.__qualname__}"
 
     def install(self, app: Starlette, services: T) -> None:
-        setattr(app.state, self._SLOT, services)
+        setattr(app.state, self._slot, services)
 
     def of(self, app: Starlette) -> T:
-        services = getattr(app.state, self._SLOT, None)
+        services = getattr(app.state, self._slot, None)
         if not isinstance(services, self._kind):
             msg = f"the app holds no {self._kind.__name__}: build it with its create_app"
             raise RuntimeError(msg)

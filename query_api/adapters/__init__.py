@@ -1,1 +1,1 @@
-"""Adapters of the query API's ports (PostgreSQL, in-memory)."""
+"""Adapters of the query API's ports (PostgreSQL, Prometheus)."""

@@ -4,10 +4,12 @@ A statement sees one snapshot, and every statement here resolves `projection_act
 so a rebuild's version swap is seen atomically: all old rows or all new rows, never a mix.
 Rows touched: all-time reads one `projection_active` row and at most one `partition_totals`
 row per partition; a window reads those plus the bucket rows of its `BucketRange` through the
-primary keys (version, bucket), so at most 59 second rows + 61 minute rows for an hour (see
-query_api/windows.py). asyncpg prepares and caches each statement per connection.
+primary keys (version, bucket), a number bounded by the window's length whatever the volume
+(query_api/windows.py). asyncpg prepares and caches each statement per connection.
 
-The SQL is public so the O(1) test EXPLAINs exactly what runs.
+The statements are composed once, at import, from this module's constant fragments (hence
+the `noqa: S608`: no value ever enters the text, every one is a bound `$n` parameter); they
+are public so the O(1) test EXPLAINs exactly what runs.
 """
 
 from __future__ import annotations
@@ -39,25 +41,40 @@ logger = logging.getLogger(__name__)
 DEFAULT_READ_TIMEOUT_SECONDS = 5.0
 
 # `active` is exactly one row, estimated as one (projection_active is never ANALYZEd, so a
-# plain join would be planned for thousands of rows) and read once by the whole statement.
-ALL_TIME_SQL = """
-WITH active AS MATERIALIZED (SELECT (SELECT version FROM projection_active) AS version)
+# plain join would be planned as if it held many rows) and read once by the whole statement.
+_ACTIVE = "WITH active AS MATERIALIZED (SELECT (SELECT version FROM projection_active) AS version)"
+
+_POSITIONS = (
+    "coalesce(array_agg(t.partition ORDER BY t.partition), '{}') AS partitions",
+    "coalesce(array_agg(t.next_offset ORDER BY t.partition), '{}') AS next_offsets",
+    "coalesce(array_agg(t.log_end_offset ORDER BY t.partition), '{}') AS log_end_offsets",
+)
+
+
+def _over_partitions(*more: str) -> str:
+    """The subquery every read joins to `active AS a`: the version's positions in partition
+    order, and `more` aggregates over the same `partition_totals` rows `t`, in one pass."""
+    columns = ",\n           ".join((*_POSITIONS, *more))
+    return f"""
+    SELECT {columns}
+      FROM partition_totals AS t
+     WHERE t.version = a.version"""  # noqa: S608
+
+
+_TOTALS_AND_POSITIONS = _over_partitions(
+    "coalesce(sum(t.tx_count), 0)::bigint AS tx_count",
+    "coalesce(sum(t.tx_sum), 0) AS tx_sum",
+    "max(t.tx_max) AS tx_max",
+    "min(t.tx_min) AS tx_min",
+)
+
+ALL_TIME_SQL = f"""{_ACTIVE}
 SELECT a.version, s.*
   FROM active AS a
- CROSS JOIN LATERAL (
-    SELECT coalesce(array_agg(t.partition ORDER BY t.partition), '{}') AS partitions,
-           coalesce(array_agg(t.next_offset ORDER BY t.partition), '{}') AS next_offsets,
-           coalesce(array_agg(t.log_end_offset ORDER BY t.partition), '{}') AS log_end_offsets,
-           coalesce(sum(t.tx_count), 0)::bigint AS tx_count,
-           coalesce(sum(t.tx_sum), 0) AS tx_sum,
-           max(t.tx_max) AS tx_max,
-           min(t.tx_min) AS tx_min
-      FROM partition_totals AS t
-     WHERE t.version = a.version
- ) AS s"""
+ CROSS JOIN LATERAL ({_TOTALS_AND_POSITIONS}
+ ) AS s"""  # noqa: S608
 
-WINDOW_SQL = """
-WITH active AS MATERIALIZED (SELECT (SELECT version FROM projection_active) AS version)
+WINDOW_SQL = f"""{_ACTIVE}
 SELECT a.version, w.*, p.*
   FROM active AS a
  CROSS JOIN LATERAL (
@@ -73,36 +90,23 @@ SELECT a.version, w.*, p.*
               FROM minute_buckets
              WHERE version = a.version AND bucket BETWEEN $3::bigint AND $4::bigint) AS b
  ) AS w
- CROSS JOIN LATERAL (
-    SELECT coalesce(array_agg(t.partition ORDER BY t.partition), '{}') AS partitions,
-           coalesce(array_agg(t.next_offset ORDER BY t.partition), '{}') AS next_offsets,
-           coalesce(array_agg(t.log_end_offset ORDER BY t.partition), '{}') AS log_end_offsets
-      FROM partition_totals AS t
-     WHERE t.version = a.version
- ) AS p"""
+ CROSS JOIN LATERAL ({_over_partitions()}
+ ) AS p"""  # noqa: S608
 
-PROGRESS_SQL = """
-SELECT a.version,
-       coalesce(array_agg(t.partition) FILTER (WHERE t.partition IS NOT NULL), '{}')
-           AS partitions,
-       coalesce(array_agg(t.next_offset) FILTER (WHERE t.partition IS NOT NULL), '{}')
-           AS next_offsets
-  FROM projection_active AS a
-  LEFT JOIN partition_totals AS t ON t.version = a.version
- GROUP BY a.version"""
+# The listener's reload: the active version's positions; no row while there is none.
+PROGRESS_SQL = f"""{_ACTIVE}
+SELECT a.version, p.*
+  FROM active AS a
+ CROSS JOIN LATERAL ({_over_partitions()}
+ ) AS p
+ WHERE a.version IS NOT NULL"""  # noqa: S608
 
 # One transaction id: its seen row by primary key (version, transaction_id), its conflicts by
 # the prefix of theirs (at most MAX_LISTED_CONFLICTS listed), the version's positions.
-TRANSACTION_SQL = """
-WITH active AS MATERIALIZED (SELECT (SELECT version FROM projection_active) AS version)
+TRANSACTION_SQL = f"""{_ACTIVE}
 SELECT a.version, p.*, s.*, c.*
   FROM active AS a
- CROSS JOIN LATERAL (
-    SELECT coalesce(array_agg(t.partition ORDER BY t.partition), '{}') AS partitions,
-           coalesce(array_agg(t.next_offset ORDER BY t.partition), '{}') AS next_offsets,
-           coalesce(array_agg(t.log_end_offset ORDER BY t.partition), '{}') AS log_end_offsets
-      FROM partition_totals AS t
-     WHERE t.version = a.version
+ CROSS JOIN LATERAL ({_over_partitions()}
  ) AS p
   LEFT JOIN LATERAL (
     SELECT true AS found, x.partition, x."offset", x.amount, x.occurred_at, x.recorded_at,
@@ -117,7 +121,7 @@ SELECT a.version, p.*, s.*, c.*
       FROM (SELECT * FROM transaction_conflicts
              WHERE version = a.version AND transaction_id = $1
              ORDER BY partition, "offset" LIMIT $2) AS k
- ) AS c"""
+ ) AS c"""  # noqa: S608
 
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,

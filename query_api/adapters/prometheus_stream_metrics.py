@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from query_api.stream import Window
-
 
 class PrometheusStreamMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -27,7 +25,7 @@ class PrometheusStreamMetrics:
     def stream_clients(self, count: int) -> None:
         self._clients.set(count)
 
-    def stream_read(self, window: Window) -> None:
+    def stream_read(self, window: int | None) -> None:
         self._reads.labels("all_time" if window is None else "window").inc()
 
     def stream_dropped(self) -> None:

@@ -19,8 +19,9 @@ from pydantic import SecretStr
 from query_api.config import QueryConfig
 from query_api.deps import services_of
 from query_api.main import create_app
-from query_api.stream import StatsBroadcaster
+from query_api.stream.broadcaster import StatsBroadcaster
 from shared.settings import DatabaseSettings, JwtSettings, LogSettings, QuerySettings
+from shared.web import AppServices
 from tests.unit.command_kit import SECRET
 
 
@@ -31,7 +32,7 @@ class Served:
 
     @property
     def broadcaster(self) -> StatsBroadcaster:
-        return services_of(self.app).stream
+        return AppServices(StatsBroadcaster).of(self.app)
 
 
 @contextlib.asynccontextmanager

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from query_api.adapters.postgres_listener import PostgresPositionListener
+from query_api.adapters.postgres_reader import PROGRESS_SQL
 from query_api.config import QueryConfig
 from query_api.deps import services_of
 from query_api.main import create_app
@@ -233,6 +234,20 @@ async def test_an_unreadable_notification_makes_the_listener_ask_the_database(
         response = await asyncio.wait_for(request, 5)
     assert response.status_code == 200
     assert response.json()["as_of"]["offsets"] == {"0": 2}
+
+
+async def test_the_listeners_reload_reads_the_active_positions_and_no_row_without_one(
+    pg_pool: asyncpg.Pool,
+) -> None:
+    await seed_partition(pg_pool, 3, next_offset=4, amounts=["1.00"])
+    await seed_partition(pg_pool, 0, next_offset=2, amounts=["1.00"])
+    await seed_partition(pg_pool, 0, next_offset=9, amounts=["1.00"], version=2)
+    row = await pg_pool.fetchrow(PROGRESS_SQL)
+    assert row is not None
+    assert row["version"] == 1
+    assert dict(zip(row["partitions"], row["next_offsets"], strict=True)) == {0: 2, 3: 4}
+    await pg_pool.execute("DELETE FROM projection_active")
+    assert await pg_pool.fetchrow(PROGRESS_SQL) is None  # the listener then keeps what it knew
 
 
 async def test_a_token_not_reached_in_time_is_503(pg_pool: asyncpg.Pool, database_url: str) -> None:

@@ -14,7 +14,6 @@ from typing import Protocol
 import asyncpg
 import pytest
 
-from query_api.adapters.memory_reader import InMemoryProjectionReader, PartitionRow
 from query_api.adapters.postgres_reader import PostgresProjectionReader
 from query_api.errors import ProjectionUnavailableError
 from query_api.ports import (
@@ -26,6 +25,7 @@ from query_api.ports import (
 )
 from shared.projection import Occurrence
 from shared.totals import Totals
+from tests.doubles.memory_reader import InMemoryProjectionReader, PartitionRow
 
 
 def totals(count: int, total: str, maximum: str | None, minimum: str | None) -> Totals:

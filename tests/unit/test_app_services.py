@@ -1,4 +1,4 @@
-"""The typed application state: one container per app, read back with its type checked."""
+"""The typed application state: one object per type and app, read back with its type checked."""
 
 from __future__ import annotations
 
@@ -37,3 +37,12 @@ def test_another_kind_of_container_is_not_read_as_this_one() -> None:
     AppServices(Reads).install(app, Reads("r"))
     with pytest.raises(RuntimeError, match="Writes"):
         AppServices(Writes).of(app)
+
+
+def test_objects_of_different_types_live_side_by_side_on_one_app() -> None:
+    app = FastAPI()
+    reads, writes = Reads("r"), Writes("w")
+    AppServices(Reads).install(app, reads)
+    AppServices(Writes).install(app, writes)
+    assert AppServices(Reads).of(app) is reads
+    assert AppServices(Writes).of(app) is writes

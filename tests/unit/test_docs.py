@@ -13,9 +13,9 @@ from prometheus_client import CollectorRegistry
 
 from projector.http import ops_server
 from projector.metrics import ProjectorMetrics
-from query_api.adapters.memory_reader import InMemoryProjectionReader
 from query_api.main import create_app as create_query_app
 from tests.doubles.memory_publisher import InMemoryEventPublisher
+from tests.doubles.memory_reader import InMemoryProjectionReader
 from tests.unit.command_kit import make_app
 from tests.unit.test_query_http import config as query_config
 

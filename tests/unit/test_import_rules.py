@@ -60,6 +60,34 @@ def test_services_import_shared_never_each_other(path: Path) -> None:
     assert not others, f"{path.relative_to(ROOT)} imports {sorted(others)}"
 
 
+# The query API's feature folders stand on its top-level modules (ports, adapters, deps, the
+# rules they share) and never on one another: main.py, the composition root, is the one place
+# where they meet.
+QUERY_FEATURES = ("stats", "stream", "transactions")
+QUERY_MODULES = [p for p in modules("query_api") if p.name != "main.py"]
+
+
+def feature_of(module: str) -> str | None:
+    package, _, rest = module.partition(".")
+    feature = rest.split(".")[0]
+    return feature if package == "query_api" and feature in QUERY_FEATURES else None
+
+
+@pytest.mark.parametrize("path", QUERY_MODULES, ids=names(QUERY_MODULES))
+def test_a_query_feature_is_imported_only_by_itself_and_the_composition_root(path: Path) -> None:
+    own = feature_of(".".join(path.relative_to(ROOT).with_suffix("").parts))
+    others = {name for name in imports_of(path) if feature_of(name) not in {None, own}}
+    assert not others, (
+        f"{path.relative_to(ROOT)} imports {sorted(others)}: "
+        "what features share lives at query_api's top level"
+    )
+
+
+def test_the_rule_knows_every_query_feature_folder() -> None:
+    folders = {p.parent.name for p in (ROOT / "query_api").glob("*/__init__.py")}
+    assert folders - {"adapters"} == set(QUERY_FEATURES)
+
+
 SHARED = [p for p in modules("shared") if p.stem not in {"database", "topic"}]
 
 

@@ -24,13 +24,13 @@ from pydantic import SecretStr
 
 from command_api.main import create_app as create_command_app
 from command_api.ports import PublishFailedError
-from query_api.adapters.memory_reader import InMemoryProjectionReader
 from query_api.config import QueryConfig
 from query_api.main import create_app as create_query_app
 from shared.auth import SCOPE_READ, SCOPE_WRITE
 from shared.logs import JsonFormatter
 from shared.settings import DatabaseSettings, JwtSettings, LogSettings, QuerySettings
 from tests.doubles.memory_publisher import InMemoryEventPublisher
+from tests.doubles.memory_reader import InMemoryProjectionReader
 from tests.unit.command_kit import SECRET, body, command_config, jwt_settings, token
 from tests.unit.test_auth import (
     AUDIENCE,

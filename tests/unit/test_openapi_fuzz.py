@@ -33,13 +33,13 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from command_api.main import create_app as create_command_app
-from query_api.adapters.memory_reader import InMemoryProjectionReader
 from query_api.config import QueryConfig
 from query_api.main import create_app as create_query_app
 from shared.auth import SCOPE_READ, SCOPE_WRITE
 from shared.errors import PROBLEM_JSON
 from shared.settings import DatabaseSettings, LogSettings, QuerySettings
 from tests.doubles.memory_publisher import InMemoryEventPublisher
+from tests.doubles.memory_reader import InMemoryProjectionReader
 from tests.unit.command_kit import command_config, jwt_settings, token
 
 MAX_EXAMPLES = 60

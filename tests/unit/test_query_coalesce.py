@@ -1,4 +1,4 @@
-"""Coalesced all-time reads (query_api/coalesce.py): concurrent `GET /stats` share one read,
+"""Coalesced all-time reads (query_api/stats/coalesce.py): concurrent `GET /stats` share one read,
 but never one that began before a commit the process was told of, and nothing outlives it."""
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ import httpx
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from query_api.adapters.memory_reader import InMemoryProjectionReader
-from query_api.coalesce import StatsReadCoalescer
 from query_api.config import QueryConfig
 from query_api.deps import services_of
 from query_api.main import create_app
 from query_api.ports import ProjectionPosition, Snapshot
 from query_api.position_board import PositionBoard
+from query_api.stats.coalesce import StatsReadCoalescer
 from shared.auth import SCOPE_READ, mint_token
 from shared.settings import DatabaseSettings, JwtSettings, LogSettings, QuerySettings
+from tests.doubles.memory_reader import InMemoryProjectionReader
 
 NOW = 1_700_000_040.5
 JWT = JwtSettings(secret=SecretStr("unit-test-secret-of-at-least-32-bytes!"))

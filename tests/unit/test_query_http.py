@@ -13,7 +13,6 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from query_api.adapters.memory_reader import InMemoryProjectionReader
 from query_api.config import QueryConfig
 from query_api.deps import services_of
 from query_api.main import create_app
@@ -21,6 +20,7 @@ from query_api.ports import ProjectionPosition
 from query_api.position_board import PositionBoard
 from shared.auth import SCOPE_READ, SCOPE_WRITE, mint_token
 from shared.settings import DatabaseSettings, JwtSettings, LogSettings, QuerySettings
+from tests.doubles.memory_reader import InMemoryProjectionReader
 
 NOW = 1_700_000_040.5
 JWT = JwtSettings(secret=SecretStr("unit-test-secret-of-at-least-32-bytes!"))

@@ -8,14 +8,15 @@ from decimal import Decimal
 
 import pytest
 
-from query_api.adapters.memory_reader import InMemoryProjectionReader, PartitionRow
+from query_api.consistency import ConsistentReads
 from query_api.errors import ConsistencyTimeoutError, InvalidQueryError
-from query_api.models import StatsResponse
 from query_api.ports import ProjectionPosition, StatsKind, WaitOutcome
 from query_api.position_board import PositionBoard
-from query_api.services import StatsService
+from query_api.stats.models import StatsResponse
+from query_api.stats.service import StatsService
 from shared.money import average
 from shared.totals import Totals
+from tests.doubles.memory_reader import InMemoryProjectionReader, PartitionRow
 
 NOW = 1_700_000_040.25  # :00.25 of a minute
 SECOND = int(NOW)
@@ -62,11 +63,12 @@ class Harness:
         self.metrics = RecordingMetrics()
         self.service = StatsService(
             reader=self.reader,
-            board=self.board,
+            consistent=ConsistentReads(
+                board=self.board, metrics=self.metrics, default_wait_ms=default_wait_ms
+            ),
             clock=self.clock,
             metrics=self.metrics,
             window_allowance=allowance,
-            default_wait_ms=default_wait_ms,
         )
 
     def record(self, amount: str, *, second: int = SECOND, partition: int = 0) -> None:

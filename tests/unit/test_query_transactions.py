@@ -11,7 +11,6 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from query_api.adapters.memory_reader import InMemoryProjectionReader
 from query_api.ports import ProjectionPosition, TransactionRecord
 from shared.auth import (
     SCOPE_READ,
@@ -20,6 +19,7 @@ from shared.auth import (
     mint_token,
 )
 from shared.projection import Occurrence
+from tests.doubles.memory_reader import InMemoryProjectionReader
 from tests.unit.test_query_http import JWT, NOW, assert_problem, serve
 
 AT = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)

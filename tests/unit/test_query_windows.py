@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from query_api.errors import InvalidQueryError
 from query_api.windows import (
     MAX_WINDOW_SECONDS,
     future_allowance,
@@ -67,8 +68,9 @@ def test_aligned_start_reads_no_second_bucket() -> None:
 
 @pytest.mark.parametrize("seconds", [0, -1, MAX_WINDOW_SECONDS + 1])
 def test_out_of_range_windows_are_refused(seconds: int) -> None:
-    with pytest.raises(ValueError, match="window"):
+    with pytest.raises(InvalidQueryError, match="window") as caught:
         plan_window(now=MINUTE_START, seconds=seconds, allowance=5)
+    assert caught.value.field == "window"
 
 
 def test_future_allowance_is_whole_seconds() -> None:

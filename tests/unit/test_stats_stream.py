@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from query_api.stream import StatsBroadcaster, StreamEvent, StreamFullError, Window
+from query_api.stream.broadcaster import StatsBroadcaster, StreamEvent, StreamFullError, Window
 
 
 class FakeChanges:

@@ -16,7 +16,7 @@ _HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
 
 
 def dashboard_router() -> APIRouter:
-    static = files("query_api") / "static"
+    static = files("query_api.stream") / "static"
     page = (static / "index.html").read_text(encoding="utf-8")
     assets = {name: (static / name).read_bytes() for name in _ASSETS}
     router = APIRouter(include_in_schema=False)

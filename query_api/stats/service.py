@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from query_api.errors import InvalidQueryError
+from query_api.consistency import ConsistentReads
 from query_api.ports import (
     Clock,
     PartitionPosition,
@@ -15,14 +13,8 @@ from query_api.ports import (
     Snapshot,
     StatsMetrics,
 )
-from query_api.position_board import PositionBoard
-from query_api.windows import MAX_WINDOW_SECONDS, MIN_WINDOW_SECONDS, WindowPlan, plan_window
-from shared.consistency import InvalidConsistencyToken, decode_token
+from query_api.windows import WindowPlan, check_window, plan_window
 from shared.money import average
-
-logger = logging.getLogger(__name__)
-
-MAX_WAIT_MS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,26 +30,21 @@ class StatsView:
     window: WindowPlan | None
 
 
-Read = Callable[[], Awaitable[tuple[Snapshot, WindowPlan | None, float]]]
-
-
 class StatsService:
     def __init__(
         self,
         *,
         reader: ProjectionReader,
-        board: PositionBoard,
+        consistent: ConsistentReads,
         clock: Clock,
         metrics: StatsMetrics,
         window_allowance: int,
-        default_wait_ms: int,
     ) -> None:
         self._reader = reader
-        self._board = board
+        self._consistent = consistent
         self._clock = clock
         self._metrics = metrics
         self._allowance = window_allowance
-        self._default_wait_ms = default_wait_ms
 
     async def stats(
         self,
@@ -68,11 +55,8 @@ class StatsService:
     ) -> StatsView:
         """All-time stats, or over the last `window_seconds`; with a consistency token, only
         once the projection covers it (waiting up to `wait_ms`)."""
-        if window_seconds is not None and not (
-            MIN_WINDOW_SECONDS <= window_seconds <= MAX_WINDOW_SECONDS
-        ):
-            msg = f"window must be {MIN_WINDOW_SECONDS}..{MAX_WINDOW_SECONDS} seconds"
-            raise InvalidQueryError("window", msg)
+        if window_seconds is not None:
+            check_window(window_seconds)  # before the token: a bad window is the first error
 
         async def read() -> tuple[Snapshot, WindowPlan | None, float]:
             now = self._clock()
@@ -85,32 +69,12 @@ class StatsService:
             self._metrics.stats_request("all_time" if window_seconds is None else "window")
             snapshot, plan, now = await read()
         else:
-            token = decode_consistency(consistency_token)
-            wait = wait_seconds(wait_ms, self._default_wait_ms)
+            wait = self._consistent.accept(consistency_token, wait_ms)
             self._metrics.stats_request("consistency")
-            snapshot, plan, now = await self._board.read_covering(
-                read,
-                lambda result: result[0].position,
-                token,
-                wait=wait,
-                waited=self._metrics.consistency_wait,
+            snapshot, plan, now = await self._consistent.read(
+                wait, read, lambda result: result[0].position
             )
         return _view(snapshot, plan, now)
-
-
-def wait_seconds(wait_ms: int | None, default_ms: int) -> float:
-    """How long a read may wait for its consistency token (`wait_ms`, or the default)."""
-    wait = default_ms if wait_ms is None else wait_ms
-    if not 0 <= wait <= MAX_WAIT_MS:
-        raise InvalidQueryError("wait_ms", f"wait_ms must be 0..{MAX_WAIT_MS}")
-    return wait / 1000
-
-
-def decode_consistency(consistency_token: str) -> dict[int, int]:
-    try:
-        return decode_token(consistency_token)
-    except InvalidConsistencyToken as err:
-        raise InvalidQueryError("consistency_token", str(err)) from err
 
 
 def _view(snapshot: Snapshot, plan: WindowPlan | None, now: float) -> StatsView:

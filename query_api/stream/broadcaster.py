@@ -18,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from query_api.errors import QueryError
+from query_api.ports import StreamMetrics
+from shared.consistency import encode_token
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +39,12 @@ class StreamEvent:
     data: str
     window: Window
 
+    @classmethod
+    def of(cls, window: Window, data: str, offsets: Mapping[int, int]) -> StreamEvent:
+        """The event of one snapshot; its id is the snapshot's offsets in consistency-token
+        form (`v1.<partition>-<next offset>...`), `v1.` when nothing was folded yet."""
+        return cls(id=encode_token(offsets) if offsets else "v1.", data=data, window=window)
+
 
 Read = Callable[[Window], Awaitable[StreamEvent]]
 
@@ -50,14 +58,6 @@ class ChangeFeed(Protocol):
     async def changed(self) -> None:
         """Return at the next change."""
         ...
-
-
-class StreamMetrics(Protocol):
-    def stream_clients(self, count: int) -> None: ...
-
-    def stream_read(self, window: Window) -> None: ...
-
-    def stream_dropped(self) -> None: ...
 
 
 class StreamFullError(Exception):

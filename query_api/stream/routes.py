@@ -2,7 +2,7 @@
 
 The framing, the heartbeat comments, the send timeout and closing streams when uvicorn shuts
 down come from sse-starlette (`EventSourceResponse`); what is sent comes from the process's one
-`StatsBroadcaster` (query_api/stream.py).
+`StatsBroadcaster` (query_api/stream/broadcaster.py).
 """
 
 from __future__ import annotations
@@ -16,12 +16,10 @@ from pydantic import Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Message, Receive, Scope, Send
 
-from query_api.deps import Services
-from query_api.models import StatsResponse
-from query_api.services import StatsService
-from query_api.stream import Read, StatsBroadcaster, StreamEvent, StreamFullError, Subscription
+from query_api.consistency import MAX_TOKEN_LENGTH
+from query_api.deps import provider
+from query_api.stream.broadcaster import StatsBroadcaster, StreamFullError, Subscription
 from query_api.windows import MAX_WINDOW_SECONDS, MIN_WINDOW_SECONDS
-from shared.consistency import encode_token
 from shared.errors import Problem
 
 MAX_STREAM_WINDOWS = 8
@@ -29,45 +27,20 @@ MAX_STREAM_WINDOWS = 8
 STREAM_FULL = Problem(503, "stream-full", "Too many streams", {"Retry-After": "5"})
 STREAM_PROBLEMS: dict[type[Exception], Problem] = {StreamFullError: STREAM_FULL}
 
-
-def snapshot_reader(service: StatsService) -> Read:
-    """The broadcaster's read: one `/stats` document, with its offsets as the event id."""
-
-    async def read(window: int | None) -> StreamEvent:
-        view = await service.stats(window_seconds=window)
-        document = StatsResponse.from_view(view)
-        return StreamEvent(
-            id=_position_id(document.as_of.offsets),
-            data=document.model_dump_json(),
-            window=window,
-        )
-
-    return read
-
-
-def _position_id(offsets: dict[int, int]) -> str:
-    """The snapshot's offsets in consistency-token form (`v1.<partition>-<next offset>...`);
-    `v1.` when nothing was folded yet."""
-    return encode_token(offsets) if offsets else "v1."
-
-
-async def get_broadcaster(services: Services) -> StatsBroadcaster:
-    return services.stream
-
-
-BroadcasterDep = Annotated[StatsBroadcaster, Depends(get_broadcaster)]
+BroadcasterDep = Annotated[StatsBroadcaster, Depends(provider(StatsBroadcaster))]
 WindowsParam = Annotated[
     list[Annotated[int, Field(ge=MIN_WINDOW_SECONDS, le=MAX_WINDOW_SECONDS)]] | None,
     Query(
         max_length=MAX_STREAM_WINDOWS,
-        description="Windows to stream (repeat for several, up to 8); all-time when absent.",
+        description=f"Windows to stream (repeat for several, up to {MAX_STREAM_WINDOWS}); "
+        "all-time when absent.",
     ),
 ]
 LastEventIdHeader = Annotated[
     str | None,
     Header(
         alias="Last-Event-ID",
-        max_length=32_768,
+        max_length=MAX_TOKEN_LENGTH,
         description="Sent by reconnecting EventSources: the stream resumes at once with the "
         "current snapshot (it is always complete, no event needs replaying).",
     ),

@@ -12,9 +12,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 
-from query_api.deps import TransactionServiceDep, get_verifier
-from query_api.services import MAX_WAIT_MS
-from query_api.transaction_models import TransactionResponse, as_of
+from query_api.as_of import AsOf
+from query_api.consistency import MAX_TOKEN_LENGTH, MAX_WAIT_MS
+from query_api.deps import get_verifier, provider
+from query_api.transactions.models import TransactionResponse
+from query_api.transactions.service import TransactionStatusService
 from shared.auth import (
     SCOPE_TRANSACTIONS_READ,
     SCOPE_TRANSACTIONS_READ_ANY,
@@ -41,6 +43,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     )
 }
 
+StatusServiceDep = Annotated[TransactionStatusService, Depends(provider(TransactionStatusService))]
 Reader = Annotated[
     Principal, Depends(require_scope(SCOPE_TRANSACTIONS_READ, verifier=get_verifier))
 ]
@@ -62,9 +65,9 @@ router = APIRouter(tags=["transactions"])
 )
 async def get_transaction(
     principal: Reader,
-    service: TransactionServiceDep,
+    service: StatusServiceDep,
     transaction_id: Annotated[str, Path(min_length=1, max_length=MAX_TRANSACTION_ID_LENGTH)],
-    consistency_token: Annotated[str | None, Query(max_length=32_768)] = None,
+    consistency_token: Annotated[str | None, Query(max_length=MAX_TOKEN_LENGTH)] = None,
     wait_ms: Annotated[int | None, Query(ge=0, le=MAX_WAIT_MS)] = None,
 ) -> TransactionResponse | JSONResponse:
     sees_any = SCOPE_TRANSACTIONS_READ_ANY in principal.scopes
@@ -75,7 +78,7 @@ async def get_transaction(
         wait_ms=wait_ms,
     )
     if view.record is None:
-        found_as_of = as_of(view.version, view.positions, view.read_at)
+        found_as_of = AsOf.of(view.version, view.positions, view.read_at)
         return problem_response(
             TRANSACTION_NOT_FOUND,
             f"No counted transaction {transaction_id!r} visible to this token as of the "

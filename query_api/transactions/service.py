@@ -10,15 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from query_api.ports import (
-    Clock,
-    PartitionPosition,
-    ProjectionReader,
-    StatsMetrics,
-    TransactionRecord,
-)
-from query_api.position_board import PositionBoard
-from query_api.services import decode_consistency, wait_seconds
+from query_api.consistency import ConsistentReads
+from query_api.ports import Clock, PartitionPosition, ProjectionReader, TransactionRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,21 +23,17 @@ class TransactionView:
     read_at: float
 
 
-class TransactionService:
+class TransactionStatusService:
     def __init__(
         self,
         *,
         reader: ProjectionReader,
-        board: PositionBoard,
+        consistent: ConsistentReads,
         clock: Clock,
-        metrics: StatsMetrics,
-        default_wait_ms: int,
     ) -> None:
         self._reader = reader
-        self._board = board
+        self._consistent = consistent
         self._clock = clock
-        self._metrics = metrics
-        self._default_wait_ms = default_wait_ms
 
     async def lookup(
         self,
@@ -60,12 +49,9 @@ class TransactionService:
         if consistency_token is None:
             lookup = await self._reader.transaction(transaction_id)
         else:
-            lookup = await self._board.read_covering(
-                lambda: self._reader.transaction(transaction_id),
-                lambda found: found.position,
-                decode_consistency(consistency_token),
-                wait=wait_seconds(wait_ms, self._default_wait_ms),
-                waited=self._metrics.consistency_wait,
+            wait = self._consistent.accept(consistency_token, wait_ms)
+            lookup = await self._consistent.read(
+                wait, lambda: self._reader.transaction(transaction_id), lambda found: found.position
             )
         record = lookup.record
         visible = record is not None and (

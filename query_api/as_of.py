@@ -1,24 +1,15 @@
-"""Response DTOs of the query API. Money is a decimal string with exactly two fractional
-digits; it is never a JSON number."""
+"""`as_of`: which state of the projection answered a read. Every answer of the query API
+carries it (the stats, a transaction's fate, its not-found problem), so it lives here rather
+than in one feature."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal, localcontext
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from query_api.services import StatsView
+from query_api.ports import PartitionPosition
 from query_api.windows import WindowPlan
-from shared.money import to_cents_string
-
-
-def _cents(amount: Decimal | None) -> str | None:
-    if amount is None:
-        return None
-    with localcontext() as context:  # room for every digit: quantize never rounds a sum
-        context.prec = max(context.prec, amount.adjusted() + 4)
-        return to_cents_string(amount)
 
 
 def _utc(epoch_seconds: float) -> datetime:
@@ -58,33 +49,20 @@ class AsOf(BaseModel):
     server_time: datetime = Field(description="When the server read the projection (UTC)")
     window: WindowOut | None = Field(default=None, description="Window bounds, if any")
 
-
-class StatsResponse(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    count: int
-    sum: str = Field(examples=["1234.50"])
-    avg: str | None = Field(description="sum / count rounded half-even; null when empty")
-    max: str | None
-    min: str | None
-    as_of: AsOf
-
     @classmethod
-    def from_view(cls, view: StatsView) -> StatsResponse:
-        lag = {p.partition: p.lag for p in view.positions}
-        as_of = AsOf(
-            version=view.version,
-            offsets={p.partition: p.next_offset for p in view.positions},
+    def of(
+        cls,
+        version: int,
+        positions: tuple[PartitionPosition, ...],
+        read_at: float,
+        window: WindowPlan | None = None,
+    ) -> AsOf:
+        lag = {p.partition: p.lag for p in positions}
+        return cls(
+            version=version,
+            offsets={p.partition: p.next_offset for p in positions},
             lag=lag,
             total_lag=sum(lag.values()),
-            server_time=_utc(view.read_at),
-            window=None if view.window is None else WindowOut.from_plan(view.window),
-        )
-        return cls(
-            count=view.count,
-            sum=_cents(view.total) or "0.00",
-            avg=_cents(view.average),
-            max=_cents(view.maximum),
-            min=_cents(view.minimum),
-            as_of=as_of,
+            server_time=_utc(read_at),
+            window=None if window is None else WindowOut.from_plan(window),
         )

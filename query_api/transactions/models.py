@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from query_api.models import AsOf
-from query_api.ports import PartitionPosition
-from query_api.transactions import TransactionView
+from query_api.as_of import AsOf
+from query_api.transactions.service import TransactionView
 from shared.money import to_cents_string
 from shared.projection import Occurrence
-
-
-def as_of(version: int, positions: tuple[PartitionPosition, ...], read_at: float) -> AsOf:
-    lag = {p.partition: p.lag for p in positions}
-    return AsOf(
-        version=version,
-        offsets={p.partition: p.next_offset for p in positions},
-        lag=lag,
-        total_lag=sum(lag.values()),
-        server_time=datetime.fromtimestamp(read_at, UTC),
-    )
 
 
 class OccurrenceOut(BaseModel):
@@ -88,5 +76,5 @@ class TransactionResponse(BaseModel):
             duplicates=record.duplicates,
             conflicts=record.conflict_count,
             conflicting=[OccurrenceOut.of(o) for o in record.conflicts],
-            as_of=as_of(view.version, view.positions, view.read_at),
+            as_of=AsOf.of(view.version, view.positions, view.read_at),
         )

@@ -1,0 +1,1 @@
+"""Live statistics: `GET /stats/stream` (Server-Sent Events) and the dashboard page."""

@@ -1,0 +1,1 @@
+"""The fate of one transaction: `GET /transactions/{transaction_id}`."""
