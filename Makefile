@@ -50,7 +50,9 @@ down: ## stop the services, Kafka and PostgreSQL (data stays in .local/)
 	scripts/services.sh down
 	scripts/stack.sh infra-down
 
-run: infra env ## start everything in the foreground; Ctrl-C stops it
+# `run` starts Kafka and PostgreSQL itself (not through `infra`), so that however it ends it
+# stops what it started, the infrastructure included.
+run: venv env ## start everything in the foreground; Ctrl-C stops it
 	scripts/services.sh run
 
 # `make test` picks the integration tests' Kafka and PostgreSQL once: testcontainers when a
