@@ -67,7 +67,7 @@ TEST_MARKERS ?= not slow
 TEST_PATHS ?= tests
 
 test: venv ## unit + integration + fault tests against a real Kafka and PostgreSQL (not the slow ones)
-	@scripts/browser.sh  # chromium + chromium-driver for the dashboard test (apt-get when missing)
+	@scripts/browser.sh  # chromium + chromium-driver for the dashboard test ((sudo) apt-get when missing)
 	@mode="$${TXSTATS_TEST_INFRA:-}"; \
 	if [ -z "$$mode" ]; then \
 	  if $(PY) -m tests.integration.infra docker; then mode=testcontainers; else mode=local; fi; \
