@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.integration import infra
+
 ROOT = Path(__file__).resolve().parents[2]
 
 SERVICES = frozenset(
@@ -381,6 +383,13 @@ def test_cluster_profile_runs_three_kraft_voters_with_replication_factor_3(
         volumes.update(str(v).partition(":")[0] for v in spec["volumes"])
     assert len(cluster_ids) == 1, "one cluster"
     assert len(volumes) == len(CLUSTER_NODES), "a volume per node"
+
+
+def test_the_integration_suite_on_testcontainers_runs_the_compose_files_postgres(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    assert services["postgres"]["image"] == infra.POSTGRES_IMAGE
+    assert re.fullmatch(r"confluentinc/cp-kafka:\d+\.\d+\.\d+", infra.KAFKA_IMAGE)
 
 
 def test_postgres_has_a_volume_pg_isready_and_an_env_driven_password(
