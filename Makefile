@@ -92,10 +92,11 @@ test-slow: ## only the slow cases (CI runs them after `make test`)
 test-unit: venv ## unit tests only (no services needed)
 	$(PY) -m pytest -q tests/unit
 
-lint: venv ## ruff + mypy --strict + forbidden calls in service code
+lint: venv ## ruff + mypy --strict + forbidden calls in service code + shellcheck
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy --strict .
+	$(VENV)/bin/shellcheck scripts/*.sh .ci/run
 	@if grep -rnE '(^|[^.a-z_])print\(|time\.sleep\(' --include='*.py' $(SERVICE_DIRS); then \
 	  echo "print( or time.sleep( in service code (see above)" >&2; exit 1; fi
 	$(MAKE) --no-print-directory docker-lint
