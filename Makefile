@@ -50,25 +50,41 @@ down: ## stop the services, Kafka and PostgreSQL (data stays in .local/)
 	scripts/services.sh down
 	scripts/stack.sh infra-down
 
-run: infra env ## start everything in the foreground; Ctrl-C stops it
+# `run` starts Kafka and PostgreSQL itself (not through `infra`), so that however it ends it
+# stops what it started, the infrastructure included.
+run: venv env ## start everything in the foreground; Ctrl-C stops it
 	scripts/services.sh run
 
-# `make test` picks the integration tests' Kafka and PostgreSQL once: testcontainers when a
-# Docker engine answers (GitHub's runners), else the local stack; pytest prints which.
+# The integration tests' Kafka and PostgreSQL: TXSTATS_TEST_INFRA=local (the stack of
+# scripts/stack.sh, started here) or =testcontainers (containers on a Docker engine); unset,
+# testcontainers when a Docker engine answers, else local. pytest prints which.
+# In local mode Kafka and PostgreSQL stay up after the tests (the next `make test` reuses them;
+# `make down` stops them), and the last line says so.
 # `make test` skips the cases marked `slow` (crash faults on a 3-node cluster, kill -9 loops:
 # minutes each); `make test-slow` runs only those; CI (.ci/run) runs both.
+# TEST_PATHS narrows the run (the GitHub workflow: TEST_PATHS=tests/integration TEST_MARKERS=).
 TEST_MARKERS ?= not slow
+TEST_PATHS ?= tests
 
 test: venv ## unit + integration + fault tests against a real Kafka and PostgreSQL (not the slow ones)
-	@scripts/browser.sh  # chromium + chromium-driver for the dashboard test (apt-get when missing)
-	@if $(PY) -m tests.integration.infra docker; then \
-	  export TXSTATS_TEST_INFRA=testcontainers; \
-	else \
-	  $(MAKE) --no-print-directory infra || exit 1; export TXSTATS_TEST_INFRA=local; \
+	@scripts/browser.sh  # chromium + chromium-driver for the dashboard test ((sudo) apt-get when missing)
+	@mode="$${TXSTATS_TEST_INFRA:-}"; \
+	if [ -z "$$mode" ]; then \
+	  if $(PY) -m tests.integration.infra docker; then mode=testcontainers; else mode=local; fi; \
 	fi; \
-	echo "make test: Kafka and PostgreSQL from $$TXSTATS_TEST_INFRA; tests: $(TEST_MARKERS)"; \
-	$(PY) -m pytest -q -p no:cacheprovider -m "$(TEST_MARKERS)" tests; rc=$$?; \
-	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+	case "$$mode" in \
+	  local) $(MAKE) --no-print-directory infra || exit 1 ;; \
+	  testcontainers) ;; \
+	  *) echo "TXSTATS_TEST_INFRA=$$mode: expected local or testcontainers" >&2; exit 2 ;; \
+	esac; \
+	export TXSTATS_TEST_INFRA=$$mode; \
+	echo "make test: Kafka and PostgreSQL from $$mode; tests: $(or $(TEST_MARKERS),all) in $(TEST_PATHS)"; \
+	$(PY) -m pytest -q -p no:cacheprovider -m "$(TEST_MARKERS)" $(TEST_PATHS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; rc=1; fi; \
+	if [ "$$mode" = local ]; then \
+	  echo "make test: Kafka ($$KAFKA_BOOTSTRAP_SERVERS) and PostgreSQL ($$(echo "$$DATABASE_URL" | sed -E 's#.*@([^/?]+).*#\1#')) are still running; 'make down' stops them"; \
+	fi; \
+	exit $$rc
 
 test-slow: ## only the slow cases (CI runs them after `make test`)
 	@$(MAKE) --no-print-directory test TEST_MARKERS=slow
@@ -76,10 +92,11 @@ test-slow: ## only the slow cases (CI runs them after `make test`)
 test-unit: venv ## unit tests only (no services needed)
 	$(PY) -m pytest -q tests/unit
 
-lint: venv ## ruff + mypy --strict + forbidden calls in service code
+lint: venv ## ruff + mypy --strict + forbidden calls in service code + shellcheck
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy --strict .
+	$(VENV)/bin/shellcheck scripts/*.sh .ci/run
 	@if grep -rnE '(^|[^.a-z_])print\(|time\.sleep\(' --include='*.py' $(SERVICE_DIRS); then \
 	  echo "print( or time.sleep( in service code (see above)" >&2; exit 1; fi
 	$(MAKE) --no-print-directory docker-lint

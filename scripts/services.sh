@@ -4,8 +4,10 @@
 #   scripts/services.sh up     start command API (8000), query API (8001), projector (8002) in
 #                              the background; return once every /ready answers 200
 #   scripts/services.sh down   stop them (SIGTERM, then SIGKILL after 20 s)
-#   scripts/services.sh run    start them in the foreground, showing their logs; Ctrl-C (or
-#                              one of them exiting) stops them, then Kafka and PostgreSQL
+#   scripts/services.sh run    start Kafka and PostgreSQL (scripts/stack.sh infra-up), then the
+#                              three in the foreground, showing their logs; however it ends
+#                              (Ctrl-C, a service exiting, a port taken, a service not ready in
+#                              90 s) it stops the services, Kafka and PostgreSQL it started
 #   scripts/services.sh status one line per service: pid, port, /ready
 #   scripts/services.sh logs   follow every log under .local/logs/ (Ctrl-C ends)
 #
@@ -131,9 +133,13 @@ follow_logs() {
 # On a terminal, the services' JSON lines are shown as text (shared/logview.py).
 logview() { (cd "$ROOT" && exec "$PY" -m shared.logview); }
 
-# `make run`: everything it started stops on Ctrl-C, on SIGTERM, or when a service exits.
+# `make run`: everything it started stops however it ends, through the EXIT trap (Ctrl-C and
+# SIGTERM exit through it too, and so does every `die`).
 TAIL_PID=""
+STOPPED=""
 stop_everything() {
+  [[ -z "$STOPPED" ]] || return 0
+  STOPPED=1
   trap '' INT TERM
   set +e # stop as much as can be stopped
   if [[ -n "$TAIL_PID" ]]; then
@@ -142,7 +148,7 @@ stop_everything() {
   fi
   stop_all
   "$ROOT/scripts/stack.sh" infra-down
-  log "stopped: the three services, Kafka and PostgreSQL (data stays in .local/)"
+  log "stopped: the three services, Kafka and PostgreSQL (data stays in ${STACK_DIR:-$ROOT/.local}/)"
 }
 
 run_foreground() {
@@ -151,8 +157,10 @@ run_foreground() {
     [[ -f "$RUN/$name.pid" ]] && kill -0 "$(cat "$RUN/$name.pid")" 2>/dev/null &&
       die "$name is already running in the background (make up): make logs follows it, make down stops it"
   done
-  trap 'stop_everything; exit 130' INT
-  trap 'stop_everything; exit 143' TERM
+  trap stop_everything EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  "$ROOT/scripts/stack.sh" infra-up
   start_all
   wait_ready
   log "all services up; Ctrl-C stops them, Kafka and PostgreSQL"
@@ -172,7 +180,6 @@ run_foreground() {
   else
     log "pid $exited exited with status $status: stopping everything (see $LOGS/)"
   fi
-  stop_everything
   ((status == 0)) || exit 1
 }
 

@@ -261,7 +261,7 @@ kafka_down() { # every node, whatever KAFKA_NODES says now; brokers first, contr
   done
   # Signal them all at once: a cluster node waits for its peers' controlled shutdown.
   for pidfile in "${pids[@]}"; do
-    pid_alive "$pidfile" && kill -TERM "$(cat "$pidfile")" 2>/dev/null || true
+    if pid_alive "$pidfile"; then kill -TERM "$(cat "$pidfile")" 2>/dev/null || true; fi
   done
   for pidfile in "${pids[@]}"; do stop_pid "$pidfile" "Kafka ($(basename "$(dirname "$pidfile")"))" 60; done
 }
@@ -281,9 +281,9 @@ kafka_status() {
 # ----------------------------------------------------------- PostgreSQL
 
 pg_bindir() {
-  local dir
-  dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
-  [[ -n "$dir" && -x "$dir/initdb" ]] && echo "$dir"
+  local dirs=(/usr/lib/postgresql/*/bin) dir
+  dir="$(printf '%s\n' "${dirs[@]}" | sort -V | tail -n 1)"
+  [[ -x "$dir/initdb" ]] && echo "$dir"
 }
 
 pg_install() {

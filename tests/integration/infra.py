@@ -1,11 +1,16 @@
 """Where the integration tests find a real Kafka and a real PostgreSQL.
 
-`make test` decides once and says so in `TXSTATS_TEST_INFRA`: `testcontainers` when a Docker
-engine answers (`python -m tests.integration.infra docker` exits 0), else `local`, the stack
-of `scripts/stack.sh` it has just provisioned at `KAFKA_BOOTSTRAP_SERVERS` / `DATABASE_URL`.
+`make test` decides once and says so in `TXSTATS_TEST_INFRA` (or keeps the value it is given):
+`testcontainers` when a Docker engine answers (`python -m tests.integration.infra docker`
+exits 0), else `local`, the stack of `scripts/stack.sh` it has just provisioned at
+`KAFKA_BOOTSTRAP_SERVERS` / `DATABASE_URL`.
 Unset (pytest run by hand), in order: the services named by those variables when they
 answer; otherwise testcontainers when a Docker engine answers; otherwise the local stack,
 started on demand. `describe()` names the path; every test run prints it first.
+
+The testcontainers path needs a Docker engine that can pull the two images below and
+testcontainers' own reaper (Ryuk, which removes the containers when the session ends); the
+GitHub workflow runs the integration suite that way (job `integration-testcontainers`).
 """
 
 from __future__ import annotations
@@ -24,6 +29,14 @@ DEFAULT_KAFKA = "127.0.0.1:9092"
 DEFAULT_DATABASE = "postgresql://txstats@127.0.0.1:5433/txstats"
 MODE_VARIABLE = "TXSTATS_TEST_INFRA"
 TESTCONTAINERS, LOCAL = "testcontainers", "local"
+# testcontainers' KafkaContainer runs KRaft on Confluent's images only (not apache/kafka, which
+# the compose file uses): this is the library's own default, pinned here.
+KAFKA_IMAGE = "confluentinc/cp-kafka:7.6.0"
+# The compose file's PostgreSQL (tests/unit/test_containers.py holds the two together).
+POSTGRES_IMAGE = "postgres:16.11-bookworm"
+# Seconds for the broker's "Kafka Server started" line after its container starts (the
+# library's default, 30, is short on a loaded runner).
+KAFKA_START_SECONDS = 120
 
 
 def answers(host: str, port: int) -> bool:
@@ -94,10 +107,14 @@ def _stack(command: str) -> None:
 def kafka_bootstrap() -> Iterator[str]:
     address = _kafka_address()
     if _use_containers(address):
-        from testcontainers.kafka import KafkaContainer  # noqa: PLC0415
+        from testcontainers.community.kafka import KafkaContainer  # noqa: PLC0415
 
-        with KafkaContainer().with_kraft() as container:
+        container = KafkaContainer(KAFKA_IMAGE).with_kraft()
+        try:
+            container.start(timeout=KAFKA_START_SECONDS)
             yield container.get_bootstrap_server()
+        finally:
+            container.stop()
     elif answers(*_host_port(address)):
         yield address
     else:
@@ -109,9 +126,9 @@ def kafka_bootstrap() -> Iterator[str]:
 def database_url() -> Iterator[str]:
     url = _database_url()
     if _use_containers(url):
-        from testcontainers.postgres import PostgresContainer  # noqa: PLC0415
+        from testcontainers.community.postgres import PostgresContainer  # noqa: PLC0415
 
-        with PostgresContainer("postgres:16", driver=None) as container:
+        with PostgresContainer(POSTGRES_IMAGE, driver=None) as container:
             yield container.get_connection_url()
     elif answers(*_host_port(url)):
         yield url

@@ -1,4 +1,5 @@
-"""The container files: docker-compose.yml, both Dockerfiles, .dockerignore, CI.
+"""The container files: docker-compose.yml, both Dockerfiles, .dockerignore, and CI (the GitHub
+workflow, and scripts/compose_smoke.sh that it runs on a Docker host).
 
 No Docker engine is needed: the files are parsed and checked for the properties that the stack
 relies on. `scripts/docker_lint.sh` adds hadolint and Compose's own parser on top of this.
@@ -18,6 +19,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.integration import infra
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -383,6 +386,13 @@ def test_cluster_profile_runs_three_kraft_voters_with_replication_factor_3(
     assert len(volumes) == len(CLUSTER_NODES), "a volume per node"
 
 
+def test_the_integration_suite_on_testcontainers_runs_the_compose_files_postgres(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    assert services["postgres"]["image"] == infra.POSTGRES_IMAGE
+    assert re.fullmatch(r"confluentinc/cp-kafka:\d+\.\d+\.\d+", infra.KAFKA_IMAGE)
+
+
 def test_postgres_has_a_volume_pg_isready_and_an_env_driven_password(
     compose: dict[str, Any], services: dict[str, dict[str, Any]]
 ) -> None:
@@ -500,26 +510,79 @@ def test_compose_dollars_are_variables_or_escaped() -> None:
 
 # ---------------------------------------------------------------- CI workflow
 
+SMOKE = "scripts/compose_smoke.sh"
 
-def test_ci_workflow_lints_tests_and_smoke_tests_the_images() -> None:
+
+@pytest.fixture(scope="module")
+def jobs() -> dict[str, dict[str, Any]]:
     workflow = as_mapping(
         yaml.safe_load((ROOT / ".github/workflows/ci.yml").read_text("utf-8")), "workflow"
     )
-    jobs = as_mapping(workflow.get("jobs"), "jobs")
-    assert {"lint", "test", "docker"} <= set(jobs)
+    raw = as_mapping(workflow.get("jobs"), "jobs")
+    return {name: as_mapping(spec, name) for name, spec in raw.items()}
 
-    def runs(job: str) -> list[str]:
-        steps = as_mapping(jobs[job], job).get("steps", [])
-        return [str(step["run"]) for step in steps if "run" in step]
 
-    assert any("make lint" in r for r in runs("lint"))
-    assert any("make test" in r for r in runs("test"))
-    docker = "\n".join(runs("docker"))
-    for name in DOCKERFILES:
-        assert f"docker build -f {name}" in docker
-    assert "docker compose up" in docker
-    assert "--wait" in docker
-    assert "make" in docker
-    assert "token" in docker
-    assert "localhost:8001/stats" in docker
-    assert "docker compose down -v" in docker
+def runs(job: dict[str, Any]) -> list[str]:
+    return [str(step["run"]) for step in job.get("steps", []) if "run" in step]
+
+
+def test_ci_workflow_has_a_job_for_each_path_of_the_tests(jobs: dict[str, dict[str, Any]]) -> None:
+    assert set(jobs) == {"lint", "test", "test-slow", "integration-testcontainers", "compose-smoke"}
+    assert runs(jobs["lint"])[0] == "make lint"
+    assert any(r.startswith("go run github.com/rhysd/actionlint/") for r in runs(jobs["lint"]))
+    # .ci/run's two commands, each a job, on the local stack as .ci/run runs them
+    ci_run = (ROOT / ".ci" / "run").read_text("utf-8").splitlines()
+    for command in ("make test", "make test-slow"):
+        assert command in ci_run
+        job = jobs[command.removeprefix("make ")]
+        assert runs(job) == [command]
+        assert job["env"]["TXSTATS_TEST_INFRA"] == "local"
+    # the browser test runs there: a missing browser fails the job instead of skipping the test
+    assert jobs["test"]["env"]["TXSTATS_REQUIRE_BROWSER"] == "1"
+    assert "TXSTATS_REQUIRE_BROWSER" in (ROOT / "scripts" / "browser.sh").read_text("utf-8")
+    containers = jobs["integration-testcontainers"]
+    assert containers["env"]["TXSTATS_TEST_INFRA"] == "testcontainers"
+    assert runs(containers) == ["make test TEST_PATHS=tests/integration TEST_MARKERS="]
+
+
+def test_ci_workflow_smoke_tests_both_compose_configurations(
+    jobs: dict[str, dict[str, Any]],
+) -> None:
+    smoke = jobs["compose-smoke"]
+    assert smoke["strategy"]["matrix"]["configuration"] == ["default", "cluster"]
+    assert runs(smoke) == [f"{SMOKE} ${{{{ matrix.configuration }}}}"]
+
+
+def test_every_make_target_and_script_the_workflow_runs_exists(
+    jobs: dict[str, dict[str, Any]],
+) -> None:
+    makefile = (ROOT / "Makefile").read_text("utf-8")
+    targets = set(re.findall(r"^([a-z][a-z-]*):", makefile, re.MULTILINE))
+    variables = set(re.findall(r"^([A-Z_]+) \?=", makefile, re.MULTILINE))
+    for job in jobs.values():
+        for run in runs(job):
+            words = run.split()
+            if words[0] == "make":
+                assert words[1] in targets, run
+                for word in words[2:]:
+                    assert word.partition("=")[0] in variables, f"{run}: {word}"
+            elif words[0].startswith("scripts/"):
+                script = ROOT / words[0]
+                assert script.is_file(), run
+                assert script.stat().st_mode & 0o111, f"{words[0]} is not executable"
+
+
+def test_the_smoke_test_drives_the_compose_files_services_and_ports(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    script = (ROOT / SMOKE).read_text("utf-8")
+    named = set(re.findall(r"--scale ([\w-]+)=", script))
+    named |= set(re.findall(r"exec -T (?:--index \S+ )?([a-z][\w-]*)", script))
+    assert named >= {"command-api", "query-api", "projector", "kafka"}
+    assert named <= set(services), named - set(services)
+    published = {int(port) for port, _ in published_ports(services["lb"])}
+    assert {
+        int(port) for port in re.findall(r"_URL=http://127\.0\.0\.1:(\d+)", script)
+    } == published
+    assert "CLUSTER_ENV=deploy/cluster.env" in script
+    assert "down -v" in script
