@@ -19,7 +19,7 @@ from typing import TypeVar
 from bench.infra import bench_infra
 from bench.procs import ROOT, BenchError
 from bench.report import Report, Row
-from bench.scenarios import CLIENT_CPUS, LAYOUT, Context
+from bench.scenarios import CLIENT_CPUS, LAYOUT, SCENARIOS, Context
 from bench.scenarios import fold as fold_scenario
 from bench.scenarios import freshness as freshness_scenario
 from bench.scenarios import ingest as ingest_scenario
@@ -27,7 +27,6 @@ from bench.scenarios import stats as stats_scenario
 from bench.scenarios import stream as stream_scenario
 from bench.wrk import ensure_wrk
 
-SCENARIOS = ("ingest", "fold", "stats", "freshness", "stream")
 T = TypeVar("T")
 logger = logging.getLogger("bench")
 
