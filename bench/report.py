@@ -148,7 +148,8 @@ def render(document: dict[str, Any]) -> str:
     lines.append(f"at commit {document.get('commit') or 'not recorded'}")
     lines.append(f"on {Machine.of(document.get('machine') or {}).describe()}.")
     if settings.get("layout"):
-        lines.append(f"{str(settings['layout']).capitalize()}.")
+        layout = str(settings["layout"])
+        lines.append(f"{layout[:1].upper()}{layout[1:]}.")
     if settings.get("runs"):
         lines.append(
             f"Each scenario ran {settings['runs']} times, interleaved with its baseline;"

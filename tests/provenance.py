@@ -39,14 +39,21 @@ class Machine:
     @classmethod
     def of(cls, data: dict[str, Any]) -> Machine:
         return cls(
-            str(data.get("cpu") or "unknown CPU"),
+            str(data.get("cpu") or ""),
             data.get("cores"),
-            str(data.get("kernel") or "?"),
-            str(data.get("python") or "?"),
+            str(data.get("kernel") or ""),
+            str(data.get("python") or ""),
         )
 
     def describe(self) -> str:
-        return f"{self.cpu}, {self.cores} cores, Linux {self.kernel}, Python {self.python}"
+        """`AMD EPYC 7B13, 2 cores, Linux 6.18, Python 3.11.7`, leaving out what is unknown."""
+        parts = [
+            self.cpu or "CPU not recorded",
+            f"{self.cores} cores" if self.cores else "",
+            f"Linux {self.kernel}" if self.kernel else "",
+            f"Python {self.python}" if self.python else "",
+        ]
+        return ", ".join(part for part in parts if part)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

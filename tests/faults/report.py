@@ -122,16 +122,18 @@ TABLES = (
     (
         "outcome",
         "Faults under load",
+        "",
         ["fault", "sent", "201", "not confirmed", "counted at the end"],
     ),
     (
         "outage",
-        "Unavailability per crash (from the signal to the next 201 of a POST sent after it, "
-        "to every partition acknowledging again, and to the next fresh read: a `GET /stats` "
-        "with the consistency token of a POST sent after the crash answering 200)",
+        "Unavailability per crash",
+        "From the signal to the next 201 of a POST sent after it, to every partition "
+        "acknowledging again, and to the next fresh read (a `GET /stats` with the consistency "
+        "token of a POST sent after the crash answering 200).\n\n",
         ["crash", "next 201", "every partition 201 again", "next fresh read"],
     ),
-    ("attack", "Hostile HTTP", ["attack", "result"]),
+    ("attack", "Hostile HTTP", "", ["attack", "result"]),
 )
 
 
@@ -144,13 +146,12 @@ def render(entries: list[dict[str, Any]]) -> str:
         "lost, nothing counted twice, totals exact). Each row names its test and the date "
         "and commit it was measured at.\n"
     ]
-    for kind, title, header in TABLES:
+    for kind, title, intro, header in TABLES:
         rows = [entry for entry in entries if entry["kind"] == kind]
         if not rows:
             continue
         lines = [
-            f"\n## {title}\n",
-            "| " + " | ".join([*header, "test", "measured"]) + " |",
+            f"\n## {title}\n\n{intro}| " + " | ".join([*header, "test", "measured"]) + " |",
             "|" + "---|" * (len(header) + 2),
         ]
         for entry in rows:
