@@ -1,8 +1,9 @@
 """`python -m bench` (`make bench`): run every scenario against its baseline, print one
-Markdown table on stdout, write the details to `.local/bench/bench-<time>.json`.
+Markdown table on stdout, write the run to `.local/bench/bench-<time>.{json,md}` (and
+`latest.{json,md}`); `make figures` publishes the latest full run as docs/figures/bench.md.
 
 Progress goes to stderr. Options shrink or focus a run (e.g. `--quick` while developing);
-the defaults are what the README's table is made with.
+only a run with the defaults is published.
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ import asyncio
 import logging
 import os
 import sys
-import time
 from collections.abc import Awaitable
 from typing import TypeVar
 
 from bench.infra import bench_infra
 from bench.procs import ROOT, BenchError
 from bench.report import Report, Row
-from bench.scenarios import CLIENT_CPUS, LAYOUT, Context
+from bench.scenarios import CLIENT_CPUS, LAYOUT, SCENARIOS, Context
 from bench.scenarios import fold as fold_scenario
 from bench.scenarios import freshness as freshness_scenario
 from bench.scenarios import ingest as ingest_scenario
@@ -27,7 +27,6 @@ from bench.scenarios import stats as stats_scenario
 from bench.scenarios import stream as stream_scenario
 from bench.wrk import ensure_wrk
 
-SCENARIOS = ("ingest", "fold", "stats", "freshness", "stream")
 T = TypeVar("T")
 logger = logging.getLogger("bench")
 
@@ -77,6 +76,8 @@ async def _main(args: argparse.Namespace) -> Report:
             "events": ctx.events,
             "naive_events": ctx.naive_events,
             "layout": LAYOUT,
+            "scenarios": chosen,
+            "quick": args.quick,
         }
         if "ingest" in chosen:
             await _attempt(ctx, "ingest", ingest_scenario.run(ctx))
@@ -99,7 +100,7 @@ async def _attempt(ctx: Context, name: str, scenario: Awaitable[T]) -> T | None:
         return await scenario
     except BenchError as err:
         logger.error("%s failed: %s", name, err)
-        ctx.report.add(Row(name, f"**failed**: {err}", "—", "—", "—", False, "—"))
+        ctx.report.add(Row(name, f"**failed**: {err}", "—", "—", "—", False, "—", key=name))
         return None
 
 
@@ -121,22 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     # The orchestrator is the client side: keep it (and the loader) off the server's core.
     if CLIENT_CPUS is not None:
         os.sched_setaffinity(0, {int(CLIENT_CPUS)})
-    started = time.monotonic()
     try:
         report = asyncio.run(_main(args))
     except BenchError as err:
         logger.error("%s", err)
         return 1
     path = report.write()
-    machine = report.machine()
-    sys.stdout.write(
-        f"\nMachine: {machine['cpu']}, {machine['cores']} cores, Linux {machine['kernel']}, "
-        f"Python {machine['python']}. {LAYOUT}. Each scenario ran "
-        f"{report.data['settings']['runs']} times (interleaved with its baseline); "
-        f"total {time.monotonic() - started:.0f} s.\n\n"
-    )
-    sys.stdout.write(report.markdown())
-    sys.stdout.write(f"\nDetails: {path.relative_to(ROOT)}\n")
+    sys.stdout.write("\n" + path.with_suffix(".md").read_text())
+    sys.stdout.write(f"\nDetails: {path.relative_to(ROOT)}; publish: make figures\n")
     return 0
 
 

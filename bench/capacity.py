@@ -1,4 +1,5 @@
-"""`python -m bench.capacity`: the storage and write-rate inputs of docs/CAPACITY.md.
+"""`python -m bench.capacity`: the storage and write-rate inputs of the capacity plan
+(docs/capacity.md; `make figures` derives docs/figures/capacity.md from them and `make bench`).
 
 Against the local stack (`KAFKA_BOOTSTRAP_SERVERS`, `DATABASE_URL`; scratch topic and database,
 dropped or left to retention afterwards):
@@ -10,13 +11,15 @@ dropped or left to retention afterwards):
 - Kafka bytes per event: events serialized as the command API does, produced with acks=all
   and linger, and the topic's log segments on disk divided by the count (one replica).
 
-Prints one line per figure. Single process, single connection: rates are per writer.
+Prints one line per figure and writes them to `.local/bench/capacity-<time>.json` (and
+`capacity-latest.json`). Single process, single connection: rates are per writer.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import time
 import uuid
@@ -28,17 +31,23 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from bench.procs import ROOT, cpu_seconds
+from bench.report import RESULTS_DIR
 from projector.adapters.postgres_store import UPSERT_SECONDS, insert_first_occurrences
 from shared.events import TransactionRecorded, event_headers, serialize
 from shared.settings import KafkaSettings
 from shared.topic import ensure_topic
+from tests.provenance import Machine, commit, utc_now
 from tests.scratch_database import create_database, drop_database
 
 BATCH = 20_000
 AMOUNT = Decimal("12.34")
 
 
-async def dedupe(admin_url: str, ids: int) -> None:
+Figures = dict[str, float]
+
+
+async def dedupe(admin_url: str, ids: int) -> tuple[Figures, Figures]:
+    """The dedupe insert's figures, then the bucket upsert's."""
     url = await create_database(admin_url, "capacity")
     try:
         conn = await asyncpg.connect(url)
@@ -54,6 +63,13 @@ async def dedupe(admin_url: str, ids: int) -> None:
                     await insert_first_occurrences(conn, 1, first)
             seconds, cpu = time.perf_counter() - started, cpu_seconds(backend) - cpu
             size = await conn.fetchval("SELECT pg_total_relation_size('seen_transactions')")
+            inserts = {
+                "rows": ids,
+                "batch": BATCH,
+                "rows_per_s": ids / seconds,
+                "cpu_us_per_row": cpu / ids * 1e6,
+                "mib_per_million_ids": size / ids * 1e6 / 2**20,
+            }
             print(
                 f"dedupe insert: {ids:,} ids in {seconds:.1f} s = {ids / seconds:,.0f} rows/s "
                 f"(batches of {BATCH:,}, one connection); backend CPU {cpu:.1f} s = "
@@ -72,18 +88,26 @@ async def dedupe(admin_url: str, ids: int) -> None:
                     await conn.execute(UPSERT_SECONDS, 1, seconds_col, counts, sums, maxes, mins)
             seconds, cpu = time.perf_counter() - started, cpu_seconds(backend) - cpu
             rows = rounds * buckets
+            upserts = {
+                "rows": rows,
+                "batch": buckets,
+                "rows_per_s": rows / seconds,
+                "cpu_us_per_row": cpu / rows * 1e6,
+            }
             print(
                 f"bucket upsert: {rows:,} rows in {seconds:.1f} s = {rows / seconds:,.0f} rows/s"
                 f" ({buckets:,} buckets a statement); backend CPU {cpu / rows * 1e6:.1f} us per"
                 f" row = {rows / cpu:,.0f} rows per CPU-second"
             )
+            return inserts, upserts
         finally:
             await conn.close()
     finally:
         await drop_database(admin_url, url)
 
 
-async def kafka_bytes(bootstrap: str, events: int, data_dirs: list[Path]) -> None:
+async def kafka_bytes(bootstrap: str, events: int, data_dirs: list[Path]) -> Figures:
+    """Bytes of log segments per event on one replica (empty when none were found)."""
     settings = KafkaSettings(
         bootstrap_servers=bootstrap, topic=f"capacity.{uuid.uuid4().hex[:12]}", partitions=6
     )
@@ -111,7 +135,7 @@ async def kafka_bytes(bootstrap: str, events: int, data_dirs: list[Path]) -> Non
     logs = next((found for found in replicas if found), [])  # one replica's segments
     if not logs:
         print(f"kafka: no log segments of {settings.topic} under {data_dirs}")
-        return
+        return {}
     size = sum(p.stat().st_size for p in logs)
     sample = serialize(
         TransactionRecorded(uuid.uuid4(), str(uuid.uuid4()), AMOUNT, now, now, "bench")
@@ -121,6 +145,7 @@ async def kafka_bytes(bootstrap: str, events: int, data_dirs: list[Path]) -> Non
         f"{size / events:.0f} bytes per event (value {len(sample)} bytes, key 36, headers, "
         f"batch overhead; linger 2 ms, no compression)"
     )
+    return {"events": events, "bytes_per_event": size / events, "value_bytes": len(sample)}
 
 
 def main() -> None:
@@ -132,8 +157,23 @@ def main() -> None:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     local = ROOT / ".local"
     data_dirs = [local / "kafka" / "data", *sorted(local.glob("kafka-cluster/node*/data"))]
-    asyncio.run(dedupe(database, args.ids))
-    asyncio.run(kafka_bytes(bootstrap, args.events, data_dirs))
+    started = utc_now()
+    inserts, upserts = asyncio.run(dedupe(database, args.ids))
+    log = asyncio.run(kafka_bytes(bootstrap, args.events, data_dirs))
+    document = {
+        "started": started,
+        "commit": commit(),
+        "machine": Machine.current().to_json(),
+        "dedupe_insert": inserts,
+        "bucket_upsert": upserts,
+        "kafka_log": log,
+    }
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(document, indent=2)
+    stamp = started.replace("-", "").replace(":", "")
+    for name in (f"capacity-{stamp}", "capacity-latest"):
+        (RESULTS_DIR / f"{name}.json").write_text(text)
+    print(f"written: {(RESULTS_DIR / f'capacity-{stamp}.json').relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

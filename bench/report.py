@@ -1,11 +1,10 @@
-"""Medians and spreads of repeated runs, the Markdown table, the JSON file."""
+"""Medians and spreads of repeated runs, the Markdown table, the run's files: JSON (every
+run's details) and Markdown (the page `make figures` publishes as docs/figures/bench.md)."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import platform
 import statistics
 import time
 from collections.abc import Sequence
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.procs import ROOT
+from tests.provenance import Machine, commit
 
 RESULTS_DIR = ROOT / ".local" / "bench"
 
@@ -88,6 +88,10 @@ class Row:
     met: bool | None
     cpu: str
     note: str = ""
+    # The row's headline figures by name (medians), for what is derived from a run: the
+    # capacity plan reads them (bench/sizing.py), so they are named, not parsed from text.
+    key: str = ""
+    figures: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -115,35 +119,49 @@ class Report:
             )
         return header + "\n".join(lines) + "\n"
 
-    def machine(self) -> dict[str, Any]:
-        model = ""
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-        except OSError:
-            pass
-        return {
-            "cpu": model,
-            "cores": os.cpu_count(),
-            "kernel": platform.release(),
-            "python": platform.python_version(),
-        }
-
     def write(self) -> Path:
+        """`bench-<time>.json` and `.md` in .local/bench/, and the same as `latest.*`."""
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.started))
         document = {
             "started": stamp,
             "seconds": round(time.time() - self.started, 1),
-            "machine": self.machine(),
+            "commit": commit(),
+            "machine": Machine.current().to_json(),
             "table": [asdict(row) for row in self.rows],
             "markdown": self.markdown(),
             "scenarios": self.data,
         }
         path = RESULTS_DIR / f"bench-{stamp}.json"
         text = json.dumps(document, indent=2, default=str)
-        path.write_text(text)
-        (RESULTS_DIR / "latest.json").write_text(text)
+        page = render(document)
+        for name in (f"bench-{stamp}", "latest"):
+            (RESULTS_DIR / f"{name}.json").write_text(text)
+            (RESULTS_DIR / f"{name}.md").write_text(page)
         return path
+
+
+def render(document: dict[str, Any]) -> str:
+    """One run as a Markdown page: what ran, where and when, then its table verbatim."""
+    settings = (document.get("scenarios") or {}).get("settings") or {}
+    lines = [f"Run {document.get('started', '?')} of `make bench`"]
+    lines.append(f"at commit {document.get('commit') or 'not recorded'}")
+    lines.append(f"on {Machine.of(document.get('machine') or {}).describe()}.")
+    if settings.get("layout"):
+        layout = str(settings["layout"])
+        lines.append(f"{layout[:1].upper()}{layout[1:]}.")
+    if settings.get("runs"):
+        lines.append(
+            f"Each scenario ran {settings['runs']} times, interleaved with its baseline;"
+            f" {settings.get('seconds', '?')} s per HTTP run, a"
+            f" {settings.get('events', 0):,}-event log"
+            + (" (`--quick`)" if settings.get("quick") else "")
+            + "."
+        )
+    if settings.get("scenarios"):
+        lines.append(f"Scenarios: {', '.join(settings['scenarios'])}.")
+    if document.get("seconds"):
+        lines.append(f"Total {document['seconds']:.0f} s.")
+    if document.get("imported"):
+        lines.append(f"**Imported**: {document['imported']}")
+    return " ".join(lines) + "\n\n" + str(document.get("markdown", "")).rstrip("\n") + "\n"

@@ -14,6 +14,8 @@ from bench.report import Report
 
 logger = logging.getLogger("bench")
 
+SCENARIOS = ("ingest", "fold", "stats", "freshness", "stream")  # a full run, in its order
+
 _PINNED = (os.cpu_count() or 1) >= 2
 # The load generator (wrk, or the paced client in this process), and the server under test
 # (and its baseline); on a single core nothing is pinned.

@@ -19,7 +19,7 @@ import asyncpg
 from bench.ceilings import Ceiling, measure
 from bench.load import append_events, synthetic_events
 from bench.procs import BenchError, CpuMeter, Service
-from bench.report import Row, Series, cpu_summary, paired_ratio
+from bench.report import Row, Series, cpu_summary, median_of, paired_ratio
 from bench.scenarios import BOTH_CPUS, SERVER_CPUS, Context
 from shared.settings import KafkaSettings
 
@@ -228,6 +228,13 @@ def _record(
             target=">= 0.60x, <= 15 µs projector CPU/event",
             met=to_ceiling.median >= 0.60 and per_event.median <= 15,
             cpu=f"{cpu}; projector {per_event.median:.1f} µs CPU/event",
+            key="fold",
+            figures={
+                "rate": rate.median,
+                "ratio": to_ceiling.median,
+                "cpu_us": per_event.median,
+                "postgres_pct": median_of([r.cpu for r in measured], "postgres"),
+            },
         )
     )
     ctx.report.add(
@@ -240,6 +247,8 @@ def _record(
             target="—",
             met=None,
             cpu=f"naive {cpu_summary([r.cpu for r in naive], ['naive_projector', 'postgres'])}",
+            key="fold_naive",
+            figures={"rate": rate.median, "baseline": base.median, "ratio": to_naive.median},
         )
     )
     names = [f"projector_{cpu}" for cpu in BOTH_CPUS]
@@ -252,6 +261,16 @@ def _record(
             target="report",
             met=None,
             cpu=cpu_summary([r.cpu for r in pairs], [*names, "kafka", "postgres"]),
+            key="fold_two",
+            figures={
+                "rate": two.median,
+                "ratio": scaling.median,
+                # every watched process together, % of one core: how busy the machine was
+                "busy_pct": sum(
+                    median_of([r.cpu for r in pairs], name)
+                    for name in (*names, "kafka", "postgres")
+                ),
+            },
         )
     )
 

@@ -125,5 +125,7 @@ def _record(ctx: Context, runs: list[Paced]) -> None:
                 [r.cpu for r in runs],
                 ["client", "command_api", "projector", "query_api", "kafka", "postgres"],
             ),
+            key="freshness",
+            figures={"p99_ms": p99.median, "rate": rate.median},
         )
     )

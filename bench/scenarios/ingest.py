@@ -143,6 +143,12 @@ def _record_single(
             target=">= 0.75x",
             met=ratios.median >= 0.75,
             cpu=f"{_cpu(measured, 'command_api', 1)}; baseline {_cpu(baseline, 'noop_command', 1)}",
+            key="ingest_single",
+            figures={
+                "rate": rate.median,
+                "ratio": ratios.median,
+                "cpu_us": _cpu_per_item(measured, "command_api", 1).median,
+            },
         )
     )
 
@@ -184,6 +190,12 @@ def _record_batch(
             met=ratios.median >= 0.60,
             cpu=f"{_cpu(measured, 'command_api', BATCH_ITEMS)}; "
             f"baseline {_cpu(baseline, 'noop_command', BATCH_ITEMS)}",
+            key="ingest_batch",
+            figures={
+                "rate": rate.median,
+                "ratio": ratios.median,
+                "cpu_us": _cpu_per_item(measured, "command_api", BATCH_ITEMS).median,
+            },
         )
     )
 
@@ -197,6 +209,11 @@ def _cpu(results: list[LoadResult], server: str, items: int) -> str:
     """CPU shares of the client, the server and the stack, and the server's CPU time per
     item (the figure a noisy machine does not move much)."""
     runs = [{"client": r.client_cpu, **r.cpu} for r in results]
-    per_item = Series.of([r.cpu[server] / 100 / (r.rps * items) * 1e6 for r in results if r.rps])
+    per_item = _cpu_per_item(results, server, items)
     shares = cpu_summary(runs, ["client", server, "kafka", "postgres"])
     return f"{shares}; {server} {per_item.median:.0f} µs CPU/{'tx' if items > 1 else 'req'}"
+
+
+def _cpu_per_item(results: list[LoadResult], server: str, items: int) -> Series:
+    """The server's CPU microseconds per item (request or transaction), run by run."""
+    return Series.of([r.cpu[server] / 100 / (r.rps * items) * 1e6 for r in results if r.rps])

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.procs import Service, running
-from bench.report import Row, Series, cpu_summary, paired_ratio
+from bench.report import Row, Series, cpu_summary, median_of, paired_ratio
 from bench.scenarios import CLIENT_CPUS, SERVER_CPUS, Context
 from bench.scenarios.fold import fold_until, load_log, projector_service
 from bench.wrk import LoadResult, Request, run_wrk
@@ -122,6 +122,8 @@ def _record(ctx: Context, results: dict[str, list[LoadResult]]) -> None:
             target="p50 ratio <= 1.1",
             met=p50_ratio <= 1.1,
             cpu=cpu_summary(cpu["1m"], ["client", "query_api_1m", "postgres"]),
+            key="stats_latency",
+            figures={"p50_ms": p50["1m"].median, "ratio": p50_ratio},
         )
     )
     ctx.report.add(
@@ -134,5 +136,11 @@ def _record(ctx: Context, results: dict[str, list[LoadResult]]) -> None:
             met=rps_ratio >= 0.8,
             cpu=f"{cpu_summary(cpu['1m'], ['client', 'query_api_1m', 'postgres'])}; "
             f"no-op {cpu_summary(cpu['noop'], ['client', 'noop_stats'])}",
+            key="stats_throughput",
+            figures={
+                "rate": rps["1m"].median,
+                "ratio": rps_ratio,
+                "cpu_pct": median_of(cpu["1m"], "query_api_1m"),
+            },
         )
     )

@@ -180,5 +180,7 @@ def _record(ctx: Context, runs: list[StreamRun]) -> None:
                 [r.cpu for r in runs],
                 ["client", "command_api", "projector", "query_api", "kafka", "postgres"],
             ),
+            key="stream",
+            figures={"p99_ms": p99.median, "rate": rate.median},
         )
     )

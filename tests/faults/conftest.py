@@ -1,5 +1,6 @@
 """Fixtures of the fault suite: a private stack for the session, a fresh topic and a fresh
-database per test, and the services of a test stopped when it ends."""
+database per test, the services of a test stopped when it ends, and the report its figures
+go to."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from shared.settings import KafkaSettings
 from shared.topic import ensure_topic
-from tests.faults import harness
+from tests.faults import harness, report
 from tests.scratch_database import create_database, drop_database
 
 
@@ -32,6 +33,24 @@ async def database_url(stack: harness.PrivateStack) -> AsyncIterator[str]:
 
 
 TopicFactory = Callable[..., Awaitable[KafkaSettings]]
+
+
+@pytest.fixture(scope="session")
+def fault_report() -> Iterator[report.Collector]:
+    """The session's figures, merged into .local/reports/faults.{json,md} at its end."""
+    collector = report.Collector()
+    yield collector
+    collector.write()
+
+
+@pytest.fixture
+def report_row(fault_report: report.Collector, request: pytest.FixtureRequest) -> report.AddRow:
+    """Add a row of figures to the report, under this test's name (after its assertions)."""
+
+    def add(row: report.Row) -> None:
+        fault_report.add(request.node.nodeid, row)
+
+    return add
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import pytest
 
 from tests.faults.harness import Deployment, projection, totals_of
 from tests.faults.load import Ledger, producers, retry_until_acknowledged, wait_for_acks
+from tests.faults.report import AddRow, Outcome
 from tests.integration.command_support import end_offsets, read_all
 from tests.integration.support import wait_until
 
@@ -23,7 +24,7 @@ LIMIT = 5000
 
 
 async def test_kill_9_of_the_command_api_loses_no_acknowledged_transaction(
-    deployment: Deployment,
+    deployment: Deployment, report_row: AddRow
 ) -> None:
     api = deployment.command_api()
     projector = deployment.projector()
@@ -73,10 +74,14 @@ async def test_kill_9_of_the_command_api_loses_no_acknowledged_transaction(
     assert expected[0] == len(ledger.amounts)
     assert (totals.count, totals.sum, totals.max, totals.min) == expected
     assert projector.alive()
-    print(  # noqa: T201 - the figures for the README's reliability table
-        f"\napi kill -9: sent {len(ledger.amounts)}, 201 {statuses[201]}, "
-        f"no answer {statuses[None]} (retried; already in the log: "
-        f"{sum(1 for t in refused if keys[t] > 1)}), acknowledged before the kill "
-        f"{len(acknowledged_before_kill)} (all in the log), records {len(records)}, "
-        f"counted {totals.count}, lost 0, doubled 0"
+    report_row(
+        Outcome(
+            fault="command API `kill -9` mid-stream, restarted",
+            sent=len(ledger.amounts),
+            acknowledged=statuses[201],
+            not_confirmed=f"{statuses[None]:,} without an answer, retried after the restart "
+            f"({sum(1 for t in refused if keys[t] > 1):,} had landed before the kill)",
+            counted=f"{totals.count:,} ({len(records):,} records in the log; the "
+            f"{len(acknowledged_before_kill):,} acknowledged before the kill all in it)",
+        )
     )

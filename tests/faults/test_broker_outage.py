@@ -25,6 +25,7 @@ from tests.faults.harness import (
     totals_of,
 )
 from tests.faults.load import Ledger, producers, retry_until_acknowledged, wait_for_acks
+from tests.faults.report import AddRow, Outcome
 from tests.integration.command_support import end_offsets, read_all
 from tests.integration.support import wait_until
 
@@ -36,7 +37,9 @@ PRODUCERS = 8
 LIMIT = 6000  # transactions at most; the test also ends on time
 
 
-async def test_broker_outage_loses_and_doubles_nothing(deployment: Deployment) -> None:
+async def test_broker_outage_loses_and_doubles_nothing(
+    deployment: Deployment, report_row: AddRow
+) -> None:
     api = deployment.command_api()
     projector = deployment.projector()
     await api.wait_ready()
@@ -101,9 +104,15 @@ async def test_broker_outage_loses_and_doubles_nothing(deployment: Deployment) -
 
     retried = len(refused)
     landed_anyway = sum(1 for t in refused if keys[t] > 1)
-    print(  # noqa: T201 - the figures for the README's reliability table
-        f"\nbroker outage {outage:.1f} s: sent {len(ledger.amounts)}, "
-        f"201 {statuses[201]}, 503 {statuses[503]}, retried {retried} "
-        f"(of which already in the log: {landed_anyway}), records in log {len(records)}, "
-        f"counted {totals.count}, lost 0, doubled 0, slowest answer {ledger.slowest():.2f} s"
+    report_row(
+        Outcome(
+            fault=f"Kafka stopped {outage:.1f} s under continuous POSTs ({PRODUCERS} producers)",
+            sent=len(ledger.amounts),
+            acknowledged=statuses[201],
+            not_confirmed=f"{statuses[503]:,} x 503 problem+json with `Retry-After` (slowest "
+            f"answer {ledger.slowest():.2f} s for a {PUBLISH_TIMEOUT_SECONDS:g} s publish "
+            f"timeout); {retried:,} retried with the same ids until 201, {landed_anyway:,} of "
+            "them had landed anyway",
+            counted=f"{totals.count:,} ({len(records):,} records in the log)",
+        )
     )

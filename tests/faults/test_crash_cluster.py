@@ -42,6 +42,7 @@ from tests.faults.harness import (
     totals_of,
 )
 from tests.faults.load import Ledger, produce, retry_until_acknowledged, wait_for_acks
+from tests.faults.report import AddRow, Outage, Outcome
 from tests.integration.command_support import end_offsets, read_all
 from tests.integration.support import wait_until
 
@@ -257,7 +258,7 @@ async def finish_and_check(deployment: Deployment, load: Load) -> None:
 
 
 async def test_postgres_sigkill_during_fold(
-    cluster: PrivateCluster, cluster_deployment: Deployment
+    cluster: PrivateCluster, cluster_deployment: Deployment, report_row: AddRow
 ) -> None:
     load = await start_load(cluster_deployment, "crash-pg")
     try:
@@ -279,20 +280,33 @@ async def test_postgres_sigkill_during_fold(
     await finish_and_check(cluster_deployment, load)
     statuses = Counter(a.status for a in load.ledger.first_attempts())
     reads = Counter(r.status for r in load.reads)
-    print(  # noqa: T201 - the figures for the README's reliability table
-        f"\npostgres SIGKILL: sent {len(load.ledger.amounts)}, 201 {statuses[201]}, "
-        f"503 {statuses[503]}; restarted {up_after:.2f} s after the kill; next 201 "
-        f"{load.next_201(kill_at):.2f} s, next fresh read {load.next_fresh_read(kill_at):.2f} s; "
-        f"reads 200 {reads[200]}, 503 {reads[503]}; lost 0, doubled 0"
+    report_row(
+        Outcome(
+            fault="**3-node cluster**: PostgreSQL `SIGKILL`ed (postmaster and every backend) "
+            "while folding, restarted (crash recovery)",
+            sent=len(load.ledger.amounts),
+            acknowledged=statuses[201],
+            not_confirmed=f"{statuses[503]:,} x 503 to POSTs; reads: {reads[503]:,} x 503 "
+            f"problem+json until it is back, {reads[200]:,} x 200",
+            counted=f"{len(load.ledger.amounts):,}, exact sums and 1-second buckets",
+        )
+    )
+    report_row(
+        Outage(
+            crash=f"PostgreSQL `SIGKILL` (restarted {up_after:.2f} s after the kill)",
+            next_201=f"{load.next_201(kill_at):.2f} s (the command API does not use it)",
+            every_partition="—",
+            next_fresh_read=f"{load.next_fresh_read(kill_at):.2f} s",
+        )
     )
 
 
 async def test_broker_kill9_leader_then_another(
-    cluster: PrivateCluster, cluster_deployment: Deployment
+    cluster: PrivateCluster, cluster_deployment: Deployment, report_row: AddRow
 ) -> None:
     topic = cluster_deployment.kafka.topic
     load = await start_load(cluster_deployment, "crash-broker")
-    windows: list[str] = []
+    windows: list[Outage] = []
     killed: list[int] = []
     try:
         await wait_for_acks(load.ledger, 200, since=0, timeout=60)
@@ -309,10 +323,13 @@ async def test_broker_kill9_leader_then_another(
             every_partition = functools.partial(_all_partitions, load, kill_at)
             await wait_until(every_partition, timeout=60, interval=0.1)
             windows.append(
-                f"kill -9 of node {victim} (leading {led[victim]} of 6 partitions): "
-                f"next 201 {load.next_201(kill_at):.2f} s, every partition "
-                f"{load.every_partition_201(kill_at):.2f} s, next fresh read "
-                f"{load.next_fresh_read(kill_at):.2f} s"
+                Outage(
+                    crash=f"`kill -9` of a broker leading {led[victim]} of 6 partitions"
+                    + (", then of another" if round_ == 2 else ""),
+                    next_201=f"{load.next_201(kill_at):.2f} s",
+                    every_partition=f"{load.every_partition_201(kill_at):.2f} s",
+                    next_fresh_read=f"{load.next_fresh_read(kill_at):.2f} s",
+                )
             )
             if round_ == 1:  # restarted; the second kill hits another broker
                 await asyncio.to_thread(cluster_stack, "kafka-up")
@@ -325,11 +342,22 @@ async def test_broker_kill9_leader_then_another(
     # session's `kafka-down` stops the rest.
     await finish_and_check(cluster_deployment, load)
     statuses = Counter(a.status for a in load.ledger.first_attempts())
-    print(  # noqa: T201 - the figures for the README's reliability table
-        f"\nbroker kill -9 x2: sent {len(load.ledger.amounts)}, 201 {statuses[201]}, "
-        f"503 {statuses[503]}, slowest answer {load.ledger.slowest():.2f} s "
-        f"(bound {BOUND_SECONDS:g} s), lost 0, doubled 0\n  " + "\n  ".join(windows)
+    report_row(
+        Outcome(
+            fault="**3-node cluster** (RF 3, `min.insync.replicas=2`): `kill -9` of the broker "
+            "leading the most partitions, restarted; then `kill -9` of another, under "
+            "continuous POSTs",
+            sent=len(load.ledger.amounts),
+            acknowledged=statuses[201],
+            not_confirmed=f"{statuses[503]:,} x 503 problem+json, retried with the same ids "
+            f"until 201; slowest answer {load.ledger.slowest():.2f} s (bound "
+            f"{BOUND_SECONDS:g} s)",
+            counted=f"{len(load.ledger.amounts):,} (= distinct ids in the log; every 201 at "
+            "its returned position; 1-second buckets = ground truth)",
+        )
     )
+    for window in windows:
+        report_row(window)
 
 
 async def _fresh(load: Load, since: float) -> bool:

@@ -29,6 +29,7 @@ from tests.faults.harness import (
     stack_async,
     totals_of,
 )
+from tests.faults.report import AddRow, Outcome
 from tests.integration.support import event, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -108,7 +109,9 @@ def ground_truth(sent: list[TransactionRecorded]) -> dict[str, Decimal]:
     return first
 
 
-async def test_database_outage_is_503_then_exact_totals(deployment: Deployment) -> None:
+async def test_database_outage_is_503_then_exact_totals(
+    deployment: Deployment, report_row: AddRow
+) -> None:
     projector = deployment.projector(http=True)
     query = deployment.query_api()
     await query.wait_ready()
@@ -185,15 +188,20 @@ async def test_database_outage_is_503_then_exact_totals(deployment: Deployment) 
     assert stats["count"] == expected[0]
     assert Decimal(stats["sum"]) == expected[1]
     assert projector.alive()
-    # It got there by retrying through the outage (README: transient errors are retried with
-    # backoff, counted in projector_retries_total), not by a restart.
+    # It got there by retrying through the outage (docs/exactly-once.md: transient errors are
+    # retried with backoff, counted in projector_retries_total), not by a restart.
     assert await retries(projector) > retries_before
-    print(  # noqa: T201 - the figures for the README's reliability table
-        f"\ndatabase outage {up_at - down_at:.1f} s: events {len(sent)} "
-        f"({len(sent) - expected[0]} retried ids), reads {len(reads)}: 200 {statuses[200]}, "
-        f"503 {statuses[503]}, reads back {recovered_at - up_at:.1f} s after the restart, "
-        f"counted {totals.count} (expected {expected[0]}), lost 0, doubled 0, "
-        f"slowest read {max(r.seconds for r in reads):.2f} s"
+    report_row(
+        Outcome(
+            fault=f"PostgreSQL stopped {up_at - down_at:.1f} s while folding {len(sent):,} "
+            f"events ({len(sent) - expected[0]:,} repeated ids) and reading",
+            sent=None,
+            acknowledged=None,
+            not_confirmed=f"reads: {statuses[503]:,} x 503 problem+json while down, "
+            f"{statuses[200]:,} x 200; 200 again {recovered_at - up_at:.1f} s after it is back "
+            f"(slowest read {max(r.seconds for r in reads):.2f} s)",
+            counted=f"{totals.count:,} (= distinct ids); sum, max, min exact",
+        )
     )
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from tests.faults import harness
 from tests.faults.harness import PROBLEM_JSON, Deployment, Service, writer_token
+from tests.faults.report import AddRow, Attack
 from tests.scratch_database import create_database, drop_database
 
 pytestmark = pytest.mark.integration
@@ -144,7 +145,7 @@ def assert_problem(status: int, content_type: str | None, expected: int) -> None
 
 
 async def test_a_50_mb_content_length_is_refused_before_any_of_it_arrives(
-    servers: Servers,
+    servers: Servers, report_row: AddRow
 ) -> None:
     headers = {
         "Authorization": f"Bearer {servers.token()}",
@@ -155,10 +156,14 @@ async def test_a_50_mb_content_length_is_refused_before_any_of_it_arrives(
     assert_problem(response.status, response.headers.get("content-type"), 413)
     assert response.seconds < FAST
     assert response.headers.get("connection") == "close"
-    print(f"\n50 MB declared, 1 KiB sent: 413 after {response.seconds:.3f} s")  # noqa: T201
+    report_row(
+        Attack("a declared 50 MB body, 1 KiB sent", f"413 after {response.seconds * 1000:.0f} ms")
+    )
 
 
-async def test_a_chunked_body_is_cut_off_once_it_passes_1_mib(servers: Servers) -> None:
+async def test_a_chunked_body_is_cut_off_once_it_passes_1_mib(
+    servers: Servers, report_row: AddRow
+) -> None:
     headers = {
         "Authorization": f"Bearer {servers.token()}",
         "Content-Type": "application/json",
@@ -170,7 +175,7 @@ async def test_a_chunked_body_is_cut_off_once_it_passes_1_mib(servers: Servers) 
     )
     assert_problem(response.status, response.headers.get("content-type"), 413)
     assert MIB < response.sent < 4 * MIB, response.sent
-    print(f"\nchunked 8 MiB on offer: 413 after {response.sent / MIB:.2f} MiB")  # noqa: T201
+    report_row(Attack("a chunked 8 MiB body", f"413, cut off after {response.sent / MIB:.2f} MiB"))
 
 
 async def test_a_query_api_body_over_64_kib_is_refused(servers: Servers) -> None:

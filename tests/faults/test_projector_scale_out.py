@@ -21,6 +21,7 @@ import pytest
 
 from shared.events import TransactionRecorded
 from tests.faults.harness import Deployment, Service, projection, totals_of
+from tests.faults.report import AddRow, Outcome
 from tests.faults.test_database_outage import ground_truth, publish_continuously
 from tests.integration.support import wait_until
 
@@ -67,7 +68,9 @@ async def longest_stall(database_url: str, partitions: int, settled: Callable[[]
         await asyncio.sleep(0.05)
 
 
-async def test_projectors_join_and_leave_while_folding(deployment: Deployment) -> None:
+async def test_projectors_join_and_leave_while_folding(
+    deployment: Deployment, report_row: AddRow
+) -> None:
     group = f"scale-{uuid.uuid4().hex[:8]}"
     partitions = deployment.kafka.partitions
     first = deployment.projector(group_id=group)
@@ -111,10 +114,17 @@ async def test_projectors_join_and_leave_while_folding(deployment: Deployment) -
     assert totals.consumed == len(sent)
     assert first.alive()
     assert not any(member.alive() for member in extra)
-    print(  # noqa: T201 - the figures for the README
-        f"\nprojector scale-out: {len(sent)} events ({len(sent) - expected[0]} retried ids), "
-        f"counted {totals.count}, exact; pause until every partition folds again: "
-        + ", ".join(pauses)
+    report_row(
+        Outcome(
+            fault=f"projectors 2 and 3 join a folding group, then leave it (SIGTERM), "
+            f"{len(sent):,} events ({len(sent) - expected[0]:,} repeated ids) arriving "
+            "throughout",
+            sent=None,
+            acknowledged=None,
+            not_confirmed="—",
+            counted=f"{totals.count:,} (= distinct ids), exact; pause until every partition "
+            f"folds again: {', '.join(pauses)}",
+        )
     )
 
 
