@@ -21,7 +21,7 @@ export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:9092
 export DATABASE_URL ?= postgresql://txstats@127.0.0.1:5433/txstats
 
 .PHONY: help venv infra env up down run test test-slow test-unit lint docker-lint token rebuild bench
-.PHONY: status logs projector-status
+.PHONY: status logs projector-status figures
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -112,6 +112,9 @@ rebuild: infra ## rebuild the projection from the log, verify, swap (ARGS="--dry
 
 bench: infra env ## benchmarks against same-run baselines: Markdown table, JSON in .local/bench/
 	$(PY) -m bench $(ARGS)
+
+figures: venv ## publish the latest bench, capacity and fault-suite figures to docs/figures/
+	$(PY) -m bench.figures $(ARGS)
 
 # ------------------------------------------------------------ operator commands
 

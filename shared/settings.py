@@ -26,7 +26,7 @@ class KafkaSettings(BaseSettings):
     topic: str = "transactions.v1"
     partitions: int = Field(default=6, ge=1, le=1000)
     replication_factor: int = Field(default=1, ge=1)
-    # Producer failover (see README, Reliability): how long one produce request to a broker
+    # Producer failover (see docs/reliability.md): how long one produce request to a broker
     # may go unanswered before it is retried (unset: the publish timeout), and how old the
     # cluster metadata may get before a refresh nobody asked for (errors refresh it at once).
     request_timeout_ms: int | None = Field(default=None, ge=100, le=120_000)

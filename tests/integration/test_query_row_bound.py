@@ -24,11 +24,11 @@ PARTITIONS = 6
 ALLOWANCE = 5
 BUCKET_TABLES = {"second_buckets", "minute_buckets"}
 WINDOWS = (1, 59, 60, 61, 600, 1000, 1800, 3540, 3595, 3600)
-README_BOUND = 120  # "at most 120 bucket rows whatever the volume"
+DOCUMENTED_BOUND = 120  # "at most 120 bucket rows whatever the volume"
 
 
 def rows_by_definition(now: float, seconds: int, allowance: int) -> int:
-    """The bucket rows a window reads by the README's definition, when every bucket it names
+    """The bucket rows a window reads by the definition in docs/api.md, when every bucket it names
     holds data: 1-second buckets from the window's first second to the end of that minute
     (none when it starts on a minute), then 1-minute buckets up to the minute holding
     now + allowance."""
@@ -137,7 +137,7 @@ async def test_rows_touched_do_not_grow_with_the_number_of_events(
     for seconds in WINDOWS:
         key = f"window={seconds}"
         bound = max_bucket_rows(seconds=seconds, allowance=ALLOWANCE)
-        assert bound <= README_BOUND
+        assert bound <= DOCUMENTED_BOUND
         for volume in (small, large):
             assert bucket_rows(volume[key]) <= bound, (key, volume[key])
             assert volume[key]["partition_totals"] == PARTITIONS
@@ -147,4 +147,4 @@ async def test_rows_touched_do_not_grow_with_the_number_of_events(
         assert bucket_rows(large[key]) == bucket_rows(large[f"in-range={seconds}"]), key
     # An hour ending at NOW has data in every bucket it names: all of them are read, no more.
     hour = rows_by_definition(NOW, 3600, ALLOWANCE)
-    assert bucket_rows(large["window=3600"]) == hour <= README_BOUND
+    assert bucket_rows(large["window=3600"]) == hour <= DOCUMENTED_BOUND

@@ -1,4 +1,4 @@
-"""What the README promises of `python -m projector rebuild` and `status`, checked from the
+"""What docs/operations.md promises of `python -m projector rebuild` and `status`, checked from the
 outside: each command runs as its own process on a real Kafka and PostgreSQL, and the tests
 read its exit code, its stdout (JSON) and the database, never the projector's internals.
 

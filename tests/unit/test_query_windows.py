@@ -79,8 +79,8 @@ def test_future_allowance_is_whole_seconds() -> None:
     assert future_allowance(0) == 0
 
 
-# The README's bound: "1-second buckets for the partial minute at its start (at most 59 rows)
-# and 1-minute buckets for the rest (at most 61), so at most 120 bucket rows".
+# The bound docs/api.md states: "1-second buckets for the partial minute at its start (at most
+# 59 rows) and 1-minute buckets for the rest (at most 61), so at most 120 bucket rows".
 SECOND_ROWS_BOUND = 59
 MINUTE_ROWS_BOUND = 61
 
