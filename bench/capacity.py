@@ -32,7 +32,7 @@ from aiokafka import AIOKafkaProducer
 
 from bench.procs import ROOT, cpu_seconds
 from bench.report import RESULTS_DIR
-from projector.adapters.postgres_store import UPSERT_SECONDS, insert_first_occurrences
+from projector.adapters.postgres_store import UPSERT_SECONDS, PostgresProjectionTransaction
 from shared.events import TransactionRecorded, event_headers, serialize
 from shared.settings import KafkaSettings
 from shared.topic import ensure_topic
@@ -60,7 +60,7 @@ async def dedupe(admin_url: str, ids: int) -> tuple[Figures, Figures]:
                 positions = [0] * BATCH, list(range(BATCH))
                 first = (batch, *positions, [AMOUNT] * BATCH, now, now, ["bench"] * BATCH)
                 async with conn.transaction():  # each id with its first occurrence, as folded
-                    await insert_first_occurrences(conn, 1, first)
+                    await PostgresProjectionTransaction(conn, 1).insert_first_occurrences(first)
             seconds, cpu = time.perf_counter() - started, cpu_seconds(backend) - cpu
             size = await conn.fetchval("SELECT pg_total_relation_size('seen_transactions')")
             inserts = {
@@ -79,13 +79,16 @@ async def dedupe(admin_url: str, ids: int) -> tuple[Figures, Figures]:
             )
             buckets = 1000
             seconds_col = list(range(1_700_000_000, 1_700_000_000 + buckets))
+            partitions = [0] * buckets
             counts = [3] * buckets
             sums = maxes = mins = [AMOUNT] * buckets
             rounds = 200
             started, cpu = time.perf_counter(), cpu_seconds(backend)
             for _ in range(rounds):
                 async with conn.transaction():
-                    await conn.execute(UPSERT_SECONDS, 1, seconds_col, counts, sums, maxes, mins)
+                    await conn.execute(
+                        UPSERT_SECONDS, 1, seconds_col, partitions, counts, sums, maxes, mins
+                    )
             seconds, cpu = time.perf_counter() - started, cpu_seconds(backend) - cpu
             rows = rounds * buckets
             upserts = {

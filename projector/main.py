@@ -22,8 +22,9 @@ from projector.adapters.postgres_store import PostgresProjectionStore
 from projector.config import ProjectorConfig
 from projector.errors import RebuildLockedError
 from projector.http import ops_server
-from projector.loop import FoldLoop, FoldTarget
+from projector.loop import FoldLoop
 from projector.metrics import ProjectorMetrics
+from projector.positions import FoldTarget
 from projector.rebuild import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -101,7 +102,7 @@ async def run_live(config: ProjectorConfig) -> None:
             max_batch=config.projector.max_batch,
             poll_timeout_ms=config.projector.poll_timeout_ms,
         )
-        source.subscribe(loop)
+        source.subscribe(loop.rebalancing)
         await source.connect()
 
         async def postgres_ready() -> None:

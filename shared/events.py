@@ -26,6 +26,8 @@ MAX_TRANSACTION_ID_LENGTH = 255  # the command API allows 64
 MAX_PRODUCER_LENGTH = 255  # the JWT `sub` that posted the event
 _AMOUNT = re.compile(r"\d{1,13}(\.\d{1,2})?\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode's control characters (Cc)
+NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f-\x9f]*$"
+"""The same rule as a pattern, for schemas (OpenAPI, request parameters)."""
 
 HEADER_TYPE = "event_type"
 HEADER_VERSION = "schema_version"

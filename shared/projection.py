@@ -14,6 +14,11 @@ from shared.events import TransactionRecorded
 
 SECONDS_PER_MINUTE = 60  # second_buckets hold epoch seconds, minute_buckets second // 60
 
+TransactionKey = tuple[str, str]
+"""(producer, transaction_id): what identifies a transaction. A producer's ids are its own: the
+same id from two producers is two transactions, and both land on one partition (the message
+key is the transaction id)."""
+
 NOTIFY_CHANNEL = "projection_advanced"
 # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.
 MAX_NOTIFY_PAYLOAD = 7900

@@ -1,31 +1,31 @@
-"""PostgreSQL `ProjectionStore`: one transaction per batch, set-based statements only.
+"""PostgreSQL `ProjectionStore`: a batch's commit is one transaction of set-based statements,
+one `PostgresProjectionTransaction` step at a time (projector/commit.py sequences them).
 
-Per batch: read the active version FOR SHARE (a swap waits for us, we wait for a swap), lock
-the batch's partition rows FOR UPDATE (a second projector holding a stale assignment waits,
-then finds its records already folded and skips them), insert the transaction ids
-with their first occurrence (the ones it writes are new), fold only those; when the
-batch repeats ids, compare the repeats with the stored occurrences and record conflicts;
-store totals + buckets + poison + next offsets, and notify readers. Commit makes all of it
-visible at once, or none of it.
+Every row a commit writes belongs to the partitions it folds (their totals, their buckets, the
+keys and conflicts of their records, their poison), so projectors folding other partitions
+never write the same rows. Each writer locks its partitions' rows in partition order; a swap
+waits for the active version row every live commit reads FOR SHARE.
 
-The driver's failures leave as `StoreUnavailable`: the fold loop retries those.
+The driver's failures leave as `StoreUnavailable` (the fold loop retries those), except a data
+error (SQLSTATE classes 22, 23 and 54: a value of the batch refused), which leaves as
+`RecordRefusedError`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from projector.batch import Batch, ConsumedRecord, FirstColumns, fresh_part
-from projector.conflicts import Conflict, classify_repeats, first_occurrences
-from projector.errors import StoreUnavailable, VersionChangedError
-from projector.ports import CommitResult
-from shared.projection import NOTIFY_CHANNEL, Occurrence, encode_position
+from projector.conflicts import Repeats
+from projector.errors import RecordRefusedError, StoreUnavailable
+from projector.fold import Bucket, Delta, FirstColumns
+from projector.records import Poison
+from shared.projection import NOTIFY_CHANNEL, Occurrence, TransactionKey, encode_position
 from shared.totals import Totals
 
 # InternalClientError: e.g. "cannot switch to state 15" when the server dies mid-statement
@@ -36,6 +36,9 @@ FAILURES = (
     OSError,
     TimeoutError,
 )
+# SQLSTATE classes of an error a value causes: data exception, integrity constraint violation,
+# program limit exceeded (e.g. an index entry too large).
+DATA_ERROR_CLASSES = frozenset({"22", "23", "54"})
 
 if TYPE_CHECKING:
     from shared.database import Connection
@@ -45,20 +48,24 @@ LOCK_ACTIVE_VERSION = "SELECT version FROM projection_active FOR SHARE"
 ENSURE_PARTITIONS = """
 INSERT INTO partition_totals (version, partition)
 SELECT $1, unnest($2::int[]) ON CONFLICT DO NOTHING"""
+# The version's `legacy_ids` says whether keys stored before producers were recorded (producer
+# '', migration 005) still claim their ids for every producer.
 LOCK_PARTITIONS = """
-SELECT partition, next_offset FROM partition_totals
+SELECT partition, next_offset,
+       coalesce((SELECT legacy_ids FROM projection_versions WHERE version = $1), false)
+           AS legacy_ids
+FROM partition_totals
 WHERE version = $1 AND partition = ANY($2::int[]) ORDER BY partition FOR UPDATE"""
 STORED_OFFSETS = """
 SELECT partition, next_offset FROM partition_totals
 WHERE version = $1 AND partition = ANY($2::int[])"""
 VERSION_OFFSETS = "SELECT partition, next_offset FROM partition_totals WHERE version = $1"
-# The first occurrence of each id of the batch reaches PostgreSQL by binary COPY into a
+# The first occurrence of each key of the batch reaches PostgreSQL by binary COPY into a
 # temporary table (one per connection, emptied at every commit), then one INSERT ... SELECT.
 # asyncpg checks every element of an array parameter in Python, while COPY encodes a row in
 # C. The amount travels as its exact decimal text and the times as integer microseconds since
 # the epoch (exact for every datetime, and cheaper to encode than through asyncpg's numeric
 # and timestamptz encoders).
-# ORDER BY: one lock order for every writer (sorted by PostgreSQL, cheaper than in Python).
 CREATE_INCOMING = """
 CREATE TEMPORARY TABLE IF NOT EXISTS incoming_occurrences (
     transaction_id text, partition integer, "offset" bigint, amount text,
@@ -67,34 +74,42 @@ CREATE TEMPORARY TABLE IF NOT EXISTS incoming_occurrences (
 # Ids are new almost always, so they are first inserted plainly, in a savepoint: ON CONFLICT's
 # speculative insertion costs PostgreSQL more per row than a plain insert, and this insert is
 # most of a commit. A unique violation rolls the savepoint back, and the same rows go again
-# with ON CONFLICT DO NOTHING, returning the ids it wrote.
+# with ON CONFLICT DO NOTHING, returning the keys it wrote.
 INSERT_NEW = """
 INSERT INTO seen_transactions
-    (version, transaction_id, partition, "offset", amount, occurred_at, recorded_at, producer)
-SELECT $1, transaction_id, partition, "offset", amount::numeric,
+    (version, producer, transaction_id, partition, "offset", amount, occurred_at, recorded_at)
+SELECT $1, producer, transaction_id, partition, "offset", amount::numeric,
        to_timestamp(occurred_us / 1000000) + occurred_us % 1000000 * interval '1 microsecond',
-       to_timestamp(recorded_us / 1000000) + recorded_us % 1000000 * interval '1 microsecond',
-       producer
-FROM incoming_occurrences ORDER BY transaction_id"""
-INSERT_SEEN = INSERT_NEW + "\nON CONFLICT DO NOTHING RETURNING transaction_id"
+       to_timestamp(recorded_us / 1000000) + recorded_us % 1000000 * interval '1 microsecond'
+FROM incoming_occurrences ORDER BY producer, transaction_id"""
+INSERT_SEEN = INSERT_NEW + "\nON CONFLICT DO NOTHING RETURNING producer, transaction_id"
+# Only in a version with legacy keys: the ids they claim are repeats, not new.
+DROP_LEGACY_CLAIMED = """
+DELETE FROM incoming_occurrences AS i USING seen_transactions AS s
+WHERE s.version = $1 AND s.producer = '' AND s.transaction_id = i.transaction_id
+RETURNING i.producer, i.transaction_id"""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-# Only when a batch repeats ids: the counted occurrences to compare with, then the counts.
+# Only when a batch repeats keys: the counted occurrences to compare with, then the counts. A
+# key's row, or the legacy row claiming its id (producer ''): at most one of them exists.
 SEEN_OCCURRENCES = """
-SELECT transaction_id, partition, "offset", amount, occurred_at, recorded_at, producer
-FROM seen_transactions WHERE version = $1 AND transaction_id = ANY($2::text[])"""
+SELECT k.producer, k.transaction_id, s.partition, s."offset", s.amount, s.occurred_at,
+       s.recorded_at
+FROM unnest($2::text[], $3::text[]) AS k(producer, transaction_id)
+JOIN seen_transactions AS s
+  ON s.version = $1 AND s.producer IN (k.producer, '') AND s.transaction_id = k.transaction_id"""
 COUNT_REPEATS = """
 UPDATE seen_transactions AS s SET
     duplicates = s.duplicates + u.d, conflicts = s.conflicts + u.c
-FROM unnest($2::text[], $3::int[], $4::int[]) AS u(transaction_id, d, c)
-WHERE s.version = $1 AND s.transaction_id = u.transaction_id"""
+FROM unnest($2::text[], $3::text[], $4::int[], $5::int[]) AS u(producer, transaction_id, d, c)
+WHERE s.version = $1 AND s.producer IN (u.producer, '') AND s.transaction_id = u.transaction_id"""
 INSERT_CONFLICTS = """
 INSERT INTO transaction_conflicts
-    (version, transaction_id, partition, "offset", amount, occurred_at, recorded_at, producer,
+    (version, producer, transaction_id, partition, "offset", amount, occurred_at, recorded_at,
      first_partition, first_offset, first_amount, first_occurred_at, first_producer)
-SELECT $1, u.* FROM unnest($2::text[], $3::int[], $4::bigint[], $5::numeric[],
-                           $6::timestamptz[], $7::timestamptz[], $8::text[], $9::int[],
-                           $10::bigint[], $11::numeric[], $12::timestamptz[], $13::text[]) AS u
+SELECT $1, u.* FROM unnest($2::text[], $3::text[], $4::int[], $5::bigint[], $6::numeric[],
+                           $7::timestamptz[], $8::timestamptz[], $9::int[], $10::bigint[],
+                           $11::numeric[], $12::timestamptz[], $13::text[]) AS u
 ON CONFLICT DO NOTHING"""
 UPDATE_PARTITIONS = """
 UPDATE partition_totals AS t SET
@@ -109,10 +124,10 @@ FROM unnest($2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::numeric[],
             $7::numeric[], $8::numeric[]) AS u(partition, next_offset, log_end, c, s, mx, mn)
 WHERE t.version = $1 AND t.partition = u.partition"""
 UPSERT_BUCKETS = """
-INSERT INTO {table} AS b (version, bucket, tx_count, tx_sum, tx_max, tx_min)
-SELECT $1, u.* FROM unnest($2::bigint[], $3::bigint[], $4::numeric[], $5::numeric[],
-                           $6::numeric[]) AS u
-ON CONFLICT (version, bucket) DO UPDATE SET
+INSERT INTO {table} AS b (version, bucket, partition, tx_count, tx_sum, tx_max, tx_min)
+SELECT $1, u.* FROM unnest($2::bigint[], $3::int[], $4::bigint[], $5::numeric[],
+                           $6::numeric[], $7::numeric[]) AS u
+ON CONFLICT (version, bucket, partition) DO UPDATE SET
     tx_count = b.tx_count + EXCLUDED.tx_count,
     tx_sum = b.tx_sum + EXCLUDED.tx_sum,
     tx_max = GREATEST(b.tx_max, EXCLUDED.tx_max),
@@ -139,22 +154,42 @@ def unavailable_on_failure() -> Iterator[None]:
         raise StoreUnavailable(repr(err)) from err
 
 
+@contextmanager
+def refused_or_unavailable_on_failure() -> Iterator[None]:
+    """As `unavailable_on_failure`, except that a value the server or the driver refuses is
+    `RecordRefusedError`."""
+    try:
+        yield
+    except asyncpg.DataError as err:  # the driver could not encode a value
+        raise RecordRefusedError(repr(err)) from err
+    except asyncpg.PostgresError as err:
+        if (err.sqlstate or "")[:2] in DATA_ERROR_CLASSES:
+            raise RecordRefusedError(f"{err.sqlstate}: {err}") from err
+        raise StoreUnavailable(repr(err)) from err
+    except FAILURES as err:
+        raise StoreUnavailable(repr(err)) from err
+
+
 def totals_of(row: Any) -> Totals:
     """A `VERSION_TOTALS` row."""
     return Totals(row["count"], row["sum"], row["max"], row["min"])
 
 
-def _columns(
-    rows: dict[int, Totals],
-) -> tuple[list[int], list[int], list[Decimal], list[Decimal | None], list[Decimal | None]]:
-    keys = sorted(rows)  # one lock order for every writer: no deadlocks between projectors
+def _totals_columns(
+    rows: Mapping[Any, Totals], keys: Sequence[Any]
+) -> tuple[list[int], list[Decimal], list[Decimal | None], list[Decimal | None]]:
     return (
-        keys,
         [rows[k].count for k in keys],
         [rows[k].sum for k in keys],
         [rows[k].max for k in keys],
         [rows[k].min for k in keys],
     )
+
+
+def _bucket_columns(buckets: Mapping[Bucket, Totals]) -> tuple[list[Any], ...]:
+    """Rows in primary-key order (bucket, partition)."""
+    keys = sorted(buckets, key=lambda key: (key[1], key[0]))
+    return ([k[1] for k in keys], [k[0] for k in keys], *_totals_columns(buckets, keys))
 
 
 class PostgresProjectionStore:
@@ -176,138 +211,145 @@ class PostgresProjectionStore:
         with unavailable_on_failure():
             return totals_of(await self._pool.fetchrow(VERSION_TOTALS, version))
 
-    async def commit(self, version: int, batch: Batch, *, live: bool) -> CommitResult:
-        with unavailable_on_failure():
-            return await self._commit(version, batch, live=live)
+    @asynccontextmanager
+    async def transaction(self, version: int) -> AsyncIterator[PostgresProjectionTransaction]:
+        with refused_or_unavailable_on_failure():
+            async with self._pool.acquire() as conn, conn.transaction():
+                yield PostgresProjectionTransaction(conn, version)
 
-    async def _commit(self, version: int, batch: Batch, *, live: bool) -> CommitResult:
-        partitions = batch.partitions
-        async with self._pool.acquire() as conn, conn.transaction():
-            if live:
-                active = await conn.fetchval(LOCK_ACTIVE_VERSION)
-                if active != version:
-                    raise VersionChangedError(active)
-            await conn.execute(ENSURE_PARTITIONS, version, partitions)
-            locked = await conn.fetch(LOCK_PARTITIONS, version, partitions)
-            stored = {row["partition"]: row["next_offset"] for row in locked}
-            fresh = fresh_part(batch, stored)
-            first = fresh.first
-            new_ids = await insert_first_occurrences(conn, version, first) if first else set()
-            delta, folded = fresh.fold(new_ids)
-            conflicts: tuple[Conflict, ...] = ()
-            if len(folded) < len(fresh.events):  # repeats: rare, so off the hot path
-                conflicts = await _record_repeats(conn, version, fresh.records, new_ids)
 
-            next_offsets = batch.next_offsets()
-            keys, counts, sums, maxes, mins = _columns(
-                {p: delta.partitions.get(p, Totals()) for p in partitions}
-            )
-            await conn.execute(
-                UPDATE_PARTITIONS,
-                version,
-                keys,
-                [next_offsets[p] for p in keys],
-                [batch.log_end_offsets.get(p, 0) for p in keys],
-                counts,
-                sums,
-                maxes,
-                mins,
-            )
-            if delta.seconds:
-                await conn.execute(UPSERT_SECONDS, version, *_columns(delta.seconds))
-                await conn.execute(UPSERT_MINUTES, version, *_columns(delta.minutes))
-            poison = fresh.poison
-            if poison:
-                await conn.execute(
-                    INSERT_POISON,
-                    version,
-                    [p for p, _, _ in poison],
-                    [o for _, o, _ in poison],
-                    [item.reason for _, _, item in poison],
-                    [item.payload for _, _, item in poison],
+class PostgresProjectionTransaction:
+    """The steps of a commit on one connection, inside its transaction."""
+
+    def __init__(self, conn: Connection, version: int) -> None:
+        self._conn = conn
+        self._version = version
+        self._legacy_ids = False
+
+    async def active_version(self) -> int:
+        version: int = await self._conn.fetchval(LOCK_ACTIVE_VERSION)
+        return version
+
+    async def lock_partitions(self, partitions: Sequence[int]) -> dict[int, int]:
+        await self._conn.execute(ENSURE_PARTITIONS, self._version, partitions)
+        locked = await self._conn.fetch(LOCK_PARTITIONS, self._version, partitions)
+        self._legacy_ids = any(row["legacy_ids"] for row in locked)
+        return {row["partition"]: row["next_offset"] for row in locked}
+
+    async def insert_first_occurrences(self, first: FirstColumns) -> set[TransactionKey]:
+        ids, partitions, offsets, amounts, occurred, recorded, producers = first
+        conn = self._conn
+        await conn.execute(CREATE_INCOMING)
+        rows = zip(
+            ids,
+            partitions,
+            offsets,
+            [str(amount) for amount in amounts],  # exact: str(Decimal) never rounds
+            [(moment - _EPOCH) // _MICROSECOND for moment in occurred],
+            [(moment - _EPOCH) // _MICROSECOND for moment in recorded],
+            producers,
+            strict=True,
+        )
+        await conn.copy_records_to_table("incoming_occurrences", records=rows)
+        claimed: set[TransactionKey] = set()
+        if self._legacy_ids:
+            claimed = {(r[0], r[1]) for r in await conn.fetch(DROP_LEGACY_CLAIMED, self._version)}
+        try:
+            async with conn.transaction():
+                await conn.execute(INSERT_NEW, self._version)
+            return set(zip(producers, ids, strict=True)) - claimed
+        except asyncpg.UniqueViolationError:
+            pass  # some were seen before
+        return {(row[0], row[1]) for row in await conn.fetch(INSERT_SEEN, self._version)}
+
+    async def counted_occurrences(
+        self, keys: Sequence[TransactionKey]
+    ) -> dict[TransactionKey, Occurrence | None]:
+        rows = await self._conn.fetch(
+            SEEN_OCCURRENCES, self._version, [k[0] for k in keys], [k[1] for k in keys]
+        )
+        counted: dict[TransactionKey, Occurrence | None] = {}
+        for row in rows:
+            key = (row["producer"], row["transaction_id"])
+            counted[key] = (
+                None  # stored before payloads were kept
+                if row["amount"] is None
+                else Occurrence(
+                    row["partition"],
+                    row["offset"],
+                    row["amount"],
+                    row["occurred_at"],
+                    row["recorded_at"],
+                    row["producer"],
                 )
-            if live:  # readers only read the active version
-                await conn.execute(NOTIFY, NOTIFY_CHANNEL, encode_position(version, next_offsets))
-        return CommitResult(
-            folded=folded,
-            duplicates=len(fresh.events) - len(folded),
-            stale=fresh.stale,
-            poison=tuple(poison),
-            conflicts=conflicts,
-        )
-
-
-async def insert_first_occurrences(conn: Connection, version: int, first: FirstColumns) -> set[str]:
-    """Store the first occurrence of every id not seen before; return those ids."""
-    ids, partitions, offsets, amounts, occurred, recorded, producers = first
-    await conn.execute(CREATE_INCOMING)
-    rows = zip(
-        ids,
-        partitions,
-        offsets,
-        [str(amount) for amount in amounts],  # exact: str(Decimal) never rounds
-        [(moment - _EPOCH) // _MICROSECOND for moment in occurred],
-        [(moment - _EPOCH) // _MICROSECOND for moment in recorded],
-        producers,
-        strict=True,
-    )
-    await conn.copy_records_to_table("incoming_occurrences", records=rows)
-    try:
-        async with conn.transaction():
-            await conn.execute(INSERT_NEW, version)
-        return set(ids)
-    except asyncpg.UniqueViolationError:
-        pass  # some were seen before
-    return {row[0] for row in await conn.fetch(INSERT_SEEN, version)}
-
-
-async def _record_repeats(
-    conn: Connection, version: int, fresh: list[ConsumedRecord], new_ids: set[str]
-) -> tuple[Conflict, ...]:
-    """Classify the batch's repeated ids against their counted occurrences, add the counts
-    to the seen rows and record the conflicts."""
-    repeated = sorted({tx for tx in first_occurrences(fresh) if tx not in new_ids})
-    stored: dict[str, Occurrence | None] = {}
-    for row in await conn.fetch(SEEN_OCCURRENCES, version, repeated):
-        stored[row["transaction_id"]] = (
-            None
-            if row["amount"] is None  # stored before payloads were kept
-            else Occurrence(
-                row["partition"],
-                row["offset"],
-                row["amount"],
-                row["occurred_at"],
-                row["recorded_at"],
-                row["producer"],
             )
+        return counted
+
+    async def record_repeats(self, repeats: Repeats) -> None:
+        keys = sorted(repeats.duplicates)
+        await self._conn.execute(
+            COUNT_REPEATS,
+            self._version,
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [repeats.duplicates[k] for k in keys],
+            [repeats.conflict_counts.get(k, 0) for k in keys],
         )
-    repeats = classify_repeats(fresh, new_ids, stored)
-    ids = sorted(repeats.duplicates)
-    await conn.execute(
-        COUNT_REPEATS,
-        version,
-        ids,
-        [repeats.duplicates[tx] for tx in ids],
-        [repeats.conflict_counts.get(tx, 0) for tx in ids],
-    )
-    conflicts = repeats.conflicts
-    if conflicts:
+        conflicts = repeats.conflicts
+        if not conflicts:
+            return
         firsts = [c.first for c in conflicts]
         again = [c.repeat for c in conflicts]
-        await conn.execute(
+        await self._conn.execute(
             INSERT_CONFLICTS,
-            version,
+            self._version,
+            [o.producer for o in again],
             [c.transaction_id for c in conflicts],
             [o.partition for o in again],
             [o.offset for o in again],
             [o.amount for o in again],
             [o.occurred_at for o in again],
             [o.recorded_at for o in again],
-            [o.producer for o in again],
             [o.partition for o in firsts],
             [o.offset for o in firsts],
             [o.amount for o in firsts],
             [o.occurred_at for o in firsts],
             [o.producer for o in firsts],
         )
-    return tuple(conflicts)
+
+    async def apply(
+        self,
+        delta: Delta,
+        *,
+        next_offsets: Mapping[int, int],
+        log_end: Mapping[int, int],
+        poison: Sequence[tuple[int, int, Poison]],
+    ) -> None:
+        conn, version = self._conn, self._version
+        keys = sorted(next_offsets)  # one lock order for every writer
+        partitions = {p: delta.partitions.get(p, Totals()) for p in keys}
+        await conn.execute(
+            UPDATE_PARTITIONS,
+            version,
+            keys,
+            [next_offsets[p] for p in keys],
+            [log_end.get(p, 0) for p in keys],
+            *_totals_columns(partitions, keys),
+        )
+        if delta.seconds:
+            await conn.execute(UPSERT_SECONDS, version, *_bucket_columns(delta.seconds))
+            await conn.execute(UPSERT_MINUTES, version, *_bucket_columns(delta.minutes))
+        if poison:
+            await conn.execute(
+                INSERT_POISON,
+                version,
+                [p for p, _, _ in poison],
+                [o for _, o, _ in poison],
+                [item.reason for _, _, item in poison],
+                [item.payload for _, _, item in poison],
+            )
+
+    async def notify(self, next_offsets: Mapping[int, int]) -> None:
+        await self._conn.execute(
+            NOTIFY, NOTIFY_CHANNEL, encode_position(self._version, next_offsets)
+        )
