@@ -98,11 +98,17 @@ SELECT k.producer, k.transaction_id, s.partition, s."offset", s.amount, s.occurr
 FROM unnest($2::text[], $3::text[]) AS k(producer, transaction_id)
 JOIN seen_transactions AS s
   ON s.version = $1 AND s.producer IN (k.producer, '') AND s.transaction_id = k.transaction_id"""
+# Summed per stored row first: the keys of several producers may land on one legacy row.
 COUNT_REPEATS = """
 UPDATE seen_transactions AS s SET
     duplicates = s.duplicates + u.d, conflicts = s.conflicts + u.c
-FROM unnest($2::text[], $3::text[], $4::int[], $5::int[]) AS u(producer, transaction_id, d, c)
-WHERE s.version = $1 AND s.producer IN (u.producer, '') AND s.transaction_id = u.transaction_id"""
+FROM (SELECT r.producer, r.transaction_id, sum(k.d) AS d, sum(k.c) AS c
+      FROM unnest($2::text[], $3::text[], $4::int[], $5::int[]) AS k(producer, transaction_id, d, c)
+      JOIN seen_transactions AS r
+        ON r.version = $1 AND r.producer IN (k.producer, '')
+       AND r.transaction_id = k.transaction_id
+      GROUP BY r.producer, r.transaction_id) AS u
+WHERE s.version = $1 AND s.producer = u.producer AND s.transaction_id = u.transaction_id"""
 INSERT_CONFLICTS = """
 INSERT INTO transaction_conflicts
     (version, producer, transaction_id, partition, "offset", amount, occurred_at, recorded_at,
