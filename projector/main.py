@@ -1,5 +1,6 @@
 """Composition root of the projector process: configuration, pool, store, catalog, record
-source, the HTTP side and signals. The only module that builds adapters."""
+source, the fold loop and the bucket roll-up, the HTTP side and signals. The only module that
+builds adapters."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from projector.rebuild import (
     RebuildOptions,
     abort,
 )
+from projector.rollup import Rollup
 from shared.database import create_pool, migrate, ping
 from shared.topic import ensure_topic
 
@@ -116,6 +118,8 @@ async def run_live(config: ProjectorConfig) -> None:
         )
         serving = asyncio.create_task(server.serve())
         serving.add_done_callback(lambda _: stop.set())
+        rollup = Rollup(store=store, caught_up_within=config.projector.max_batch)
+        rolling = asyncio.create_task(rollup.run(stop))
         logger.info(
             "projector started",
             extra={"topic": config.kafka.topic, "group": config.projector.group_id},
@@ -123,6 +127,9 @@ async def run_live(config: ProjectorConfig) -> None:
         try:
             await loop.run(stop)
         finally:
+            rolling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await rolling
             server.should_exit = True
             with contextlib.suppress(Exception):
                 await serving

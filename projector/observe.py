@@ -10,10 +10,11 @@ from datetime import UTC, datetime, timedelta
 from projector.commit import CommitResult
 from projector.conflicts import Conflict
 from projector.metrics import ProjectorMetrics
+from shared.projection import LONGEST_WINDOW_SECONDS
 
 logger = logging.getLogger(__name__)
 
-LONGEST_WINDOW = timedelta(hours=1)
+LONGEST_WINDOW = timedelta(seconds=LONGEST_WINDOW_SECONDS)
 
 Clock = Callable[[], datetime]
 

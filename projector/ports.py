@@ -155,6 +155,18 @@ class ProjectionStore(Protocol):
         """All-time totals of a version (merged over its partitions)."""
         ...
 
+    async def lag(self, version: int) -> int:
+        """Records between the stored offsets and the log ends the commits saw, summed over
+        the version's partitions."""
+        ...
+
+    async def roll_up(self, version: int, *, start: int, before: int) -> int | None:
+        """Move the buckets of every partition for event times in [`start`, `before`) (epoch
+        seconds; minutes: those wholly before `before`) into one row per bucket, leaving
+        alone the rows a commit is writing; return how many rows moved, or None when
+        another roll-up is under way (there is one at a time)."""
+        ...
+
     def transaction(self, version: int) -> AbstractAsyncContextManager[ProjectionTransaction]:
         """A transaction writing into `version`: it commits when the body returns, and rolls
         everything back when the body raises."""

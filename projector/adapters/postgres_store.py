@@ -25,7 +25,14 @@ from projector.conflicts import Repeats
 from projector.errors import RecordRefusedError, StoreUnavailable
 from projector.fold import Bucket, Delta, FirstColumns
 from projector.records import Poison
-from shared.projection import NOTIFY_CHANNEL, Occurrence, TransactionKey, encode_position
+from shared.projection import (
+    ALL_PARTITIONS,
+    NOTIFY_CHANNEL,
+    SECONDS_PER_MINUTE,
+    Occurrence,
+    TransactionKey,
+    encode_position,
+)
 from shared.totals import Totals
 
 # InternalClientError: e.g. "cannot switch to state 15" when the server dies mid-statement
@@ -145,6 +152,36 @@ INSERT INTO poison_events (version, partition, "offset", reason, payload)
 SELECT $1, u.* FROM unnest($2::int[], $3::bigint[], $4::text[], $5::bytea[]) AS u
 ON CONFLICT DO NOTHING"""
 NOTIFY = "SELECT pg_notify($1, $2)"
+VERSION_LAG = """
+SELECT coalesce(sum(GREATEST(0, log_end_offset - next_offset)), 0)::bigint
+FROM partition_totals WHERE version = $1"""
+# One roller at a time, cluster-wide (any fixed number): the merged rows have one writer.
+ROLL_UP_LOCK = 7_202_611_003
+TRY_ROLL_UP_LOCK = "SELECT pg_try_advisory_xact_lock($1)"
+# Moves the buckets of every partition in [$2, $3) into one row per bucket (partition $4).
+# SKIP LOCKED: a row a commit is writing waits for the next round, so the roll-up never waits
+# for a projector (and cannot deadlock with one).
+ROLL_UP = """
+WITH moved AS (
+    DELETE FROM {table} AS b
+    WHERE b.ctid = ANY(ARRAY(
+        SELECT ctid FROM {table}
+        WHERE version = $1 AND bucket >= $2 AND bucket < $3 AND partition >= 0
+        FOR UPDATE SKIP LOCKED))
+    RETURNING b.bucket, b.tx_count, b.tx_sum, b.tx_max, b.tx_min
+), merged AS (
+    INSERT INTO {table} AS r (version, bucket, partition, tx_count, tx_sum, tx_max, tx_min)
+    SELECT $1, bucket, $4, sum(tx_count), sum(tx_sum), max(tx_max), min(tx_min)
+    FROM moved GROUP BY bucket ORDER BY bucket
+    ON CONFLICT (version, bucket, partition) DO UPDATE SET
+        tx_count = r.tx_count + EXCLUDED.tx_count,
+        tx_sum = r.tx_sum + EXCLUDED.tx_sum,
+        tx_max = GREATEST(r.tx_max, EXCLUDED.tx_max),
+        tx_min = LEAST(r.tx_min, EXCLUDED.tx_min)
+)
+SELECT count(*) FROM moved"""
+ROLL_UP_SECONDS = ROLL_UP.format(table="second_buckets")
+ROLL_UP_MINUTES = ROLL_UP.format(table="minute_buckets")
 VERSION_TOTALS = """
 SELECT coalesce(sum(tx_count), 0)::bigint AS count, coalesce(sum(tx_sum), 0) AS sum,
        max(tx_max) AS max, min(tx_min) AS min
@@ -216,6 +253,28 @@ class PostgresProjectionStore:
     async def totals(self, version: int) -> Totals:
         with unavailable_on_failure():
             return totals_of(await self._pool.fetchrow(VERSION_TOTALS, version))
+
+    async def lag(self, version: int) -> int:
+        with unavailable_on_failure():
+            lag: int = await self._pool.fetchval(VERSION_LAG, version)
+        return lag
+
+    async def roll_up(self, version: int, *, start: int, before: int) -> int | None:
+        with unavailable_on_failure():
+            async with self._pool.acquire() as conn, conn.transaction():
+                if not await conn.fetchval(TRY_ROLL_UP_LOCK, ROLL_UP_LOCK):
+                    return None
+                seconds: int = await conn.fetchval(
+                    ROLL_UP_SECONDS, version, start, before, ALL_PARTITIONS
+                )
+                minutes: int = await conn.fetchval(
+                    ROLL_UP_MINUTES,
+                    version,
+                    start // SECONDS_PER_MINUTE,
+                    before // SECONDS_PER_MINUTE,
+                    ALL_PARTITIONS,
+                )
+        return seconds + minutes
 
     @asynccontextmanager
     async def transaction(self, version: int) -> AsyncIterator[PostgresProjectionTransaction]:

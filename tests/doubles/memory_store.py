@@ -23,7 +23,7 @@ from projector.fold import Bucket, Delta, FirstColumns
 from projector.ports import VersionInfo
 from projector.records import Poison
 from shared.offsets import highest_offsets
-from shared.projection import Occurrence, TransactionKey
+from shared.projection import ALL_PARTITIONS, SECONDS_PER_MINUTE, Occurrence, TransactionKey
 from shared.totals import Totals
 
 K = TypeVar("K")
@@ -117,6 +117,26 @@ class InMemoryProjectionStore:
 
     async def totals(self, version: int) -> Totals:
         return self.versions.get(version, VersionState()).totals()
+
+    async def lag(self, version: int) -> int:
+        state = self.versions.get(version, VersionState())
+        return sum(max(0, end - state.offsets.get(p, 0)) for p, end in state.log_end.items())
+
+    async def roll_up(self, version: int, *, start: int, before: int) -> int | None:
+        minutes = (start // SECONDS_PER_MINUTE, before // SECONDS_PER_MINUTE)
+        moved = 0
+        async with self.write_lock(version):  # between commits, as a commit's working copy
+            state = self.versions.get(version, VersionState())
+            for buckets, (first, end) in (
+                (state.seconds, (start, before)),
+                (state.minutes, minutes),
+            ):
+                for partition, bucket in [k for k in buckets if k[0] >= 0 and first <= k[1] < end]:
+                    totals = buckets.pop((partition, bucket))
+                    merged = (ALL_PARTITIONS, bucket)
+                    buckets[merged] = buckets.get(merged, Totals()).merge(totals)
+                    moved += 1
+        return moved
 
     @asynccontextmanager
     async def transaction(self, version: int) -> AsyncIterator[InMemoryProjectionTransaction]:

@@ -14,7 +14,7 @@ from typing import Protocol
 import asyncpg
 import pytest
 
-from projector.adapters.postgres_store import PostgresProjectionStore
+from projector.adapters.postgres_store import ROLL_UP_LOCK, PostgresProjectionStore
 from projector.batch import Batch
 from projector.commit import commit
 from projector.conflicts import Conflict, Repeats
@@ -28,7 +28,7 @@ from projector.fold import Delta, FirstColumns
 from projector.ports import ProjectionStore
 from projector.records import Poison, decode
 from shared.events import serialize
-from shared.projection import Occurrence, TransactionKey
+from shared.projection import ALL_PARTITIONS, Occurrence, TransactionKey
 from shared.totals import Totals
 from tests.doubles.memory_store import InMemoryProjectionStore
 from tests.integration.support import event
@@ -405,3 +405,50 @@ async def test_a_retry_keeps_the_exact_microsecond_so_it_is_no_conflict(
     later = ev("3.10", "t", at=moment + timedelta(microseconds=1))
     result = await commit(store, batch((0, 2, later)), version=1, live=True)
     assert [c.first.occurred_at for c in result.conflicts] == [moment]
+
+
+# -- the roll-up of buckets ---------------------------------------------------------------
+
+
+async def test_roll_up_merges_the_partitions_buckets_in_its_range(rows: Rows) -> None:
+    store = rows.store
+    for partition in (0, 1, 2):
+        await commit(
+            store,
+            batch(
+                (partition, 0, ev("1.00", f"a-{partition}", at=AT)),
+                (partition, 1, ev("2.00", f"b-{partition}", at=AT + timedelta(seconds=60))),
+            ),
+            version=1,
+            live=True,
+        )
+    totals = await store.totals(1)
+    before = await rows.seconds(1)
+
+    moved = await store.roll_up(1, start=SECOND, before=SECOND + 60)
+
+    assert moved == 3 + 3  # three second rows, and the three minute rows wholly before it
+    after = await rows.seconds(1)
+    assert after[(ALL_PARTITIONS, SECOND)] == Totals(3, Decimal("3.00"), Decimal(1), Decimal(1))
+    assert {k: v for k, v in after.items() if k[1] != SECOND} == {
+        k: v for k, v in before.items() if k[1] != SECOND
+    }
+    assert await store.totals(1) == totals  # partition totals are no buckets
+    assert await store.roll_up(1, start=SECOND, before=SECOND + 60) == 0
+
+
+async def test_lag_is_the_records_between_the_stored_offsets_and_the_log_ends(
+    rows: Rows,
+) -> None:
+    store = rows.store
+    await commit(store, batch((0, 0, ev("1.00", "a")), ends={0: 5}), version=1, live=True)
+    await commit(store, batch((1, 0, ev("1.00", "b")), ends={1: 1}), version=1, live=True)
+    assert await store.lag(1) == 4
+
+
+async def test_one_roll_up_at_a_time(pg_pool: asyncpg.Pool) -> None:
+    store = PostgresProjectionStore(pg_pool)
+    async with pg_pool.acquire() as other, other.transaction():
+        await other.execute("SELECT pg_advisory_xact_lock($1)", ROLL_UP_LOCK)
+        assert await store.roll_up(1, start=0, before=SECOND) is None
+    assert await store.roll_up(1, start=0, before=SECOND) == 0

@@ -10,7 +10,6 @@ the documented bound per partition.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Any
 
@@ -18,6 +17,7 @@ import asyncpg
 
 from query_api.adapters.postgres_reader import ALL_TIME_SQL, WINDOW_SQL, window_arguments
 from query_api.windows import max_bucket_rows, plan_window
+from tests.query_plans import explain
 
 NOW = 1_700_000_070.5
 PARTITIONS = 6
@@ -68,32 +68,6 @@ async def seed(conn: asyncpg.Connection[Any], events: int) -> None:
     await conn.execute("ANALYZE partition_totals, second_buckets, minute_buckets")
     stored = await conn.fetchval("SELECT count(*) FROM second_buckets")
     assert stored == events // PARTITIONS * PARTITIONS
-
-
-def rows_touched(plan: dict[str, Any]) -> Counter[str]:
-    """Rows each table's scans read: returned plus discarded by filters, over all loops."""
-    touched: Counter[str] = Counter()
-
-    def walk(node: dict[str, Any]) -> None:
-        relation = node.get("Relation Name")
-        if relation is not None:
-            per_loop = (
-                node["Actual Rows"]
-                + node.get("Rows Removed by Filter", 0)
-                + node.get("Rows Removed by Index Recheck", 0)
-            )
-            touched[relation] += round(per_loop * node["Actual Loops"])
-        for child in node.get("Plans", []):
-            walk(child)
-
-    walk(plan)
-    return touched
-
-
-async def explain(conn: asyncpg.Connection[Any], sql: str, *args: Any) -> Counter[str]:
-    raw = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, *args)
-    document = json.loads(raw) if isinstance(raw, str) else raw
-    return rows_touched(document[0]["Plan"])
 
 
 async def measure(conn: asyncpg.Connection[Any]) -> dict[str, Counter[str]]:
