@@ -3,10 +3,10 @@
 
 In one transaction: hold the active version (live), lock the batch's partitions and check that
 the batch starts exactly at their stored offsets, store the first occurrence of every key and
-learn which keys are new (almost always all of them: their fold was worked out ahead), else
-fold only those, classify the repeats against what was counted and record them; apply the
-delta with the next offsets, log ends and poison, and notify readers. Commit makes all of it
-visible at once, or none of it.
+learn which keys were stored before (almost always none: the fold of them all was worked out
+ahead), else fold only the new ones, classify the repeats against what was counted and record
+them; apply the delta with the next offsets, log ends and poison, and notify readers. Commit
+makes all of it visible at once, or none of it.
 """
 
 from __future__ import annotations
@@ -89,12 +89,15 @@ async def commit_batch(
     if starts != stored:
         msg = f"the batch starts below the stored offsets {stored}"
         raise StaleBatchError(msg)
-    new = await tx.insert_first_occurrences(fold.first) if fold.first is not None else set()
+    stored_before = (
+        await tx.insert_first_occurrences(fold.first) if fold.first is not None else set()
+    )
     conflicts: tuple[Conflict, ...] = ()
-    if fold.all_new is not None and len(new) == len(fold.keys):
+    if fold.all_new is not None and not stored_before:
         delta, folded = fold.all_new  # every key new, the usual case: worked out ahead
     else:  # keys stored before, or repeated within the batch: classify every repeat
-        repeated = sorted(set(fold.keys) - new)
+        new = set(fold.keys()) - stored_before
+        repeated = sorted(stored_before)
         counted = await tx.counted_occurrences(repeated) if repeated else {}
         repeats = classify_repeats(fold.records, new, counted)
         delta, folded = fold.fold_new(new)

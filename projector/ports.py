@@ -111,8 +111,8 @@ class ProjectionTransaction(Protocol):
         ...
 
     async def insert_first_occurrences(self, first: FirstColumns) -> set[TransactionKey]:
-        """Store each occurrence whose key is not stored yet; return those keys (the new
-        ones)."""
+        """Store each occurrence whose key is not stored yet, and return the keys that were
+        (the others are new): almost always none, so the answer is small."""
         ...
 
     async def counted_occurrences(

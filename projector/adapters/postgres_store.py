@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -88,7 +89,7 @@ INSERT INTO seen_transactions
 SELECT $1, producer, transaction_id, partition, "offset", amount::numeric,
        to_timestamp(occurred_us / 1000000) + occurred_us % 1000000 * interval '1 microsecond',
        to_timestamp(recorded_us / 1000000) + recorded_us % 1000000 * interval '1 microsecond'
-FROM incoming_occurrences ORDER BY producer, transaction_id"""
+FROM incoming_occurrences ORDER BY transaction_id, producer"""
 INSERT_SEEN = INSERT_NEW + "\nON CONFLICT DO NOTHING RETURNING producer, transaction_id"
 # Only in a version with legacy keys: the ids they claim are repeats, not new.
 DROP_LEGACY_CLAIMED = """
@@ -136,17 +137,24 @@ UPDATE partition_totals AS t SET
 FROM unnest($2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::numeric[],
             $7::numeric[], $8::numeric[]) AS u(partition, next_offset, log_end, c, s, mx, mn)
 WHERE t.version = $1 AND t.partition = u.partition"""
+# A batch's bucket rows (a second and a minute row per partition and bucket it folds) reach
+# PostgreSQL by binary COPY too, amounts as exact text, then one upsert per table.
+CREATE_INCOMING_BUCKETS = """
+CREATE TEMPORARY TABLE IF NOT EXISTS incoming_buckets (
+    minute boolean, bucket bigint, partition integer, tx_count bigint,
+    tx_sum text, tx_max text, tx_min text
+) ON COMMIT DELETE ROWS"""
 UPSERT_BUCKETS = """
 INSERT INTO {table} AS b (version, bucket, partition, tx_count, tx_sum, tx_max, tx_min)
-SELECT $1, u.* FROM unnest($2::bigint[], $3::int[], $4::bigint[], $5::numeric[],
-                           $6::numeric[], $7::numeric[]) AS u
+SELECT $1, bucket, partition, tx_count, tx_sum::numeric, tx_max::numeric, tx_min::numeric
+FROM incoming_buckets WHERE minute = {minute} ORDER BY bucket, partition
 ON CONFLICT (version, bucket, partition) DO UPDATE SET
     tx_count = b.tx_count + EXCLUDED.tx_count,
     tx_sum = b.tx_sum + EXCLUDED.tx_sum,
     tx_max = GREATEST(b.tx_max, EXCLUDED.tx_max),
     tx_min = LEAST(b.tx_min, EXCLUDED.tx_min)"""
-UPSERT_SECONDS = UPSERT_BUCKETS.format(table="second_buckets")
-UPSERT_MINUTES = UPSERT_BUCKETS.format(table="minute_buckets")
+UPSERT_SECONDS = UPSERT_BUCKETS.format(table="second_buckets", minute="false")
+UPSERT_MINUTES = UPSERT_BUCKETS.format(table="minute_buckets", minute="true")
 INSERT_POISON = """
 INSERT INTO poison_events (version, partition, "offset", reason, payload)
 SELECT $1, u.* FROM unnest($2::int[], $3::bigint[], $4::text[], $5::bytea[]) AS u
@@ -229,10 +237,12 @@ def _totals_columns(
     )
 
 
-def _bucket_columns(buckets: Mapping[Bucket, Totals]) -> tuple[list[Any], ...]:
-    """Rows in primary-key order (bucket, partition)."""
-    keys = sorted(buckets, key=lambda key: (key[1], key[0]))
-    return ([k[1] for k in keys], [k[0] for k in keys], *_totals_columns(buckets, keys))
+def _bucket_rows(
+    minute: bool, buckets: Mapping[Bucket, Totals]
+) -> Iterator[tuple[bool, int, int, int, str, str, str]]:
+    """`incoming_buckets` rows; amounts as exact text (str(Decimal) never rounds)."""
+    for (partition, bucket), t in buckets.items():
+        yield (minute, bucket, partition, t.count, str(t.sum), str(t.max), str(t.min))
 
 
 class PostgresProjectionStore:
@@ -322,10 +332,11 @@ class PostgresProjectionTransaction:
         try:
             async with conn.transaction():
                 await conn.execute(INSERT_NEW, self._version)
-            return set(zip(producers, ids, strict=True)) - claimed
+            return claimed
         except asyncpg.UniqueViolationError:
             pass  # some were seen before
-        return {(row[0], row[1]) for row in await conn.fetch(INSERT_SEEN, self._version)}
+        new = {(row[0], row[1]) for row in await conn.fetch(INSERT_SEEN, self._version)}
+        return set(zip(producers, ids, strict=True)) - new
 
     async def counted_occurrences(
         self, keys: Sequence[TransactionKey]
@@ -402,8 +413,11 @@ class PostgresProjectionTransaction:
             *_totals_columns(partitions, keys),
         )
         if delta.seconds:
-            await conn.execute(UPSERT_SECONDS, version, *_bucket_columns(delta.seconds))
-            await conn.execute(UPSERT_MINUTES, version, *_bucket_columns(delta.minutes))
+            await conn.execute(CREATE_INCOMING_BUCKETS)
+            rows = chain(_bucket_rows(False, delta.seconds), _bucket_rows(True, delta.minutes))
+            await conn.copy_records_to_table("incoming_buckets", records=rows)
+            await conn.execute(UPSERT_SECONDS, version)
+            await conn.execute(UPSERT_MINUTES, version)
         if poison:
             await conn.execute(
                 INSERT_POISON,

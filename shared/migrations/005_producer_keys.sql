@@ -8,16 +8,23 @@
 -- later occurrence of that id, whoever posts it, stays a duplicate of it (nothing is counted
 -- twice) until a rebuild re-derives every key from the log. `legacy_ids` marks the versions
 -- holding such rows: only their commits look for them.
+-- The key leads with the id (ids differ early: a comparison seldom reaches the producer) and
+-- compares as bytes (COLLATE "C"): its order means nothing to anyone, and comparisons are most
+-- of what inserting a key costs.
 UPDATE seen_transactions SET producer = '' WHERE producer IS NULL;
-ALTER TABLE seen_transactions ALTER COLUMN producer SET NOT NULL,
-    DROP CONSTRAINT seen_transactions_pkey,
-    ADD PRIMARY KEY (version, producer, transaction_id);
+ALTER TABLE seen_transactions DROP CONSTRAINT seen_transactions_pkey,
+    ALTER COLUMN producer SET NOT NULL,
+    ALTER COLUMN producer TYPE text COLLATE "C",
+    ALTER COLUMN transaction_id TYPE text COLLATE "C",
+    ADD PRIMARY KEY (version, transaction_id, producer);
 ALTER TABLE projection_versions ADD COLUMN legacy_ids boolean NOT NULL DEFAULT false;
 UPDATE projection_versions AS v SET legacy_ids = true
 WHERE EXISTS (SELECT 1 FROM seen_transactions AS s WHERE s.version = v.version AND s.producer = '');
 
 -- Conflicts are looked up by the key of the transaction they repeat.
 ALTER TABLE transaction_conflicts DROP CONSTRAINT transaction_conflicts_pkey,
+    ALTER COLUMN producer TYPE text COLLATE "C",
+    ALTER COLUMN transaction_id TYPE text COLLATE "C",
     ADD PRIMARY KEY (version, producer, transaction_id, partition, "offset");
 
 -- Until now another producer's occurrence of an id was a repeat of the first producer's,

@@ -193,15 +193,18 @@ class InMemoryProjectionTransaction:
     async def insert_first_occurrences(self, first: FirstColumns) -> set[TransactionKey]:
         working = self._state()
         new: dict[TransactionKey, Occurrence] = {}
+        before: set[TransactionKey] = set()
         for tx, partition, offset, amount, occurred, recorded, producer in zip(*first, strict=True):
             occurrence = Occurrence(partition, offset, amount, occurred, recorded, producer)
             if self._store.refused(occurrence):
                 msg = f"{producer}/{tx}: refused by a constraint"
                 raise RecordRefusedError(msg)
-            if (producer, tx) not in working.seen:
+            if (producer, tx) in working.seen:
+                before.add((producer, tx))
+            else:
                 new[(producer, tx)] = occurrence
         working.seen.update((key, SeenRow(occurrence)) for key, occurrence in new.items())
-        return set(new)
+        return before
 
     async def counted_occurrences(
         self, keys: Sequence[TransactionKey]

@@ -93,8 +93,8 @@ def test_the_fold_worked_out_ahead_equals_the_fold_of_the_new_keys(
     fold = batch.fold()
 
     assert batch.starts() == {p: start for p, (start, _) in layout.items()}
-    keys = set(fold.keys)
-    assert len(keys) == len(fold.keys)
+    keys = set(fold.keys())
+    assert len(keys) == len(fold.keys())
     for subset in (keys, keys & new, set()):
         delta, folded = fold.fold_new(subset)
         totals: dict[object, Totals] = dict(delta.partitions.items())
