@@ -6,6 +6,7 @@ import asyncio
 import random
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -89,6 +90,34 @@ async def test_a_record_only_postgresql_refuses_becomes_poison_and_the_fold_goes
     assert deserialize(row["payload"]) == refused
     log = (tmp_path / "projector.log").read_text()
     assert log.count("skipped a poison event") == 1
+
+
+async def test_the_live_projector_rolls_sealed_buckets_up_into_one_row_each(
+    kafka_settings: TopicFactory, database_url: str, pg_pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    kafka = await kafka_settings()
+    minutes_ago = datetime.now(UTC) - timedelta(minutes=5)
+    events = [event("1.00", occurred_at=minutes_ago + timedelta(seconds=i % 7)) for i in range(300)]
+    await publish(kafka, events)
+    per_second = (
+        "SELECT bucket, sum(tx_count)::bigint AS count, count(*) AS rows FROM second_buckets"
+        " GROUP BY bucket ORDER BY bucket"
+    )
+
+    async with running_projector(kafka, database_url, tmp_path / "projector.log"):
+        await wait_until(lambda: consumed(pg_pool, len(events)), timeout=60)
+        folded = await pg_pool.fetch(per_second)
+        assert max(row["rows"] for row in folded) > 1  # one row per partition at first
+
+        async def rolled_up() -> bool:
+            return all(row["rows"] == 1 for row in await pg_pool.fetch(per_second))
+
+        await wait_until(rolled_up, timeout=60, interval=0.5)  # a round every 10 s
+
+    assert [(r["bucket"], r["count"]) for r in await pg_pool.fetch(per_second)] == [
+        (r["bucket"], r["count"]) for r in folded
+    ]
+    assert await pg_pool.fetchval("SELECT DISTINCT partition FROM second_buckets") == -1
 
 
 @pytest.mark.slow
