@@ -47,6 +47,7 @@ FAILURES = (
 # SQLSTATE classes of an error a value causes: data exception, integrity constraint violation,
 # program limit exceeded (e.g. an index entry too large).
 DATA_ERROR_CLASSES = frozenset({"22", "23", "54"})
+UNIQUE_VIOLATION = "23505"
 
 if TYPE_CHECKING:
     from shared.database import Connection
@@ -207,15 +208,15 @@ def unavailable_on_failure() -> Iterator[None]:
 
 @contextmanager
 def refused_or_unavailable_on_failure() -> Iterator[None]:
-    """As `unavailable_on_failure`, except that a value the server or the driver refuses is
-    `RecordRefusedError`."""
+    """As `unavailable_on_failure`, except that a value the server refuses is
+    `RecordRefusedError`. A unique violation is not one: the insert of first occurrences
+    handles the one it expects, any other is a fault of ours, not of a record."""
     try:
         yield
-    except asyncpg.DataError as err:  # the driver could not encode a value
-        raise RecordRefusedError(repr(err)) from err
     except asyncpg.PostgresError as err:
-        if (err.sqlstate or "")[:2] in DATA_ERROR_CLASSES:
-            raise RecordRefusedError(f"{err.sqlstate}: {err}") from err
+        state = err.sqlstate or ""
+        if state[:2] in DATA_ERROR_CLASSES and state != UNIQUE_VIOLATION:
+            raise RecordRefusedError(f"{state}: {err}") from err
         raise StoreUnavailable(repr(err)) from err
     except FAILURES as err:
         raise StoreUnavailable(repr(err)) from err
