@@ -4,8 +4,10 @@ A statement sees one snapshot, and every statement here resolves `projection_act
 so a rebuild's version swap is seen atomically: all old rows or all new rows, never a mix.
 Rows touched: all-time reads one `projection_active` row and at most one `partition_totals`
 row per partition; a window reads those plus the bucket rows of its `BucketRange` through the
-primary keys (version, bucket), a number bounded by the window's length whatever the volume
-(query_api/windows.py). asyncpg prepares and caches each statement per connection.
+primary keys (version, bucket, partition): per bucket one row per partition, or the one the
+projector's roll-up merged them into; a number bounded by the window's length and the
+partitions whatever the volume (query_api/windows.py). asyncpg prepares and caches each
+statement per connection.
 
 The statements are composed once, at import, from this module's constant fragments (hence
 the `noqa: S608`: no value ever enters the text, every one is a bound `$n` parameter); they
