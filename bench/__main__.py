@@ -25,6 +25,7 @@ from bench.scenarios import freshness as freshness_scenario
 from bench.scenarios import ingest as ingest_scenario
 from bench.scenarios import stats as stats_scenario
 from bench.scenarios import stream as stream_scenario
+from bench.scenarios import window as window_scenario
 from bench.wrk import ensure_wrk
 
 T = TypeVar("T")
@@ -86,6 +87,8 @@ async def _main(args: argparse.Namespace) -> Report:
             large_url = await _attempt(ctx, "fold", _fold(ctx, fold="fold" in chosen))
         if "stats" in chosen and large_url is not None:
             await _attempt(ctx, "stats", stats_scenario.run(ctx, large_url))
+        if "window" in chosen:
+            await _attempt(ctx, "window", window_scenario.run(ctx))
         if "freshness" in chosen:
             await _attempt(ctx, "freshness", freshness_scenario.run(ctx))
         if "stream" in chosen:

@@ -32,10 +32,12 @@ from aiokafka import AIOKafkaProducer
 
 from bench.procs import ROOT, cpu_seconds
 from bench.report import RESULTS_DIR
-from projector.adapters.postgres_store import UPSERT_SECONDS, insert_first_occurrences
+from projector.adapters.postgres_store import PostgresProjectionTransaction
+from projector.fold import Delta
 from shared.events import TransactionRecorded, event_headers, serialize
 from shared.settings import KafkaSettings
 from shared.topic import ensure_topic
+from shared.totals import Totals
 from tests.provenance import Machine, commit, utc_now
 from tests.scratch_database import create_database, drop_database
 
@@ -60,7 +62,7 @@ async def dedupe(admin_url: str, ids: int) -> tuple[Figures, Figures]:
                 positions = [0] * BATCH, list(range(BATCH))
                 first = (batch, *positions, [AMOUNT] * BATCH, now, now, ["bench"] * BATCH)
                 async with conn.transaction():  # each id with its first occurrence, as folded
-                    await insert_first_occurrences(conn, 1, first)
+                    await PostgresProjectionTransaction(conn, 1).insert_first_occurrences(first)
             seconds, cpu = time.perf_counter() - started, cpu_seconds(backend) - cpu
             size = await conn.fetchval("SELECT pg_total_relation_size('seen_transactions')")
             inserts = {
@@ -78,14 +80,15 @@ async def dedupe(admin_url: str, ids: int) -> tuple[Figures, Figures]:
                 f"{size / ids * 1e6 / 2**20:,.0f} MiB per million ids"
             )
             buckets = 1000
-            seconds_col = list(range(1_700_000_000, 1_700_000_000 + buckets))
-            counts = [3] * buckets
-            sums = maxes = mins = [AMOUNT] * buckets
+            three = Totals(3, AMOUNT * 3, AMOUNT, AMOUNT)
+            delta = Delta(seconds={(0, 1_700_000_000 + s): three for s in range(buckets)})
             rounds = 200
             started, cpu = time.perf_counter(), cpu_seconds(backend)
             for _ in range(rounds):
                 async with conn.transaction():
-                    await conn.execute(UPSERT_SECONDS, 1, seconds_col, counts, sums, maxes, mins)
+                    await PostgresProjectionTransaction(conn, 1).apply(
+                        delta, next_offsets={}, log_end={}, poison=[]
+                    )
             seconds, cpu = time.perf_counter() - started, cpu_seconds(backend) - cpu
             rows = rounds * buckets
             upserts = {

@@ -1,28 +1,27 @@
-"""Repeated transaction ids: a plain retry (same payload) or a conflict (a different one).
+"""Repeated transactions: a plain retry (same payload) or a conflict (a different one).
 
-The first occurrence of an id in the log is the counted one, and it is stored with its payload
-(amount, occurred_at) and position. A later occurrence with the same payload is a duplicate,
-silently skipped; one whose amount or `occurred_at` differs is a **conflict**: still not
-counted, but recorded with both payloads, partitions, offsets and producers. Pure: no I/O.
+A transaction is a key, (producer, transaction_id): a producer's ids are its own. The first
+occurrence of a key in the log is the counted one, and it is stored with its payload (amount,
+occurred_at) and position. A later occurrence with the same payload is a duplicate, silently
+skipped; one whose amount or `occurred_at` differs is a **conflict**: still not counted, but
+recorded with both payloads and positions. So a conflict is only ever within one producer.
+Pure: no I/O.
 
-Which occurrence is "first" is decided in fold order: within one partition (the normal case,
-the id is the message key) that is the lowest offset, so a rebuild finds exactly the same
-conflicts; across partitions (a changed partition count, a foreign producer with its own
-keys) it is whichever the projector folded first.
+Which occurrence is "first" is decided in fold order: a key's occurrences share a partition
+(the message key is the transaction id), where the first is the lowest offset, so a rebuild
+finds exactly the same conflicts; were they to land on two partitions (a changed partition
+count), it is whichever the projector folded first.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from projector.batch import ConsumedRecord
+from projector.records import ConsumedRecord
 from shared.events import TransactionRecorded
-from shared.projection import Occurrence
-
-logger = logging.getLogger(__name__)
+from shared.projection import Occurrence, TransactionKey
 
 
 class Conflict(NamedTuple):
@@ -30,71 +29,44 @@ class Conflict(NamedTuple):
     first: Occurrence
     repeat: Occurrence
 
+    @property
+    def key(self) -> TransactionKey:
+        return (self.first.producer, self.transaction_id)
+
 
 @dataclass(slots=True)
 class Repeats:
-    """What one batch's repeated ids were: per id, how many repeats and how many conflicts,
+    """What one batch's repeated keys were: per key, how many repeats and how many conflicts,
     and the conflicts themselves in log order."""
 
-    duplicates: dict[str, int] = field(default_factory=dict)
-    conflict_counts: dict[str, int] = field(default_factory=dict)
+    duplicates: dict[TransactionKey, int] = field(default_factory=dict)
+    conflict_counts: dict[TransactionKey, int] = field(default_factory=dict)
     conflicts: list[Conflict] = field(default_factory=list)
-
-
-def first_occurrences(records: Iterable[ConsumedRecord]) -> dict[str, Occurrence]:
-    """The first occurrence of every transaction id in `records` (in their order)."""
-    first: dict[str, Occurrence] = {}
-    for partition, offset, item in records:
-        if isinstance(item, TransactionRecorded) and item.transaction_id not in first:
-            first[item.transaction_id] = Occurrence.of(partition, offset, item)
-    return first
 
 
 def classify_repeats(
     records: Iterable[ConsumedRecord],
-    new_ids: set[str],
-    stored: Mapping[str, Occurrence | None],
+    new: set[TransactionKey],
+    stored: Mapping[TransactionKey, Occurrence | None],
 ) -> Repeats:
     """Every occurrence in `records` that is not the counted one, classified.
 
-    `new_ids` are the ids first seen in this batch (their first occurrence in `records` is
-    counted); `stored` gives the counted occurrence of every other id, or None when it was
+    `new` are the keys first seen in this batch (their first occurrence in `records` is
+    counted); `stored` gives the counted occurrence of every other key, or None when it was
     stored without its payload (before conflicts were recorded: a plain duplicate then)."""
     repeats = Repeats()
-    counted: dict[str, Occurrence | None] = dict(stored)
+    counted: dict[TransactionKey, Occurrence | None] = dict(stored)
     for partition, offset, item in records:
         if not isinstance(item, TransactionRecorded):
             continue
-        tx = item.transaction_id
+        key = (item.producer, item.transaction_id)
         occurrence = Occurrence.of(partition, offset, item)
-        if tx in new_ids and tx not in counted:
-            counted[tx] = occurrence
+        if key in new and key not in counted:
+            counted[key] = occurrence
             continue
-        repeats.duplicates[tx] = repeats.duplicates.get(tx, 0) + 1
-        first = counted.get(tx)
+        repeats.duplicates[key] = repeats.duplicates.get(key, 0) + 1
+        first = counted.get(key)
         if first is not None and not first.same_payload(occurrence):
-            repeats.conflict_counts[tx] = repeats.conflict_counts.get(tx, 0) + 1
-            repeats.conflicts.append(Conflict(tx, first, occurrence))
+            repeats.conflict_counts[key] = repeats.conflict_counts.get(key, 0) + 1
+            repeats.conflicts.append(Conflict(item.transaction_id, first, occurrence))
     return repeats
-
-
-def log_conflicts(conflicts: Iterable[Conflict], *, version: int) -> None:
-    for conflict in conflicts:
-        first, repeat = conflict.first, conflict.repeat
-        logger.warning(
-            "conflicting duplicate transaction id: the first occurrence stays counted",
-            extra={
-                "version": version,
-                "transaction_id": conflict.transaction_id,
-                "counted_partition": first.partition,
-                "counted_offset": first.offset,
-                "counted_amount": str(first.amount),
-                "counted_occurred_at": first.occurred_at.isoformat(),
-                "counted_producer": first.producer,
-                "partition": repeat.partition,
-                "offset": repeat.offset,
-                "amount": str(repeat.amount),
-                "occurred_at": repeat.occurred_at.isoformat(),
-                "producer": repeat.producer,
-            },
-        )

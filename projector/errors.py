@@ -20,6 +20,16 @@ class OffsetGapError(ProjectionError):
     """A batch starts past the stored offset: records would be skipped; re-seek and retry."""
 
 
+class StaleBatchError(ProjectionError):
+    """A batch starts below the stored offset (its first records are folded already, e.g. after
+    a seek that failed): nothing is committed; re-seek to the stored offsets and go on."""
+
+
+class RecordRefusedError(ProjectionError):
+    """The store refused a value of the batch (a data error, such as a constraint or a value
+    out of its range): not transient, one record is the cause; that record becomes poison."""
+
+
 class StoreUnavailable(ProjectionError):
     """The projection store did not answer or failed transiently; back off and retry."""
 

@@ -1,5 +1,6 @@
 """Composition root of the projector process: configuration, pool, store, catalog, record
-source, the HTTP side and signals. The only module that builds adapters."""
+source, the fold loop and the bucket roll-up, the HTTP side and signals. The only module that
+builds adapters."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ from projector.adapters.postgres_store import PostgresProjectionStore
 from projector.config import ProjectorConfig
 from projector.errors import RebuildLockedError
 from projector.http import ops_server
-from projector.loop import FoldLoop, FoldTarget
+from projector.loop import FoldLoop
 from projector.metrics import ProjectorMetrics
+from projector.positions import FoldTarget
 from projector.rebuild import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -33,6 +35,7 @@ from projector.rebuild import (
     RebuildOptions,
     abort,
 )
+from projector.rollup import Rollup
 from shared.database import create_pool, migrate, ping
 from shared.topic import ensure_topic
 
@@ -101,7 +104,7 @@ async def run_live(config: ProjectorConfig) -> None:
             max_batch=config.projector.max_batch,
             poll_timeout_ms=config.projector.poll_timeout_ms,
         )
-        source.subscribe(loop)
+        source.subscribe(loop.rebalancing)
         await source.connect()
 
         async def postgres_ready() -> None:
@@ -115,6 +118,8 @@ async def run_live(config: ProjectorConfig) -> None:
         )
         serving = asyncio.create_task(server.serve())
         serving.add_done_callback(lambda _: stop.set())
+        rollup = Rollup(store=store, caught_up_within=config.projector.max_batch)
+        rolling = asyncio.create_task(rollup.run(stop))
         logger.info(
             "projector started",
             extra={"topic": config.kafka.topic, "group": config.projector.group_id},
@@ -122,6 +127,9 @@ async def run_live(config: ProjectorConfig) -> None:
         try:
             await loop.run(stop)
         finally:
+            rolling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await rolling
             server.should_exit = True
             with contextlib.suppress(Exception):
                 await serving

@@ -1,5 +1,5 @@
 """The projector's ports: where records come from, where folded totals and consumed offsets
-are stored together, and the catalog of projection versions.
+are stored together (in one transaction of steps), and the catalog of projection versions.
 
 Adapters: `adapters/kafka_source.py`, `adapters/postgres_store.py`,
 `adapters/postgres_catalog.py`; their in-memory doubles (`tests/doubles/memory_source.py`,
@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from projector.batch import Batch, Poison
-from projector.conflicts import Conflict
-from shared.events import TransactionRecorded
+from projector.conflicts import Repeats
+from projector.fold import Delta, FirstColumns
+from projector.records import Poison
+from shared.projection import Occurrence, TransactionKey
 from shared.totals import Totals
 
 
@@ -92,13 +93,53 @@ class RecordSource(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class CommitResult:
-    folded: tuple[TransactionRecorded, ...]
-    duplicates: int
-    stale: int
-    poison: tuple[tuple[int, int, Poison], ...]  # (partition, offset, why): fresh ones only
-    conflicts: tuple[Conflict, ...] = ()  # repeats with another payload (among `duplicates`)
+class ProjectionTransaction(Protocol):
+    """One transaction of the store, opened by `ProjectionStore.transaction`: the steps a batch
+    commit is made of, each a few set-based statements. It records; what to record is decided
+    by `projector.commit.commit_batch`, which sequences them.
+
+    Raises `StoreUnavailable` on transient failures, `RecordRefusedError` when the store
+    refuses a value it was given (a data error: a record of the batch is the cause)."""
+
+    async def active_version(self) -> int:
+        """The active version, held still until this transaction ends (a swap waits)."""
+        ...
+
+    async def lock_partitions(self, partitions: Sequence[int]) -> dict[int, int]:
+        """Lock the partitions' rows of the version (no other writer folds them until this
+        transaction ends) and return their next offsets (0 for a partition never folded)."""
+        ...
+
+    async def insert_first_occurrences(self, first: FirstColumns) -> set[TransactionKey]:
+        """Store each occurrence whose key is not stored yet, and return the keys that were
+        (the others are new): almost always none, so the answer is small."""
+        ...
+
+    async def counted_occurrences(
+        self, keys: Sequence[TransactionKey]
+    ) -> dict[TransactionKey, Occurrence | None]:
+        """The stored occurrence of each key (None: stored without its payload)."""
+        ...
+
+    async def record_repeats(self, repeats: Repeats) -> None:
+        """Add the repeat counts to the stored keys and store the conflicts."""
+        ...
+
+    async def apply(
+        self,
+        delta: Delta,
+        *,
+        next_offsets: Mapping[int, int],
+        log_end: Mapping[int, int],
+        poison: Sequence[tuple[int, int, Poison]],
+    ) -> None:
+        """Add `delta` to the partitions' totals and buckets, move each partition's next
+        offset and log end up to these, store the poison records."""
+        ...
+
+    async def notify(self, next_offsets: Mapping[int, int]) -> None:
+        """Tell readers how far the version has folded (delivered when this commits)."""
+        ...
 
 
 class ProjectionStore(Protocol):
@@ -114,11 +155,21 @@ class ProjectionStore(Protocol):
         """All-time totals of a version (merged over its partitions)."""
         ...
 
-    async def commit(self, version: int, batch: Batch, *, live: bool) -> CommitResult:
-        """In one transaction: skip records below the stored offsets, dedupe transaction ids
-        (storing each counted occurrence; repeats counted on it, conflicts recorded), fold the
-        new events, record poison, store the next offsets. With `live`, raise
-        `VersionChangedError` when `version` is no longer the active one."""
+    async def lag(self, version: int) -> int:
+        """Records between the stored offsets and the log ends the commits saw, summed over
+        the version's partitions."""
+        ...
+
+    async def roll_up(self, version: int, *, start: int, before: int) -> int | None:
+        """Move the buckets of every partition for event times in [`start`, `before`) (epoch
+        seconds; minutes: those wholly before `before`) into one row per bucket, leaving
+        alone the rows a commit is writing; return how many rows moved, or None when
+        another roll-up is under way (there is one at a time)."""
+        ...
+
+    def transaction(self, version: int) -> AbstractAsyncContextManager[ProjectionTransaction]:
+        """A transaction writing into `version`: it commits when the body returns, and rolls
+        everything back when the body raises."""
         ...
 
 

@@ -23,9 +23,10 @@ from datetime import datetime
 from typing import TextIO
 
 from projector.errors import StoreUnavailable
-from projector.loop import FoldLoop, FoldTarget
+from projector.loop import FoldLoop
 from projector.metrics import ProjectorMetrics
 from projector.ports import ProjectionStore, RecordSource, VersionCatalog
+from projector.positions import FoldTarget
 from projector.progress_report import ProgressReport
 from shared.totals import Totals
 
@@ -193,9 +194,9 @@ class Rebuild:
         return EXIT_OK
 
     async def _fold_to(self, loop: FoldLoop, partitions: list[int], target: dict[int, int]) -> None:
-        await loop.seek_to_stored(partitions)
+        await loop.positions.seek_to_stored(partitions)
         progress = ProgressReport(
-            lambda: sum(loop.next_offsets.values()), lambda: sum(target.values())
+            lambda: sum(loop.positions.next_offsets.values()), lambda: sum(target.values())
         )
         reporter = asyncio.create_task(progress.report())
         try:

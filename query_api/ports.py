@@ -92,9 +92,11 @@ class ProjectionReader(Protocol):
         """Return when the store answers; raise otherwise."""
         ...
 
-    async def transaction(self, transaction_id: str) -> TransactionLookup:
-        """One transaction id in the active version (its `seen_transactions` row by primary
-        key, at most `MAX_LISTED_CONFLICTS` conflicts), with the version's positions."""
+    async def transaction(self, producer: str, transaction_id: str) -> TransactionLookup:
+        """One transaction, (producer, transaction_id), in the active version (its
+        `seen_transactions` row by primary key, at most `MAX_LISTED_CONFLICTS` of its
+        conflicts), with the version's positions. An id stored before producers were recorded
+        (migration 005: producer '') is found for any producer, without its payload."""
         ...
 
 
@@ -103,10 +105,10 @@ MAX_LISTED_CONFLICTS = 100
 
 @dataclass(frozen=True, slots=True)
 class TransactionRecord:
-    """What the projection knows of one transaction id. `counted` is None for an id stored
-    before payloads were kept (migration 003); `duplicates` counts every later occurrence,
-    `conflict_count` those with another amount or occurred_at, listed (the first
-    `MAX_LISTED_CONFLICTS`, in log order) in `conflicts`."""
+    """What the projection knows of one transaction. `counted` is None for an id stored
+    before payloads (and producers) were kept (migration 003); `duplicates` counts every later
+    occurrence, `conflict_count` those with another amount or occurred_at, listed (the first
+    `MAX_LISTED_CONFLICTS`, in log order) in `conflicts`: all of the same producer."""
 
     transaction_id: str
     counted: Occurrence | None

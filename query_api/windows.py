@@ -10,8 +10,10 @@ Two-level read, so that a window's cost depends on its length only, never on the
 The partial minute at the start of the window comes from 1-second buckets [start, start of
 the next minute - 1] (less than a minute of them); every minute from there to the minute
 containing floor(now) + allowance comes from 1-minute buckets (floor((N + allowance - 1) / 60)
-+ 1 of them at most). `max_bucket_rows(N, allowance)` is that bound; a read adds one
-`projection_active` row and one `partition_totals` row per partition for `as_of`.
++ 1 of them at most). `max_bucket_rows(N, allowance)` is that bound, per partition (buckets are
+kept per partition; the projector's roll-up merges those commits are past into one row each);
+a read adds one `projection_active` row and one `partition_totals` row per partition for
+`as_of`.
 """
 
 from __future__ import annotations

@@ -20,8 +20,14 @@ from shared.money import CENT, MAX_AMOUNT_TEXT, is_valid_amount
 EVENT_TYPE = "TransactionRecorded"
 SCHEMA_VERSION = 1
 
+# The projector stores both as keys (an index entry holds ~2.7 kB, and PostgreSQL text cannot
+# hold NUL): a longer one, or one with a control character, would fail every retry of its batch.
 MAX_TRANSACTION_ID_LENGTH = 255  # the command API allows 64
+MAX_PRODUCER_LENGTH = 255  # the JWT `sub` that posted the event
 _AMOUNT = re.compile(r"\d{1,13}(\.\d{1,2})?\Z")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode's control characters (Cc)
+NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f-\x9f]*$"
+"""The same rule as a pattern, for schemas (OpenAPI, request parameters)."""
 
 HEADER_TYPE = "event_type"
 HEADER_VERSION = "schema_version"
@@ -78,16 +84,35 @@ class _Message(msgspec.Struct):
     event_id: uuid.UUID
     event_type: str
     schema_version: int
-    # Stored as a key by the projector: bounded (an index entry holds ~2.7 kB); NUL is
-    # refused below (PostgreSQL text cannot hold it); either would fail every retry.
+    # Lengths are checked here, control characters below (`_has_control`).
     transaction_id: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TRANSACTION_ID_LENGTH)]
     amount: Annotated[str, msgspec.Meta(min_length=1)]
     occurred_at: Annotated[datetime, msgspec.Meta(tz=True)]
     recorded_at: Annotated[datetime, msgspec.Meta(tz=True)]
-    producer: Annotated[str, msgspec.Meta(min_length=1)]
+    producer: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_PRODUCER_LENGTH)]
 
 
 _decode = msgspec.json.Decoder(_Message).decode
+
+
+def _has_control(text: str) -> bool:
+    # An ASCII string without control characters is printable: one C call decides the usual
+    # case, the regex only the rest.
+    if text.isascii():
+        return not text.isprintable()
+    return _CONTROL.search(text) is not None
+
+
+def is_valid_producer(producer: str) -> bool:
+    """What a producer (the JWT `sub` that posts) must be for its events to be folded: 1 to
+    `MAX_PRODUCER_LENGTH` characters, none of them a control character."""
+    return 0 < len(producer) <= MAX_PRODUCER_LENGTH and not _has_control(producer)
+
+
+def is_valid_transaction_id(transaction_id: str) -> bool:
+    """What a transaction id in the log must be: 1 to `MAX_TRANSACTION_ID_LENGTH`
+    characters, none of them a control character."""
+    return 0 < len(transaction_id) <= MAX_TRANSACTION_ID_LENGTH and not _has_control(transaction_id)
 
 
 def _in_utc(moment: datetime) -> datetime:
@@ -128,8 +153,11 @@ def deserialize(value: bytes | None) -> TransactionRecorded:
     if message.schema_version != SCHEMA_VERSION:
         msg = f"unknown schema version {message.schema_version!r}"
         raise EventDecodeError(msg)
-    if "\x00" in message.transaction_id:
-        msg = "field 'transaction_id' must not contain NUL"
+    if _has_control(message.transaction_id):
+        msg = "field 'transaction_id' must not contain control characters"
+        raise EventDecodeError(msg)
+    if _has_control(message.producer):
+        msg = "field 'producer' must not contain control characters"
         raise EventDecodeError(msg)
     return TransactionRecorded(  # positional: cheaper than keywords, and this runs per event
         message.event_id,

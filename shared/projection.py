@@ -13,6 +13,15 @@ from typing import NamedTuple
 from shared.events import TransactionRecorded
 
 SECONDS_PER_MINUTE = 60  # second_buckets hold epoch seconds, minute_buckets second // 60
+LONGEST_WINDOW_SECONDS = 3600  # windows read no bucket older than this
+ALL_PARTITIONS = -1
+"""The partition of a bucket row merged over every partition: the rows folded before buckets
+were kept per partition (migration 004), and those the projector's roll-up merged."""
+
+TransactionKey = tuple[str, str]
+"""(producer, transaction_id): what identifies a transaction. A producer's ids are its own: the
+same id from two producers is two transactions, and both land on one partition (the message
+key is the transaction id)."""
 
 NOTIFY_CHANNEL = "projection_advanced"
 # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.

@@ -7,11 +7,13 @@ merge to the same result. Sums are exact at any size, like PostgreSQL's `numeric
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import MAX_PREC, Context, Decimal, localcontext
+from typing import TypeVar
 
 EXACT = Context(prec=MAX_PREC)
+K = TypeVar("K")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,11 +30,18 @@ class Totals:
     @staticmethod
     def of_amounts(amounts: Sequence[Decimal]) -> Totals:
         """The totals of many amounts at once (C-speed builtins, not one merge per amount)."""
-        if not amounts:
-            return Totals()
+        return Totals.of_groups({None: amounts})[None]
+
+    @staticmethod
+    def of_groups(groups: Mapping[K, Sequence[Decimal]]) -> dict[K, Totals]:
+        """The totals of each group of amounts (in one exact decimal context)."""
         with localcontext(EXACT):
-            total = sum(amounts, Decimal(0))
-        return Totals(len(amounts), total, max(amounts), min(amounts))
+            return {
+                key: Totals(len(amounts), sum(amounts, Decimal(0)), max(amounts), min(amounts))
+                if amounts
+                else Totals()
+                for key, amounts in groups.items()
+            }
 
     def merge(self, other: Totals) -> Totals:
         return Totals(

@@ -4,8 +4,10 @@ A statement sees one snapshot, and every statement here resolves `projection_act
 so a rebuild's version swap is seen atomically: all old rows or all new rows, never a mix.
 Rows touched: all-time reads one `projection_active` row and at most one `partition_totals`
 row per partition; a window reads those plus the bucket rows of its `BucketRange` through the
-primary keys (version, bucket), a number bounded by the window's length whatever the volume
-(query_api/windows.py). asyncpg prepares and caches each statement per connection.
+primary keys (version, bucket, partition): per bucket one row per partition, or the one the
+projector's roll-up merged them into; a number bounded by the window's length and the
+partitions whatever the volume (query_api/windows.py). asyncpg prepares and caches each
+statement per connection.
 
 The statements are composed once, at import, from this module's constant fragments (hence
 the `noqa: S608`: no value ever enters the text, every one is a bound `$n` parameter); they
@@ -101,8 +103,10 @@ SELECT a.version, p.*
  ) AS p
  WHERE a.version IS NOT NULL"""  # noqa: S608
 
-# One transaction id: its seen row by primary key (version, transaction_id), its conflicts by
-# the prefix of theirs (at most MAX_LISTED_CONFLICTS listed), the version's positions.
+# One transaction, (producer $1, transaction_id $2): its seen row by primary key (version,
+# producer, transaction_id), or the legacy row claiming the id (producer '', migration 005:
+# at most one of the two exists); its conflicts by the prefix of theirs (at most
+# MAX_LISTED_CONFLICTS listed); the version's positions.
 TRANSACTION_SQL = f"""{_ACTIVE}
 SELECT a.version, p.*, s.*, c.*
   FROM active AS a
@@ -112,15 +116,16 @@ SELECT a.version, p.*, s.*, c.*
     SELECT true AS found, x.partition, x."offset", x.amount, x.occurred_at, x.recorded_at,
            x.producer, x.duplicates, x.conflicts AS conflict_count
       FROM seen_transactions AS x
-     WHERE x.version = a.version AND x.transaction_id = $1
+     WHERE x.version = a.version AND x.producer IN ($1, '') AND x.transaction_id = $2
+     ORDER BY x.producer DESC LIMIT 1
  ) AS s ON true
  CROSS JOIN LATERAL (
     SELECT coalesce(jsonb_agg(jsonb_build_array(k.partition, k."offset", k.amount::text,
                                                 k.occurred_at, k.recorded_at, k.producer)
                               ORDER BY k.partition, k."offset"), '[]') AS conflicts
       FROM (SELECT * FROM transaction_conflicts
-             WHERE version = a.version AND transaction_id = $1
-             ORDER BY partition, "offset" LIMIT $2) AS k
+             WHERE version = a.version AND producer = $1 AND transaction_id = $2
+             ORDER BY partition, "offset" LIMIT $3) AS k
  ) AS c"""  # noqa: S608
 
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
@@ -162,8 +167,8 @@ class PostgresProjectionReader:
     async def ping(self) -> None:
         await self._fetchrow("SELECT 1")
 
-    async def transaction(self, transaction_id: str) -> TransactionLookup:
-        row = await self._fetchrow(TRANSACTION_SQL, transaction_id, MAX_LISTED_CONFLICTS)
+    async def transaction(self, producer: str, transaction_id: str) -> TransactionLookup:
+        row = await self._fetchrow(TRANSACTION_SQL, producer, transaction_id, MAX_LISTED_CONFLICTS)
         if row is None or row["version"] is None:
             return TransactionLookup(0, None)
         return TransactionLookup(row["version"], _record(transaction_id, row), _positions(row))
@@ -215,7 +220,7 @@ def _record(transaction_id: str, row: asyncpg.Record) -> TransactionRecord | Non
     if not row["found"]:
         return None
     counted = (
-        None  # stored before payloads were kept (migration 003)
+        None  # stored before payloads and producers were kept (migration 003)
         if row["amount"] is None
         else Occurrence(
             partition=row["partition"],

@@ -1,8 +1,9 @@
 """`InMemoryProjectionReader`: the projection's tables as dictionaries, for tests.
 
 It stores rows the way the PostgreSQL tables do (per version: partition totals, second and
-minute buckets, plus the active version) and merges them the way the SQL does; the reader
-contract suite keeps the two in step. `record` folds one event the way the projector would.
+minute buckets of each partition, the transactions by (producer, id), plus the active version)
+and merges them the way the SQL does; the reader contract suite keeps the two in step.
+`record` folds one event the way the projector would.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from query_api.ports import (
     TransactionLookup,
     TransactionRecord,
 )
-from shared.projection import SECONDS_PER_MINUTE
+from shared.projection import SECONDS_PER_MINUTE, TransactionKey
 from shared.totals import Totals
+
+LEGACY = ""  # the producer of a transaction stored before producers were recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +37,9 @@ class InMemoryProjectionReader:
     def __init__(self, *, active_version: int = 1) -> None:
         self.active_version = active_version
         self.partitions: dict[int, dict[int, PartitionRow]] = {}
-        self.seconds: dict[int, dict[int, Totals]] = {}
-        self.minutes: dict[int, dict[int, Totals]] = {}
-        self.transactions: dict[int, dict[str, TransactionRecord]] = {}
+        self.seconds: dict[int, dict[tuple[int, int], Totals]] = {}  # (partition, bucket)
+        self.minutes: dict[int, dict[tuple[int, int], Totals]] = {}
+        self.transactions: dict[int, dict[TransactionKey, TransactionRecord]] = {}
         self.unavailable = False  # set to simulate a store that does not answer
         self.reads = 0
 
@@ -45,11 +48,15 @@ class InMemoryProjectionReader:
     def put_partition(self, partition: int, row: PartitionRow, *, version: int = 1) -> None:
         self.partitions.setdefault(version, {})[partition] = row
 
-    def put_second(self, bucket: int, totals: Totals, *, version: int = 1) -> None:
-        self.seconds.setdefault(version, {})[bucket] = totals
+    def put_second(
+        self, bucket: int, totals: Totals, *, partition: int = 0, version: int = 1
+    ) -> None:
+        self.seconds.setdefault(version, {})[(partition, bucket)] = totals
 
-    def put_minute(self, bucket: int, totals: Totals, *, version: int = 1) -> None:
-        self.minutes.setdefault(version, {})[bucket] = totals
+    def put_minute(
+        self, bucket: int, totals: Totals, *, partition: int = 0, version: int = 1
+    ) -> None:
+        self.minutes.setdefault(version, {})[(partition, bucket)] = totals
 
     def record(
         self,
@@ -71,14 +78,17 @@ class InMemoryProjectionReader:
             totals=row.totals.merge(one),
         )
         seconds = self.seconds.setdefault(version, {})
-        seconds[event_second] = seconds.get(event_second, Totals()).merge(one)
-        minute = event_second // SECONDS_PER_MINUTE
+        second = (partition, event_second)
+        seconds[second] = seconds.get(second, Totals()).merge(one)
+        minute = (partition, event_second // SECONDS_PER_MINUTE)
         minutes = self.minutes.setdefault(version, {})
         minutes[minute] = minutes.get(minute, Totals()).merge(one)
 
     def put_transaction(self, record: TransactionRecord, *, version: int = 1) -> None:
-        """A `seen_transactions` row with its `transaction_conflicts` rows (all of them)."""
-        self.transactions.setdefault(version, {})[record.transaction_id] = record
+        """A `seen_transactions` row with its `transaction_conflicts` rows (all of them), under
+        the counted occurrence's producer (none: stored before producers were recorded)."""
+        producer = LEGACY if record.counted is None else record.counted.producer
+        self.transactions.setdefault(version, {})[(producer, record.transaction_id)] = record
 
     def set_log_end(self, partition: int, log_end_offset: int, *, version: int = 1) -> None:
         rows = self.partitions.setdefault(version, {})
@@ -99,10 +109,10 @@ class InMemoryProjectionReader:
         self._answer()
         version = self.active_version
         totals = Totals()
-        for second, value in self.seconds.get(version, {}).items():
+        for (_, second), value in self.seconds.get(version, {}).items():
             if buckets.first_second <= second <= buckets.last_second:
                 totals = totals.merge(value)
-        for minute, value in self.minutes.get(version, {}).items():
+        for (_, minute), value in self.minutes.get(version, {}).items():
             if buckets.first_minute <= minute <= buckets.last_minute:
                 totals = totals.merge(value)
         return Snapshot(version, totals, self._positions(version))
@@ -110,10 +120,11 @@ class InMemoryProjectionReader:
     async def ping(self) -> None:
         self._answer()
 
-    async def transaction(self, transaction_id: str) -> TransactionLookup:
+    async def transaction(self, producer: str, transaction_id: str) -> TransactionLookup:
         self._answer()
         version = self.active_version
-        record = self.transactions.get(version, {}).get(transaction_id)
+        stored = self.transactions.get(version, {})
+        record = stored.get((producer, transaction_id), stored.get((LEGACY, transaction_id)))
         if record is not None:
             listed = sorted(record.conflicts, key=lambda o: (o.partition, o.offset))
             record = replace(record, conflicts=tuple(listed[:MAX_LISTED_CONFLICTS]))

@@ -1,7 +1,8 @@
 """`InMemoryRecordSource`: a log of records per partition, for unit tests of the fold loop.
 
-A test appends records, rebalances the one group member, makes the next fetches fail, or
-moves a read position under the loop's feet (as a lost seek would); the source behaves like
+A test appends records, rebalances the one group member, makes the next fetches fail, holds
+the offset reports in flight (as a slow group coordinator would), or moves a read position
+under the loop's feet (as a lost seek would); the source behaves like
 the Kafka adapter behind the same port (tests/integration/test_record_source_contract.py).
 """
 
@@ -36,6 +37,8 @@ class InMemoryRecordSource:
         self._rebalance_to: list[int] | None = None
         self._failures: list[SourceUnavailable | None] = []  # None: that fetch works
         self._appended = asyncio.Event()
+        self._reports = asyncio.Event()
+        self._reports.set()
 
     # -- what a test does -------------------------------------------------------------------
 
@@ -63,6 +66,13 @@ class InMemoryRecordSource:
         """Fail `count` fetches, once `after` more have worked."""
         self._failures.extend([None] * after)
         self._failures.extend(SourceUnavailable(reason) for _ in range(count))
+
+    def hold_offset_reports(self) -> None:
+        """Offset reports wait (in flight) until `release_offset_reports`."""
+        self._reports.clear()
+
+    def release_offset_reports(self) -> None:
+        self._reports.set()
 
     def move(self, partition: int, offset: int) -> None:
         """Set a read position without the loop asking (a seek that did not happen)."""
@@ -116,6 +126,7 @@ class InMemoryRecordSource:
         return out
 
     async def commit_offsets(self, offsets: Mapping[int, int]) -> None:
+        await self._reports.wait()
         if self._handler is not None:
             self.committed.update(offsets)
 

@@ -1,24 +1,32 @@
 """In-memory `ProjectionStore` and `VersionCatalog`: the fakes behind the same ports, for unit
 tests. The contract suites in tests/integration run them beside the PostgreSQL adapters.
 
-A test can make the next commits fail (`fail_next_commits`) or hold commits at the door
-(`hold_commits` / `release_commits`) to see what the fold loop does meanwhile.
+A transaction offers the same steps as PostgreSQL's and nothing more: it stages what they
+write and applies it when the body returns, so a failed commit leaves nothing behind.
+
+A test can make the next commits fail (`fail_next_commits`), hold commits at the door
+(`hold_commits` / `release_commits`) to see what the fold loop does meanwhile, or make the
+store refuse some occurrences (`refuse`, as a CHECK constraint would).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
-from projector.batch import Batch, fresh_part
-from projector.conflicts import Conflict, classify_repeats, first_occurrences
-from projector.errors import RebuildLockedError, StoreUnavailable, VersionChangedError
-from projector.ports import CommitResult, VersionInfo
+from projector.conflicts import Conflict, Repeats
+from projector.errors import RebuildLockedError, RecordRefusedError, StoreUnavailable
+from projector.fold import Bucket, Delta, FirstColumns
+from projector.ports import VersionInfo
+from projector.records import Poison
 from shared.offsets import highest_offsets
-from shared.projection import Occurrence
+from shared.projection import ALL_PARTITIONS, SECONDS_PER_MINUTE, Occurrence, TransactionKey
 from shared.totals import Totals
+
+K = TypeVar("K")
 
 
 @dataclass(slots=True)
@@ -38,10 +46,10 @@ class VersionState:
     offsets: dict[int, int] = field(default_factory=dict)
     log_end: dict[int, int] = field(default_factory=dict)
     partitions: dict[int, Totals] = field(default_factory=dict)
-    seconds: dict[int, Totals] = field(default_factory=dict)
-    minutes: dict[int, Totals] = field(default_factory=dict)
-    seen: dict[str, SeenRow] = field(default_factory=dict)
-    conflicts: dict[tuple[str, int, int], Conflict] = field(default_factory=dict)
+    seconds: dict[Bucket, Totals] = field(default_factory=dict)
+    minutes: dict[Bucket, Totals] = field(default_factory=dict)
+    seen: dict[TransactionKey, SeenRow] = field(default_factory=dict)
+    conflicts: dict[tuple[str, str, int, int], Conflict] = field(default_factory=dict)
     poison: dict[tuple[int, int], str] = field(default_factory=dict)
 
     def totals(self) -> Totals:
@@ -51,7 +59,7 @@ class VersionState:
         return out
 
 
-def _merge_into(target: dict[int, Totals], delta: dict[int, Totals]) -> None:
+def _merge_into(target: dict[K, Totals], delta: Mapping[K, Totals]) -> None:
     for key, totals in delta.items():
         target[key] = target.get(key, Totals()).merge(totals)
 
@@ -63,12 +71,14 @@ class InMemoryProjectionStore:
         self.commits_started = 0
         # A live commit holds the active version still, as FOR SHARE does in PostgreSQL.
         self.active_lock = asyncio.Lock()
-        self._write_lock = asyncio.Lock()
+        # One writer per version at a time, as the partition row locks make it in PostgreSQL.
+        self._write_locks: dict[int, asyncio.Lock] = {}
         self._door = asyncio.Event()
         self._door.set()
         self._knocked = asyncio.Event()
         self._failures: list[StoreUnavailable] = []
         self._read_failures: list[StoreUnavailable] = []
+        self._refused: Callable[[Occurrence], bool] = lambda _: False
 
     # -- what a test does -------------------------------------------------------------------
 
@@ -78,6 +88,10 @@ class InMemoryProjectionStore:
     def fail_next_reads(self, count: int, reason: str = "the store is down") -> None:
         """The next `count` reads of offsets fail (e.g. the seek on an assignment)."""
         self._read_failures.extend(StoreUnavailable(reason) for _ in range(count))
+
+    def refuse(self, refused: Callable[[Occurrence], bool]) -> None:
+        """Refuse to store the occurrences `refused` picks, as a constraint would."""
+        self._refused = refused
 
     def hold_commits(self) -> None:
         self._door.clear()
@@ -104,56 +118,142 @@ class InMemoryProjectionStore:
     async def totals(self, version: int) -> Totals:
         return self.versions.get(version, VersionState()).totals()
 
-    async def commit(self, version: int, batch: Batch, *, live: bool) -> CommitResult:
+    async def lag(self, version: int) -> int:
+        state = self.versions.get(version, VersionState())
+        return sum(max(0, end - state.offsets.get(p, 0)) for p, end in state.log_end.items())
+
+    async def roll_up(self, version: int, *, start: int, before: int) -> int | None:
+        minutes = (start // SECONDS_PER_MINUTE, before // SECONDS_PER_MINUTE)
+        moved = 0
+        async with self.write_lock(version):  # between commits, as a commit's working copy
+            state = self.versions.get(version, VersionState())
+            for buckets, (first, end) in (
+                (state.seconds, (start, before)),
+                (state.minutes, minutes),
+            ):
+                for partition, bucket in [k for k in buckets if k[0] >= 0 and first <= k[1] < end]:
+                    totals = buckets.pop((partition, bucket))
+                    merged = (ALL_PARTITIONS, bucket)
+                    buckets[merged] = buckets.get(merged, Totals()).merge(totals)
+                    moved += 1
+        return moved
+
+    @asynccontextmanager
+    async def transaction(self, version: int) -> AsyncIterator[InMemoryProjectionTransaction]:
         self.commits_started += 1
         if not self._door.is_set():
             self._knocked.set()
             await self._door.wait()
         if self._failures:
             raise self._failures.pop(0)
-        if not live:
-            return await self._write(version, batch)
-        async with self.active_lock:
-            if version != self.active:
-                raise VersionChangedError(self.active)
-            return await self._write(version, batch)
+        async with AsyncExitStack() as locks:
+            tx = InMemoryProjectionTransaction(self, version, locks)
+            yield tx
+            tx.commit()
 
-    async def _write(self, version: int, batch: Batch) -> CommitResult:
-        async with self._write_lock:
-            state = self.versions.setdefault(version, VersionState())
-            stored = {p: state.offsets.get(p, 0) for p in batch.partitions}
-            fresh = fresh_part(batch, stored)
-            first = first_occurrences(fresh.records)
-            new_ids = {tx for tx in first if tx not in state.seen}
-            delta, folded = fresh.fold(new_ids)
-            repeats = classify_repeats(
-                fresh.records,
-                new_ids,
-                {tx: state.seen[tx].counted for tx in first if tx in state.seen},
+    def write_lock(self, version: int) -> asyncio.Lock:
+        return self._write_locks.setdefault(version, asyncio.Lock())
+
+    def refused(self, occurrence: Occurrence) -> bool:
+        return self._refused(occurrence)
+
+
+class InMemoryProjectionTransaction:
+    """The steps of `ProjectionTransaction` over a working copy of the version, taken when the
+    partitions are locked (as PostgreSQL's row locks order writers) and put in place by
+    `commit`: reads see this transaction's writes, others see none of them before."""
+
+    def __init__(self, store: InMemoryProjectionStore, version: int, locks: AsyncExitStack) -> None:
+        self._store = store
+        self._version = version
+        self._locks = locks
+        self._working: VersionState | None = None
+
+    async def active_version(self) -> int:
+        await self._locks.enter_async_context(self._store.active_lock)
+        return self._store.active
+
+    async def lock_partitions(self, partitions: Sequence[int]) -> dict[int, int]:
+        if self._working is None:
+            await self._locks.enter_async_context(self._store.write_lock(self._version))
+            state = self._store.versions.get(self._version, VersionState())
+            self._working = replace(
+                state,
+                offsets=dict(state.offsets),
+                log_end=dict(state.log_end),
+                partitions=dict(state.partitions),
+                seconds=dict(state.seconds),
+                minutes=dict(state.minutes),
+                seen=dict(state.seen),
+                conflicts=dict(state.conflicts),
+                poison=dict(state.poison),
             )
-            for tx in new_ids:
-                state.seen[tx] = SeenRow(first[tx])
-            for tx, count in repeats.duplicates.items():
-                state.seen[tx].duplicates += count
-                state.seen[tx].conflicts += repeats.conflict_counts.get(tx, 0)
-            for conflict in repeats.conflicts:
-                key = (conflict.transaction_id, conflict.repeat.partition, conflict.repeat.offset)
-                state.conflicts.setdefault(key, conflict)
-            _merge_into(state.partitions, delta.partitions)
-            _merge_into(state.seconds, delta.seconds)
-            _merge_into(state.minutes, delta.minutes)
-            for partition, offset, item in fresh.poison:
-                state.poison[(partition, offset)] = item.reason
-            highest_offsets(batch.next_offsets().items(), state.offsets)
-            highest_offsets(batch.log_end_offsets.items(), state.log_end)
-            highest_offsets(state.offsets.items(), state.log_end)
-            return CommitResult(
-                folded=folded,
-                duplicates=len(fresh.events) - len(folded),
-                stale=fresh.stale,
-                poison=tuple(fresh.poison),
-                conflicts=tuple(repeats.conflicts),
+        return {p: self._working.offsets.get(p, 0) for p in partitions}
+
+    async def insert_first_occurrences(self, first: FirstColumns) -> set[TransactionKey]:
+        working = self._state()
+        new: dict[TransactionKey, Occurrence] = {}
+        before: set[TransactionKey] = set()
+        for tx, partition, offset, amount, occurred, recorded, producer in zip(*first, strict=True):
+            occurrence = Occurrence(partition, offset, amount, occurred, recorded, producer)
+            if self._store.refused(occurrence):
+                msg = f"{producer}/{tx}: refused by a constraint"
+                raise RecordRefusedError(msg)
+            if (producer, tx) in working.seen:
+                before.add((producer, tx))
+            else:
+                new[(producer, tx)] = occurrence
+        working.seen.update((key, SeenRow(occurrence)) for key, occurrence in new.items())
+        return before
+
+    async def counted_occurrences(
+        self, keys: Sequence[TransactionKey]
+    ) -> dict[TransactionKey, Occurrence | None]:
+        seen = self._state().seen
+        return {key: seen[key].counted for key in keys if key in seen}
+
+    async def record_repeats(self, repeats: Repeats) -> None:
+        working = self._state()
+        for key, count in repeats.duplicates.items():
+            row = working.seen[key]
+            working.seen[key] = SeenRow(
+                row.counted,
+                row.duplicates + count,
+                row.conflicts + repeats.conflict_counts.get(key, 0),
             )
+        for conflict in repeats.conflicts:
+            repeat = conflict.repeat
+            position = (repeat.producer, conflict.transaction_id, repeat.partition, repeat.offset)
+            working.conflicts.setdefault(position, conflict)
+
+    async def apply(
+        self,
+        delta: Delta,
+        *,
+        next_offsets: Mapping[int, int],
+        log_end: Mapping[int, int],
+        poison: Sequence[tuple[int, int, Poison]],
+    ) -> None:
+        working = self._state()
+        _merge_into(working.partitions, delta.partitions)
+        _merge_into(working.seconds, delta.seconds)
+        _merge_into(working.minutes, delta.minutes)
+        for partition, offset, item in poison:
+            working.poison.setdefault((partition, offset), item.reason)
+        highest_offsets(next_offsets.items(), working.offsets)
+        highest_offsets(log_end.items(), working.log_end)
+        highest_offsets(working.offsets.items(), working.log_end)
+
+    async def notify(self, next_offsets: Mapping[int, int]) -> None:
+        return None  # nobody listens to the in-memory store
+
+    def commit(self) -> None:
+        if self._working is not None:
+            self._store.versions[self._version] = self._working
+
+    def _state(self) -> VersionState:
+        assert self._working is not None, "lock the partitions first, as a commit does"
+        return self._working
 
 
 class InMemoryActiveHold:

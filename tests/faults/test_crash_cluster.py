@@ -200,8 +200,9 @@ async def second_buckets(database_url: str) -> dict[int, tuple[int, Decimal]]:
     conn = await asyncpg.connect(database_url, timeout=5)
     try:
         rows = await conn.fetch(
-            "SELECT bucket, tx_count, tx_sum FROM second_buckets"
-            " WHERE version = (SELECT version FROM projection_active)"
+            "SELECT bucket, sum(tx_count)::bigint AS tx_count, sum(tx_sum) AS tx_sum"
+            " FROM second_buckets WHERE version = (SELECT version FROM projection_active)"
+            " GROUP BY bucket"
         )
     finally:
         await conn.close()

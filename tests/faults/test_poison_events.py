@@ -1,7 +1,8 @@
 """Poison events the projector test (tests/integration/test_projector.py) does not write:
 a tombstone, an unknown event type, a too-precise amount, out-of-range values, a timestamp
 that overflows when converted to UTC, a transaction id longer than any index entry or holding
-a NUL (the last three used to crash the projector or stall it retrying the batch forever).
+a NUL, a producer holding a NUL or longer than its cap (these used to crash the projector or
+stall it retrying the batch forever).
 Each is skipped, recorded and logged with its offset; the fold goes on, totals stay exact."""
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ POISON: dict[str, bytes | None] = {
     "recorded_at overflows in UTC": mutated(recorded_at="9999-12-31T23:59:59-14:00"),
     "transaction_id of 10,000 characters": mutated(transaction_id=INCOMPRESSIBLE_ID),
     "transaction_id with NUL": mutated(transaction_id="a\u0000b"),
+    "producer with NUL": mutated(producer="a\u0000b"),
+    "producer of 10,000 characters": mutated(producer=INCOMPRESSIBLE_ID),
     "lone surrogate": serialize(event("1.00")).replace(
         b'"producer":"test"', b'"producer":"\\ud800"'
     ),

@@ -1,6 +1,7 @@
 """A reused transaction id on the real stack: command API -> Kafka -> projector process ->
-PostgreSQL -> query API. The first occurrence stays counted; a different payload is a recorded
-conflict (table, metric, GET /transactions/{id}); a rebuild records the very same conflicts."""
+PostgreSQL -> query API. Within one producer the first occurrence stays counted and a
+different payload is a recorded conflict (table, metric, GET /transactions/{id}); the same id
+from another producer is a transaction of its own; a rebuild records the very same rows."""
 
 from __future__ import annotations
 
@@ -21,15 +22,15 @@ from tests.unit.command_kit import bearer, token
 
 AT = "2026-11-26T12:00:00Z"
 SHOP_A = bearer(token(subject="shop-a", scopes=f"{SCOPE_WRITE} {SCOPE_TRANSACTIONS_READ}"))
-SHOP_B = bearer(token(subject="shop-b", scopes=SCOPE_WRITE))
+SHOP_B = bearer(token(subject="shop-b", scopes=f"{SCOPE_WRITE} {SCOPE_TRANSACTIONS_READ}"))
 
 CONFLICT_ROWS = """
 SELECT transaction_id, partition, "offset", amount, occurred_at, recorded_at, producer,
        first_partition, first_offset, first_amount, first_occurred_at, first_producer
 FROM transaction_conflicts WHERE version = $1 ORDER BY transaction_id, partition, "offset" """
-SEEN_ROW = """
+SEEN_ROWS = """
 SELECT partition, "offset", amount, occurred_at, recorded_at, producer, duplicates, conflicts
-FROM seen_transactions WHERE version = $1 AND transaction_id = $2"""
+FROM seen_transactions WHERE version = $1 AND transaction_id = $2 ORDER BY producer"""
 
 
 async def post(client: httpx.AsyncClient, headers: dict[str, str], **body: Any) -> Any:
@@ -69,12 +70,13 @@ async def test_a_conflicting_repeat_is_recorded_and_rebuilt_the_same(
         async with running_app(kafka) as (_, command), query_client(database_url) as query:
             first = await post(command, {**SHOP_A, "Idempotency-Key": f'"{tx}"'}, amount="10.00")
             retry = await post(command, SHOP_A, amount="10.0", transaction_id=tx)
-            other = await post(command, SHOP_B, amount="99.99", transaction_id=tx)
+            other = await post(command, SHOP_A, amount="99.99", transaction_id=tx)
+            theirs = await post(command, SHOP_B, amount="99.99", transaction_id=tx)
             assert first["transaction_id"] == retry["transaction_id"] == tx
             assert {first["position"]["partition"], other["position"]["partition"]} == {
-                retry["position"]["partition"]
+                theirs["position"]["partition"]  # the key is the id: one partition
             }
-            params = {"consistency_token": other["consistency_token"], "wait_ms": 10_000}
+            params = {"consistency_token": theirs["consistency_token"], "wait_ms": 10_000}
             answers: list[httpx.Response] = []
 
             async def covered() -> bool:  # 503 while the projector starts up
@@ -100,16 +102,15 @@ async def test_a_conflicting_repeat_is_recorded_and_rebuilt_the_same(
             [conflict] = body["conflicting"]
             assert (conflict["amount"], conflict["producer"], conflict["offset"]) == (
                 "99.99",
-                "shop-b",
+                "shop-a",
                 other["position"]["offset"],
             )
             stats = (await query.get("/stats")).json()
-            assert (stats["count"], stats["sum"]) == (1, "10.00")
-            hidden = await query.get(
-                f"/transactions/{tx}",
-                headers=bearer(token(subject="shop-b", scopes=SCOPE_TRANSACTIONS_READ)),
-            )
-            assert hidden.status_code == 404  # shop-b's conflicting post was never counted
+            assert (stats["count"], stats["sum"]) == (2, "109.99")
+            own = await query.get(f"/transactions/{tx}", headers=SHOP_B)
+            assert own.status_code == 200  # shop-b's id is shop-b's: counted, no conflict
+            assert (own.json()["producer"], own.json()["amount"]) == ("shop-b", "99.99")
+            assert (own.json()["duplicates"], own.json()["conflicting"]) == (0, [])
 
             async def conflicts_counted() -> bool:
                 return await metric(port, "projector_conflicting_duplicates_total") == 1.0
@@ -133,7 +134,9 @@ async def test_a_conflicting_repeat_is_recorded_and_rebuilt_the_same(
     new = await pg_pool.fetchval("SELECT version FROM projection_active")
     assert new != 1
     assert await pg_pool.fetch(CONFLICT_ROWS, new) == old
-    assert await pg_pool.fetchrow(SEEN_ROW, new, tx) == await pg_pool.fetchrow(SEEN_ROW, 1, tx)
+    seen = await pg_pool.fetch(SEEN_ROWS, 1, tx)
+    assert [row["producer"] for row in seen] == ["shop-a", "shop-b"]
+    assert await pg_pool.fetch(SEEN_ROWS, new, tx) == seen
 
 
 async def test_the_idempotency_key_header_paths(kafka_settings: TopicFactory) -> None:

@@ -6,13 +6,14 @@ import asyncio
 import random
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from shared.events import serialize
+from shared.events import deserialize, serialize
 from tests.integration.conftest import TopicFactory
 from tests.integration.support import (
     ProjectorProcess,
@@ -22,6 +23,7 @@ from tests.integration.support import (
     projection_stats,
     publish,
     publish_raw,
+    running_projector,
     wait_until,
 )
 
@@ -62,6 +64,60 @@ async def test_events_fold_to_exact_stats_with_duplicates_and_poison(
     assert await pg_pool.fetchval("SELECT count(*) FROM poison_events") == 4
     log = (tmp_path / "projector.log").read_text()
     assert log.count("skipped a poison event") == 4
+
+
+async def test_a_record_only_postgresql_refuses_becomes_poison_and_the_fold_goes_on(
+    kafka_settings: TopicFactory, database_url: str, pg_pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    # A constraint our validation does not know: PostgreSQL refuses the value (SQLSTATE
+    # 23514), which once made the projector retry that batch forever.
+    await pg_pool.execute(
+        "ALTER TABLE seen_transactions ADD CONSTRAINT refuses CHECK (amount <> 13.13)"
+    )
+    kafka = await kafka_settings(partitions=2)
+    events = [event(f"{i}.00") for i in range(1, 301)]
+    refused = event("13.13")
+    await publish(kafka, [*events[:150], refused, *events[150:]])
+
+    async with running_projector(kafka, database_url, tmp_path / "projector.log") as projector:
+        await wait_until(lambda: consumed(pg_pool, len(events) + 1), timeout=60)
+        assert projector.alive()
+
+    stats, _ = await projection_stats(pg_pool)
+    assert stats == ground_truth(events)
+    [row] = await pg_pool.fetch("SELECT reason, payload FROM poison_events")
+    assert row["reason"].startswith("refused by the store: 23514")
+    assert deserialize(row["payload"]) == refused
+    log = (tmp_path / "projector.log").read_text()
+    assert log.count("skipped a poison event") == 1
+
+
+async def test_the_live_projector_rolls_sealed_buckets_up_into_one_row_each(
+    kafka_settings: TopicFactory, database_url: str, pg_pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    kafka = await kafka_settings()
+    minutes_ago = datetime.now(UTC) - timedelta(minutes=5)
+    events = [event("1.00", occurred_at=minutes_ago + timedelta(seconds=i % 7)) for i in range(300)]
+    await publish(kafka, events)
+    per_second = (
+        "SELECT bucket, sum(tx_count)::bigint AS count, count(*) AS rows FROM second_buckets"
+        " GROUP BY bucket ORDER BY bucket"
+    )
+
+    async with running_projector(kafka, database_url, tmp_path / "projector.log"):
+        await wait_until(lambda: consumed(pg_pool, len(events)), timeout=60)
+        folded = await pg_pool.fetch(per_second)
+        assert max(row["rows"] for row in folded) > 1  # one row per partition at first
+
+        async def rolled_up() -> bool:
+            return all(row["rows"] == 1 for row in await pg_pool.fetch(per_second))
+
+        await wait_until(rolled_up, timeout=60, interval=0.5)  # a round every 10 s
+
+    assert [(r["bucket"], r["count"]) for r in await pg_pool.fetch(per_second)] == [
+        (r["bucket"], r["count"]) for r in folded
+    ]
+    assert await pg_pool.fetchval("SELECT DISTINCT partition FROM second_buckets") == -1
 
 
 @pytest.mark.slow

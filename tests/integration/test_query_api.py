@@ -90,8 +90,8 @@ async def seed_partition(
 async def seed_bucket(pool: asyncpg.Pool, table: str, bucket: int, amounts: list[str]) -> None:
     values = [Decimal(a) for a in amounts]
     await pool.execute(
-        f"INSERT INTO {table} (version, bucket, tx_count, tx_sum, tx_max, tx_min)"  # noqa: S608
-        " VALUES (1, $1, $2, $3, $4, $5)",
+        f"INSERT INTO {table} (version, bucket, partition, tx_count, tx_sum, tx_max, tx_min)"  # noqa: S608
+        " VALUES (1, $1, 0, $2, $3, $4, $5)",
         bucket,
         len(values),
         sum(values, Decimal(0)),

@@ -44,9 +44,9 @@ class Seeder(Protocol):
         self, version: int, partition: int, next_offset: int, log_end: int, t: Totals
     ) -> None: ...
 
-    async def second(self, version: int, bucket: int, t: Totals) -> None: ...
+    async def second(self, version: int, bucket: int, t: Totals, partition: int = 0) -> None: ...
 
-    async def minute(self, version: int, bucket: int, t: Totals) -> None: ...
+    async def minute(self, version: int, bucket: int, t: Totals, partition: int = 0) -> None: ...
 
     async def activate(self, version: int) -> None: ...
 
@@ -63,11 +63,11 @@ class MemorySeeder:
     ) -> None:
         self.fake.put_partition(partition, PartitionRow(next_offset, log_end, t), version=version)
 
-    async def second(self, version: int, bucket: int, t: Totals) -> None:
-        self.fake.put_second(bucket, t, version=version)
+    async def second(self, version: int, bucket: int, t: Totals, partition: int = 0) -> None:
+        self.fake.put_second(bucket, t, partition=partition, version=version)
 
-    async def minute(self, version: int, bucket: int, t: Totals) -> None:
-        self.fake.put_minute(bucket, t, version=version)
+    async def minute(self, version: int, bucket: int, t: Totals, partition: int = 0) -> None:
+        self.fake.put_minute(bucket, t, partition=partition, version=version)
 
     async def activate(self, version: int) -> None:
         self.fake.active_version = version
@@ -105,24 +105,27 @@ class PostgresSeeder:
             t.min,
         )
 
-    async def _bucket(self, table: str, version: int, bucket: int, t: Totals) -> None:
+    async def _bucket(
+        self, table: str, version: int, bucket: int, t: Totals, partition: int
+    ) -> None:
         await self._version(version)
         await self.pool.execute(
-            f"INSERT INTO {table} (version, bucket, tx_count, tx_sum, tx_max, tx_min)"  # noqa: S608
-            " VALUES ($1, $2, $3, $4, $5, $6)",
+            f"INSERT INTO {table} (version, bucket, partition, tx_count, tx_sum, tx_max, tx_min)"  # noqa: S608
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
             version,
             bucket,
+            partition,
             t.count,
             t.sum,
             t.max,
             t.min,
         )
 
-    async def second(self, version: int, bucket: int, t: Totals) -> None:
-        await self._bucket("second_buckets", version, bucket, t)
+    async def second(self, version: int, bucket: int, t: Totals, partition: int = 0) -> None:
+        await self._bucket("second_buckets", version, bucket, t, partition)
 
-    async def minute(self, version: int, bucket: int, t: Totals) -> None:
-        await self._bucket("minute_buckets", version, bucket, t)
+    async def minute(self, version: int, bucket: int, t: Totals, partition: int = 0) -> None:
+        await self._bucket("minute_buckets", version, bucket, t, partition)
 
     async def activate(self, version: int) -> None:
         await self._version(version)
@@ -138,7 +141,7 @@ class PostgresSeeder:
             version,
             record.transaction_id,
             *(
-                (None,) * 6
+                (None,) * 5 + ("",)  # stored before producers were recorded
                 if c is None
                 else (c.partition, c.offset, c.amount, c.occurred_at, c.recorded_at, c.producer)
             ),
@@ -273,7 +276,7 @@ def occurrence(partition: int, offset: int, amount: str, producer: str = "shop-a
 
 async def test_transaction_not_found_still_reads_the_positions(store: Seeder) -> None:
     await store.partition(1, 0, 5, 7, totals(5, "5.00", "1.00", "1.00"))
-    lookup = await store.reader.transaction("nope")
+    lookup = await store.reader.transaction("shop-a", "nope")
     assert (lookup.version, lookup.record) == (1, None)
     assert lookup.positions == (PartitionPosition(0, 5, 7),)
     assert lookup.position.offsets == {0: 5}
@@ -281,11 +284,11 @@ async def test_transaction_not_found_still_reads_the_positions(store: Seeder) ->
 
 async def test_transaction_with_its_counted_occurrence_and_conflicts(store: Seeder) -> None:
     await store.partition(1, 2, 9, 9, totals(1, "10.00", "10.00", "10.00"))
-    conflicts = (occurrence(2, 8, "0.01", "shop-b"), occurrence(2, 3, "99.99"))
+    conflicts = (occurrence(2, 8, "0.01"), occurrence(2, 3, "99.99"))
     record = TransactionRecord("x", occurrence(2, 1, "10.00"), 4, 2, conflicts)
     await store.transaction(1, record)
     await store.transaction(1, TransactionRecord("y", occurrence(2, 0, "1.00")))
-    lookup = await store.reader.transaction("x")
+    lookup = await store.reader.transaction("shop-a", "x")
     assert lookup.record == TransactionRecord(
         "x", occurrence(2, 1, "10.00"), 4, 2, (conflicts[1], conflicts[0])
     )
@@ -296,7 +299,7 @@ async def test_transaction_with_its_counted_occurrence_and_conflicts(store: Seed
 async def test_transaction_lists_at_most_the_first_conflicts(store: Seeder) -> None:
     many = tuple(occurrence(0, n, "2.00") for n in range(MAX_LISTED_CONFLICTS + 5, 0, -1))
     await store.transaction(1, TransactionRecord("x", occurrence(0, 0, "1.00"), 105, 105, many))
-    record = (await store.reader.transaction("x")).record
+    record = (await store.reader.transaction("shop-a", "x")).record
     assert record is not None
     assert record.conflict_count == MAX_LISTED_CONFLICTS + 5
     assert [o.offset for o in record.conflicts] == list(range(1, MAX_LISTED_CONFLICTS + 1))
@@ -307,9 +310,36 @@ async def test_transaction_stored_without_payload_and_of_the_active_version_only
 ) -> None:
     await store.transaction(1, TransactionRecord("old", None, 1, 0))
     await store.transaction(2, TransactionRecord("new", occurrence(0, 0, "1.00")))
-    assert (await store.reader.transaction("old")).record == TransactionRecord("old", None, 1, 0)
-    assert (await store.reader.transaction("new")).record is None
+    old = TransactionRecord("old", None, 1, 0)
+    assert (await store.reader.transaction("shop-a", "old")).record == old  # any producer's
+    assert (await store.reader.transaction("shop-z", "old")).record == old
+    assert (await store.reader.transaction("shop-a", "new")).record is None
     await store.activate(2)
-    lookup = await store.reader.transaction("new")
+    lookup = await store.reader.transaction("shop-a", "new")
     assert lookup.version == 2
     assert lookup.record == TransactionRecord("new", occurrence(0, 0, "1.00"))
+
+
+async def test_a_producers_transactions_are_its_own(store: Seeder) -> None:
+    theirs = occurrence(2, 4, "99.99", "shop-b")
+    await store.transaction(
+        1, TransactionRecord("x", occurrence(2, 1, "10.00"), 1, 1, (occurrence(2, 3, "1.00"),))
+    )
+    await store.transaction(1, TransactionRecord("x", theirs, 1, 1, (theirs._replace(offset=7),)))
+    mine = (await store.reader.transaction("shop-a", "x")).record
+    other = (await store.reader.transaction("shop-b", "x")).record
+    assert mine is not None
+    assert other is not None
+    assert (mine.counted, [o.offset for o in mine.conflicts]) == (occurrence(2, 1, "10.00"), [3])
+    assert (other.counted, [o.offset for o in other.conflicts]) == (theirs, [7])
+    assert (await store.reader.transaction("shop-c", "x")).record is None
+
+
+async def test_window_merges_the_buckets_of_every_partition(store: Seeder) -> None:
+    for partition in (0, 3, -1):  # -1: buckets folded before they were kept per partition
+        await store.second(1, 100, totals(1, "1.00", "1.00", "1.00"), partition)
+        await store.minute(1, 2, totals(2, "4.00", "3.00", "1.00"), partition)
+    window = await store.reader.window(
+        BucketRange(first_second=100, last_second=100, first_minute=2, last_minute=2)
+    )
+    assert window.totals == totals(9, "15.00", "3.00", "1.00")

@@ -12,9 +12,11 @@ import pytest
 
 from projector.adapters.postgres_catalog import PostgresVersionCatalog
 from projector.adapters.postgres_store import PostgresProjectionStore
-from projector.batch import Batch, decode
+from projector.batch import Batch
+from projector.commit import commit
 from projector.errors import RebuildLockedError, VersionChangedError
 from projector.ports import ProjectionStore, VersionCatalog
+from projector.records import decode
 from shared.events import serialize
 from shared.totals import Totals
 from tests.doubles.memory_store import InMemoryProjectionStore, InMemoryVersionCatalog
@@ -85,9 +87,9 @@ async def test_a_swap_in_a_hold_activates_the_new_version_and_retires_the_old(
     versions: Versions,
 ) -> None:
     catalog, store = versions.catalog, versions.store
-    await store.commit(1, batch(0, "1.00", "2.00"), live=True)
+    await commit(store, batch(0, "1.00", "2.00"), version=1, live=True)
     new = await catalog.create(None)
-    await store.commit(new, batch(0, "1.00", "2.00"), live=False)
+    await commit(store, batch(0, "1.00", "2.00"), version=new, live=False)
     async with catalog.holding_active() as hold:
         assert hold.active == 1
         assert await hold.offsets(1) == await hold.offsets(new) == {0: 2}
@@ -120,12 +122,12 @@ async def test_a_live_commit_waits_for_the_hold_and_then_sees_the_swap(
     catalog, store = versions.catalog, versions.store
     new = await catalog.create(None)
     async with catalog.holding_active() as hold:
-        commit = asyncio.create_task(store.commit(1, batch(0, "1.00"), live=True))
+        live = asyncio.create_task(commit(store, batch(0, "1.00"), version=1, live=True))
         await wait_until(versions.live_commit_waits, timeout=10)
-        assert not commit.done()
+        assert not live.done()
         await hold.swap(new)
     with pytest.raises(VersionChangedError) as caught:
-        await commit
+        await live
     assert caught.value.active == new
     assert (await store.totals(1)).count == 0
 
@@ -133,7 +135,7 @@ async def test_a_live_commit_waits_for_the_hold_and_then_sees_the_swap(
 async def test_drop_removes_a_version_but_never_the_active_one(versions: Versions) -> None:
     catalog, store = versions.catalog, versions.store
     old = await catalog.create(None)
-    await store.commit(old, batch(1, "5.00"), live=False)
+    await commit(store, batch(1, "5.00"), version=old, live=False)
     assert {v.version: v.count for v in await catalog.describe()} == {1: 0, old: 1}
     await catalog.drop(old)
     assert [v.version for v in await catalog.describe()] == [1]
@@ -144,8 +146,11 @@ async def test_drop_removes_a_version_but_never_the_active_one(versions: Version
 
 async def test_describe_shows_offsets_log_ends_and_counts(versions: Versions) -> None:
     catalog, store = versions.catalog, versions.store
-    await store.commit(
-        1, Batch(records=batch(2, "1.00", "2.00").records, log_end_offsets={2: 9}), live=True
+    await commit(
+        store,
+        Batch(records=batch(2, "1.00", "2.00").records, log_end_offsets={2: 9}),
+        version=1,
+        live=True,
     )
     [info] = await catalog.describe()
     assert (info.version, info.state, info.until) == (1, "active", None)

@@ -66,7 +66,7 @@ class FakeBatch:
         return object()
 
 
-BATCH_BYTES = 4096
+BATCH_BYTES = 400  # an event with the longest producer does not fit
 
 
 class FakeProducer:

@@ -12,8 +12,9 @@ from decimal import Decimal
 
 from prometheus_client import CollectorRegistry
 
-from projector.loop import FoldLoop, FoldTarget
+from projector.loop import FoldLoop
 from projector.metrics import ProjectorMetrics
+from projector.positions import FoldTarget
 from shared.events import TransactionRecorded, serialize
 from tests.doubles.memory_source import InMemoryRecordSource
 from tests.doubles.memory_store import InMemoryProjectionStore
@@ -21,7 +22,7 @@ from tests.doubles.memory_store import InMemoryProjectionStore
 AT = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 
 
-def event_bytes(amount: str, transaction_id: str | None = None) -> bytes:
+def event_bytes(amount: str, transaction_id: str | None = None, producer: str = "unit") -> bytes:
     return serialize(
         TransactionRecorded(
             event_id=uuid.uuid4(),
@@ -29,7 +30,7 @@ def event_bytes(amount: str, transaction_id: str | None = None) -> bytes:
             amount=Decimal(amount),
             occurred_at=AT,
             recorded_at=AT,
-            producer="unit",
+            producer=producer,
         )
     )
 
@@ -102,7 +103,7 @@ def make_rig(
 async def running(rig: Rig, *, subscribe: bool = True) -> AsyncIterator[asyncio.Task[None]]:
     """The loop running live as the one member of its group; stopped on the way out."""
     if subscribe:
-        rig.source.subscribe(rig.loop)
+        rig.source.subscribe(rig.loop.rebalancing)
     task = asyncio.create_task(rig.loop.run(rig.stop))
     try:
         yield task

@@ -14,10 +14,10 @@ import pytest
 
 from command_api.adapters.kafka_publisher import MIN_OWN_BATCH_EVENTS, KafkaEventPublisher
 from command_api.ports import EventLogNotReadyError, PublishFailedError
-from shared.events import TransactionRecorded, deserialize, event_headers
+from shared.events import MAX_PRODUCER_LENGTH, TransactionRecorded, deserialize, event_headers
 from shared.partitioner import partition_of
 from shared.settings import CommandSettings, KafkaSettings
-from tests.unit.fake_producer import BATCH_BYTES, FakeProducer, event
+from tests.unit.fake_producer import FakeProducer, event
 
 TIMEOUT = 0.3  # the publish bound, for the tests of what happens when it passes
 # For the tests of what a publish sends: building hundreds of events is CPU work, which on a
@@ -141,7 +141,7 @@ async def test_concurrent_publishes_take_turns_to_hand_a_partition_its_batch() -
 
 async def test_an_event_larger_than_a_record_batch_is_sent_by_itself() -> None:
     events = in_partition(0, MIN_OWN_BATCH_EVENTS + 4)
-    events[2] = events[2]._replace(producer="p" * BATCH_BYTES)
+    events[2] = events[2]._replace(producer="p" * MAX_PRODUCER_LENGTH)
     producer = await published(events)
     assert producer.calls == [
         ("send_batch", 0, 2),

@@ -19,6 +19,7 @@ from shared.events import (
     TransactionRecorded,
     deserialize,
     event_headers,
+    is_valid_producer,
     serialize,
 )
 
@@ -111,6 +112,14 @@ POISON: dict[str, bytes | None] = {
     "timestamp overflowing UTC": _raw(occurred_at="0001-01-01T00:00:00+14:00"),
     "transaction id with NUL": _raw(transaction_id="a\u0000b"),
     "transaction id too long": _raw(transaction_id="x" * 256),
+    "transaction id with a newline": _raw(transaction_id="a\nb"),
+    "transaction id with DEL": _raw(transaction_id="a\u007fb"),
+    "producer with NUL": _raw(producer="a\u0000b"),
+    "producer with a C1 control": _raw(producer="a\u0085b"),
+    "producer with a tab": _raw(producer="shop\t1"),
+    "producer too long": _raw(producer="p" * 256),
+    "empty producer": _raw(producer=""),
+    "producer with a lone surrogate": _raw(producer="\ud800"),
 }
 
 
@@ -118,6 +127,20 @@ POISON: dict[str, bytes | None] = {
 def test_poison_messages_are_refused(value: bytes | None) -> None:
     with pytest.raises(EventDecodeError):
         deserialize(value)
+
+
+@pytest.mark.parametrize(
+    "text", ["shop-42", "auth0|5f7c8ec7c33c6c004bbafe82", "Müller & Söhne", "x" * 255]
+)
+def test_any_producer_or_id_without_control_characters_up_to_the_cap_is_valid(text: str) -> None:
+    decoded = deserialize(serialize(event(producer=text, transaction_id=text)))
+    assert (decoded.producer, decoded.transaction_id) == (text, text)
+    assert is_valid_producer(text)
+
+
+@pytest.mark.parametrize("text", ["", "a\x00b", "a\x1fb", "a\x7fb", "a\x9fb", "x" * 256])
+def test_the_shared_rule_refuses_control_characters_and_lengths_past_the_cap(text: str) -> None:
+    assert not is_valid_producer(text)
 
 
 @given(

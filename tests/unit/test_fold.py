@@ -1,5 +1,5 @@
 """`Totals` is a commutative monoid over exact decimals, and `Delta.of` (what a batch adds)
-equals a naive fold of one event at a time."""
+equals a naive fold of one event at a time, per partition and per partition and bucket."""
 
 from __future__ import annotations
 
@@ -36,20 +36,18 @@ def naive(amounts: Iterable[Decimal]) -> Totals:
 def test_delta_equals_a_naive_fold_per_partition_second_and_minute(
     batch: list[tuple[int, int, Decimal]],
 ) -> None:
-    by_partition: dict[int, list[Decimal]] = {}
-    by_second: dict[int, list[Decimal]] = {}
+    by_second: dict[tuple[int, int], list[Decimal]] = {}
     for partition, second, amount in batch:
-        by_partition.setdefault(partition, []).append(amount)
-        by_second.setdefault(second, []).append(amount)
-    delta = Delta.of(by_partition, by_second)
+        by_second.setdefault((partition, second), []).append(amount)
+    delta = Delta.of(by_second)
 
-    def expected(key: object) -> dict[int, Totals]:
+    def expected(key: object) -> dict[object, Totals]:
         keys = {key(p, s) for p, s, _ in batch}  # type: ignore[operator]
         return {k: naive(a for p, s, a in batch if key(p, s) == k) for k in keys}  # type: ignore[operator]
 
     assert delta.partitions == expected(lambda p, s: p)
-    assert delta.seconds == expected(lambda p, s: s)
-    assert delta.minutes == expected(lambda p, s: s // 60)
+    assert delta.seconds == expected(lambda p, s: (p, s))
+    assert delta.minutes == expected(lambda p, s: (p, s // 60))
 
 
 @given(st.lists(amounts, max_size=60), st.randoms())
@@ -81,18 +79,26 @@ def test_sums_stay_exact_past_the_default_decimal_precision() -> None:
     assert str(huge.merge(Totals.of(Decimal("0.01"))).sum) == "1000000000000000000000000000000.02"
 
 
-def test_delta_puts_events_in_second_and_minute_buckets() -> None:
+def test_delta_puts_events_in_second_and_minute_buckets_of_their_partition() -> None:
     t0 = datetime(2026, 11, 26, 12, 0, 59, 999_000, tzinfo=UTC)
     t1 = datetime(2026, 11, 26, 12, 1, 0, tzinfo=UTC)
     s0, s1 = epoch_second(t0), epoch_second(t1)
     assert s1 == s0 + 1
     delta = Delta.of(
-        {3: [Decimal("1.50"), Decimal("2.50")], 4: [Decimal("4.00")]},
-        {s0: [Decimal("1.50")], s1: [Decimal("2.50"), Decimal("4.00")]},
+        {
+            (3, s0): [Decimal("1.50")],
+            (3, s1): [Decimal("2.50")],
+            (4, s1): [Decimal("4.00")],
+        }
     )
     assert delta.seconds == {
-        s0: Totals.of(Decimal("1.50")),
-        s1: Totals(2, Decimal("6.50"), Decimal("4.00"), Decimal("2.50")),
+        (3, s0): Totals.of(Decimal("1.50")),
+        (3, s1): Totals.of(Decimal("2.50")),
+        (4, s1): Totals.of(Decimal("4.00")),
     }
-    assert delta.minutes == {s0 // 60: Totals.of(Decimal("1.50")), s1 // 60: delta.seconds[s1]}
+    assert delta.minutes == {
+        (3, s0 // 60): Totals.of(Decimal("1.50")),
+        (3, s1 // 60): Totals.of(Decimal("2.50")),
+        (4, s1 // 60): Totals.of(Decimal("4.00")),
+    }
     assert delta.partitions[3] == Totals(2, Decimal("4.00"), Decimal("2.50"), Decimal("1.50"))

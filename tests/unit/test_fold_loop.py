@@ -122,7 +122,7 @@ async def test_a_version_swap_mid_run_moves_the_fold_to_the_new_version() -> Non
     assert (await rig.store.totals(1)).count == 3
     assert await rig.store.totals(2) == Totals(5, Decimal("15.00"), Decimal("7.00"), Decimal(1))
     assert rig.retries("VersionChangedError") == 1
-    assert rig.loop.version == 2
+    assert rig.loop.positions.version == 2
 
 
 async def test_until_stops_at_exactly_the_given_offsets() -> None:
@@ -132,7 +132,7 @@ async def test_until_stops_at_exactly_the_given_offsets() -> None:
         rig.source.append(0, event_bytes("1.00"))
         rig.source.append(1, event_bytes(f"{i + 1}.00"))
     rig.source.assign([0, 1])
-    await rig.loop.seek_to_stored([0, 1])
+    await rig.loop.positions.seek_to_stored([0, 1])
     await rig.loop.run(rig.stop, until={0: 4, 1: 7})  # returns by itself
     assert rig.store.versions[2].offsets == {0: 4, 1: 7}
     totals = await rig.store.totals(2)
@@ -193,3 +193,43 @@ async def test_a_failed_seek_on_assignment_still_folds_and_reports_what_it_knows
         await rig.until(lambda: rig.source.committed == {0: 3})  # partition 1: nothing known
         assert not task.done()
     assert (await rig.store.totals(1)).count == 3
+
+
+async def test_the_same_id_from_two_producers_is_two_transactions() -> None:
+    rig = make_rig()
+    rig.source.append(0, event_bytes("1.00", transaction_id="order-1", producer="shop-a"))
+    rig.source.append(0, event_bytes("2.00", transaction_id="order-1", producer="shop-b"))
+    rig.source.append(0, event_bytes("1.00", transaction_id="order-1", producer="shop-a"))
+    async with running(rig):
+        await settle(rig, 3)
+    totals = await rig.store.totals(1)
+    assert (totals.count, totals.sum) == (2, Decimal("3.00"))
+    assert rig.metrics.duplicates._value.get() == 1
+
+
+async def test_the_latest_offsets_are_reported_after_a_burst_and_a_quiet_period() -> None:
+    rig = make_rig(max_batch=2)
+    rig.source.hold_offset_reports()  # the first report stays in flight through the burst
+    rig.write(0, 6)
+    async with running(rig):
+        await settle(rig, 6)
+        rig.source.release_offset_reports()  # then all is quiet: no batch reports again
+        stored = await rig.store.stored_offsets(1, [0, 1])
+        await rig.until(lambda: rig.source.committed == stored)
+    assert stored == {0: 6, 1: 0}
+
+
+async def test_a_record_the_store_refuses_is_stored_as_poison_and_the_fold_goes_on() -> None:
+    rig = make_rig()
+    rig.store.refuse(lambda occurrence: occurrence.amount == Decimal("13.13"))
+    rig.write(0, 3)
+    rig.source.append(0, event_bytes("13.13"))
+    rig.write(0, 3)
+    async with running(rig):
+        await settle(rig, 7)
+    assert (await rig.store.totals(1)).count == 6
+    [(position, reason)] = rig.store.versions[1].poison.items()
+    assert position == (0, 3)
+    assert reason.startswith("refused by the store:")
+    assert rig.metrics.poison._value.get() == 1
+    assert rig.retries("StoreUnavailable") == 0

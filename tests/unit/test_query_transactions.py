@@ -1,6 +1,7 @@
-"""`GET /transactions/{id}` over HTTP (ASGI) with the in-memory reader: always a JWT, own
-transactions only unless `transactions:read:any`, 404 (never 403) for anything not visible,
-`as_of` on both answers, read-your-writes with a consistency token."""
+"""`GET /transactions/{id}` over HTTP (ASGI) with the in-memory reader: always a JWT, a
+producer's ids are its own (another producer is named only with `transactions:read:any`), 404
+(never 403) for anything not visible, `as_of` on both answers, read-your-writes with a
+consistency token."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def reader() -> InMemoryProjectionReader:
             occurrence(0, "10.00", "shop-a"),
             duplicates=2,
             conflict_count=1,
-            conflicts=(occurrence(1, "99.99", "shop-b"),),
+            conflicts=(occurrence(1, "99.99", "shop-a"),),
         )
     )
     return reader
@@ -77,7 +78,7 @@ async def test_counted_shows_the_occurrence_duplicates_and_conflicts(
             "partition": 0,
             "offset": 1,
             "recorded_at": "2026-11-26T12:00:00Z",
-            "producer": "shop-b",
+            "producer": "shop-a",
         }
     ]
     assert body["as_of"]["offsets"] == {"0": 1}
@@ -105,6 +106,7 @@ async def test_another_producers_transaction_is_the_same_404(
         )
         anyone = await client.get(
             "/transactions/x",
+            params={"producer": "shop-a"},
             headers=bearer("auditor", SCOPE_TRANSACTIONS_READ, SCOPE_TRANSACTIONS_READ_ANY),
         )
     body = assert_problem(theirs, 404)
@@ -186,3 +188,72 @@ async def test_store_down_is_503(reader: InMemoryProjectionReader) -> None:
     async with serve(reader) as (client, _):
         response: httpx.Response = await client.get("/transactions/x", headers=OWN)
     assert_problem(response, 503)
+
+
+async def test_a_producers_ids_are_its_own(reader: InMemoryProjectionReader) -> None:
+    reader.put_transaction(TransactionRecord("x", occurrence(2, "99.99", "shop-b")))
+    async with serve(reader) as (client, _):
+        mine = await client.get("/transactions/x", headers=OWN)
+        theirs = await client.get(
+            "/transactions/x", headers=bearer("shop-b", SCOPE_TRANSACTIONS_READ)
+        )
+        nobody = await client.get(
+            "/transactions/x", headers=bearer("shop-c", SCOPE_TRANSACTIONS_READ)
+        )
+    assert (mine.status_code, mine.json()["amount"], mine.json()["producer"]) == (
+        200,
+        "10.00",
+        "shop-a",
+    )
+    assert (theirs.status_code, theirs.json()["amount"], theirs.json()["producer"]) == (
+        200,
+        "99.99",
+        "shop-b",
+    )
+    assert theirs.json()["conflicting"] == []  # shop-a's conflicts are shop-a's
+    assert_problem(nobody, 404)
+
+
+async def test_an_any_reader_names_the_producer_and_gets_its_own_without(
+    reader: InMemoryProjectionReader,
+) -> None:
+    auditor = bearer("auditor", SCOPE_TRANSACTIONS_READ, SCOPE_TRANSACTIONS_READ_ANY)
+    reader.put_transaction(TransactionRecord("x", occurrence(2, "99.99", "shop-b")))
+    async with serve(reader) as (client, _):
+        named = await client.get("/transactions/x", params={"producer": "shop-b"}, headers=auditor)
+        unnamed = await client.get("/transactions/x", headers=auditor)
+    assert (named.status_code, named.json()["amount"]) == (200, "99.99")
+    assert_problem(unnamed, 404)  # the auditor posted no "x"
+
+
+async def test_only_an_any_reader_may_name_another_producer(
+    reader: InMemoryProjectionReader,
+) -> None:
+    async with serve(reader) as (client, _):
+        other = await client.get("/transactions/x", params={"producer": "shop-b"}, headers=OWN)
+        self_named = await client.get("/transactions/x", params={"producer": "shop-a"}, headers=OWN)
+    body = assert_problem(other, 403)
+    assert "transactions:read:any" in body["detail"]
+    assert "x" not in body.get("transaction_id", "")
+    assert self_named.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        ("/transactions/a%00b", {}, "transaction_id"),
+        ("/transactions/a%0Ab", {}, "transaction_id"),
+        ("/transactions/a%C2%85b", {}, "transaction_id"),
+        ("/transactions/" + "x" * 256, {}, "transaction_id"),
+        ("/transactions/x", {"producer": "a\x00b"}, "producer"),
+        ("/transactions/x", {"producer": "p" * 256}, "producer"),
+    ],
+    ids=["NUL", "newline", "C1", "too-long", "producer-NUL", "producer-too-long"],
+)
+async def test_an_id_or_producer_the_log_cannot_hold_is_a_422(
+    reader: InMemoryProjectionReader, path: str, params: dict[str, str], field: str
+) -> None:
+    async with serve(reader) as (client, _):
+        response = await client.get(path, params=params, headers=OWN)
+    body = assert_problem(response, 422)
+    assert [e["field"] for e in body["errors"]] == [field]

@@ -12,7 +12,8 @@ from decimal import Decimal
 import pytest
 from prometheus_client import CollectorRegistry
 
-from projector.batch import Batch, decode
+from projector.batch import Batch
+from projector.commit import commit
 from projector.errors import RebuildLockedError, StoreUnavailable
 from projector.metrics import ProjectorMetrics
 from projector.rebuild import (
@@ -25,6 +26,7 @@ from projector.rebuild import (
     RebuildOptions,
     abort,
 )
+from projector.records import decode
 from shared.totals import Totals
 from tests.doubles.memory_source import InMemoryRecordSource
 from tests.doubles.memory_store import InMemoryProjectionStore, InMemoryVersionCatalog
@@ -57,7 +59,7 @@ class Site:
             if r.offset >= stored.get(p, 0)
         ]
         if records:
-            await self.store.commit(self.store.active, Batch(records=records), live=True)
+            await commit(self.store, Batch(records=records), version=self.store.active, live=True)
 
     def rebuild(self, catch_up: CatchUp | None = None) -> Rebuild:
         assert self.catalog is not None

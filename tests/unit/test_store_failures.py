@@ -1,13 +1,17 @@
 """The PostgreSQL adapters hand the fold loop `StoreUnavailable` for every driver failure it
-should back off from and retry, and let everything else through."""
+should back off from and retry, `RecordRefusedError` (in a commit) for a value the server
+refuses, and let everything else through."""
 
 from __future__ import annotations
 
 import asyncpg
 import pytest
 
-from projector.adapters.postgres_store import unavailable_on_failure
-from projector.errors import StoreUnavailable, VersionChangedError
+from projector.adapters.postgres_store import (
+    refused_or_unavailable_on_failure,
+    unavailable_on_failure,
+)
+from projector.errors import RecordRefusedError, StoreUnavailable, VersionChangedError
 
 TRANSIENT = [
     asyncpg.InternalClientError("cannot switch to state 15"),  # the server died mid-statement
@@ -28,3 +32,35 @@ def test_driver_failures_become_store_unavailable(error: Exception) -> None:
 def test_the_projectors_own_errors_pass_through() -> None:
     with pytest.raises(VersionChangedError), unavailable_on_failure():
         raise VersionChangedError(2)
+
+
+@pytest.mark.parametrize("error", TRANSIENT, ids=lambda e: type(e).__name__)
+def test_in_a_commit_driver_failures_stay_transient(error: Exception) -> None:
+    with pytest.raises(StoreUnavailable), refused_or_unavailable_on_failure():
+        raise error
+
+
+REFUSED = [
+    asyncpg.CheckViolationError("new row violates check constraint"),  # 23514
+    asyncpg.NotNullViolationError("null value in column"),  # 23502
+    asyncpg.CharacterNotInRepertoireError("invalid byte sequence"),  # 22021
+    asyncpg.NumericValueOutOfRangeError("numeric field overflow"),  # 22003
+    asyncpg.StringDataRightTruncationError("value too long"),  # 22001
+    asyncpg.ProgramLimitExceededError("index row size exceeds maximum"),  # 54000
+]
+
+
+@pytest.mark.parametrize("error", REFUSED, ids=lambda e: type(e).__name__)
+def test_in_a_commit_a_data_error_is_a_refused_record(error: Exception) -> None:
+    with pytest.raises(RecordRefusedError), refused_or_unavailable_on_failure():
+        raise error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [asyncpg.UniqueViolationError("duplicate key"), asyncpg.UndefinedTableError("no table")],
+    ids=lambda e: type(e).__name__,
+)
+def test_in_a_commit_other_server_errors_stay_transient(error: Exception) -> None:
+    with pytest.raises(StoreUnavailable), refused_or_unavailable_on_failure():
+        raise error
