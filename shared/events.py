@@ -21,7 +21,12 @@ EVENT_TYPE = "TransactionRecorded"
 SCHEMA_VERSION = 1
 
 MAX_TRANSACTION_ID_LENGTH = 255  # the command API allows 64
+MAX_PRODUCER_LENGTH = 255  # the JWT `sub` that posted the event
 _AMOUNT = re.compile(r"\d{1,13}(\.\d{1,2})?\Z")
+
+# Unicode's control characters (Cc), and lone surrogates (Cs), which JSON escapes can carry
+# but UTF-8 (msgspec's encoder, PostgreSQL's text) cannot.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 HEADER_TYPE = "event_type"
 HEADER_VERSION = "schema_version"
@@ -88,6 +93,20 @@ class _Message(msgspec.Struct):
 
 
 _decode = msgspec.json.Decoder(_Message).decode
+
+
+def _has_control(text: str) -> bool:
+    # An ASCII string without control characters is printable: one C call decides the usual
+    # case, the regex only the rest.
+    if text.isascii():
+        return not text.isprintable()
+    return _CONTROL.search(text) is not None
+
+
+def is_valid_producer(producer: str) -> bool:
+    """What a producer (the JWT `sub` that posts) must be for its events to be folded: 1 to
+    `MAX_PRODUCER_LENGTH` characters, none of them a control character."""
+    return 0 < len(producer) <= MAX_PRODUCER_LENGTH and not _has_control(producer)
 
 
 def _in_utc(moment: datetime) -> datetime:

@@ -6,10 +6,10 @@ once, in its composition root.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # hide_input_in_errors: a refused JWT_SECRET must not be echoed in the startup error.
 _ENV = SettingsConfigDict(
@@ -41,8 +41,18 @@ class DatabaseSettings(BaseSettings):
     database_pool_max: int = Field(default=10, ge=1)
 
 
+JwtAlgorithm = Literal["HS256", "RS256", "ES256"]
+MAX_TOKEN_LIFETIME_SECONDS = 86_400
+
+
 class JwtSettings(BaseSettings):
-    """HS256 with `JWT_SECRET` (required, >= 32 bytes); RS256/ES256 with `JWT_PUBLIC_KEY`."""
+    """HS256 with `JWT_SECRET` (required, >= 32 bytes); RS256/ES256 with `JWT_PUBLIC_KEY`.
+
+    `JWT_ALGORITHMS` (comma-separated) is the allow-list. Unset, it is HS256 without a public
+    key, and only the public key's algorithm with one: whoever holds the shared secret must
+    not be able to mint what the identity provider alone should sign. A public key (tokens
+    from an identity provider) also needs `JWT_AUDIENCE` and `JWT_ISSUER`, so that a token
+    that provider signed for another service is not accepted here."""
 
     model_config = SettingsConfigDict(**_ENV, env_prefix="JWT_")
 
@@ -51,6 +61,9 @@ class JwtSettings(BaseSettings):
     audience: str | None = None
     issuer: str | None = None
     leeway_seconds: int = Field(default=0, ge=0, le=300)
+    algorithms: Annotated[tuple[JwtAlgorithm, ...] | None, NoDecode] = None
+    # `exp - iat` at most this: a stolen token is useful for a bounded time.
+    max_lifetime_seconds: int = Field(default=MAX_TOKEN_LIFETIME_SECONDS, ge=60, le=30 * 86_400)
 
     @field_validator("secret")
     @classmethod
@@ -71,6 +84,27 @@ class JwtSettings(BaseSettings):
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("algorithms", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            names = tuple(name.strip() for name in value.split(",") if name.strip())
+            return names or None
+        return value
+
+    @model_validator(mode="after")
+    def _identity_provider_is_pinned(self) -> JwtSettings:
+        if self.public_key is not None and (self.audience is None or self.issuer is None):
+            msg = (
+                "JWT_PUBLIC_KEY is set: JWT_AUDIENCE and JWT_ISSUER are required too (the"
+                " identity provider's tokens for this service, and only those)"
+            )
+            raise ValueError(msg)
+        if self.algorithms is not None and len(set(self.algorithms)) != len(self.algorithms):
+            msg = "JWT_ALGORITHMS names an algorithm twice"
+            raise ValueError(msg)
+        return self
 
 
 class LogSettings(BaseSettings):
