@@ -15,6 +15,7 @@ import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -67,7 +68,7 @@ async def text_of(driver: webdriver.Chrome, element_id: str) -> str:
 def csp_violations(driver: webdriver.Chrome) -> list[str]:
     """What the page's console said about its Content-Security-Policy (read once: the log is
     drained by reading)."""
-    entries = driver.get_log("browser")
+    entries: list[dict[str, Any]] = driver.get_log("browser")  # type: ignore[no-untyped-call]
     return [e["message"] for e in entries if "Content Security Policy" in e["message"]]
 
 
