@@ -33,6 +33,11 @@ KAFKA_START_SECONDS="${KAFKA_START_SECONDS:-240}"
 # long and its partitions get new leaders (Kafka's default is 9 s).
 KAFKA_SESSION_TIMEOUT_MS="${KAFKA_SESSION_TIMEOUT_MS:-3000}"
 KAFKA_HEARTBEAT_MS="${KAFKA_HEARTBEAT_MS:-500}"
+# KAFKA_SASL_PORT (single node): a second listener there, SASL_PLAINTEXT with the PLAIN
+# mechanism, for the users of KAFKA_SASL_USERS ("name=password,name=password"); the test of
+# the clients' SASL settings starts such a broker of its own.
+KAFKA_SASL_PORT="${KAFKA_SASL_PORT:-}"
+KAFKA_SASL_USERS="${KAFKA_SASL_USERS:-}"
 KAFKA_CLUSTER_DIR="$LOCAL/kafka-cluster"
 KAFKA_DIR="$LOCAL/kafka"
 KAFKA_PID="$KAFKA_DIR/kafka.pid"
@@ -105,24 +110,43 @@ kafka_voters() { # 1@127.0.0.1:9093,2@127.0.0.1:9103,...
   echo "$voters"
 }
 
+kafka_sasl_jaas() { # the PLAIN login module with a user_<name>="<password>" per user
+  local pair users=()
+  IFS=, read -ra users <<<"$KAFKA_SASL_USERS"
+  printf 'org.apache.kafka.common.security.plain.PlainLoginModule required'
+  for pair in "${users[@]}"; do printf ' user_%s="%s"' "${pair%%=*}" "${pair#*=}"; done
+  printf ';'
+}
+
 kafka_write_config() {
   local replicas=$((KAFKA_NODES < 3 ? KAFKA_NODES : 3)) quorum
   local insync=$((replicas < 2 ? replicas : 2))
+  local listeners="PLAINTEXT://127.0.0.1:$NODE_PORT" protocols="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+  local sasl=""
   if ((KAFKA_NODES == 1)); then
     quorum="controller.quorum.bootstrap.servers=127.0.0.1:$NODE_CONTROLLER_PORT"
   else
     quorum="controller.quorum.voters=$(kafka_voters)"
+  fi
+  if [[ -n "$KAFKA_SASL_PORT" ]]; then
+    ((KAFKA_NODES == 1)) || die "KAFKA_SASL_PORT is for a single node"
+    [[ -n "$KAFKA_SASL_USERS" ]] || die "KAFKA_SASL_PORT needs KAFKA_SASL_USERS (name=password,...)"
+    listeners+=",SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT"
+    protocols+=",SASL_PLAINTEXT:SASL_PLAINTEXT"
+    sasl="sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=$(kafka_sasl_jaas)"
   fi
   mkdir -p "$KAFKA_DIR/data" "$KAFKA_DIR/logs"
   cat >"$KAFKA_DIR/server.properties" <<EOF
 process.roles=broker,controller
 node.id=$NODE_ID
 $quorum
-listeners=PLAINTEXT://127.0.0.1:$NODE_PORT,CONTROLLER://127.0.0.1:$NODE_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$NODE_PORT
+listeners=$listeners,CONTROLLER://127.0.0.1:$NODE_CONTROLLER_PORT
+advertised.listeners=$listeners
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=$protocols
+$sasl
 log.dirs=$KAFKA_DIR/data
 num.partitions=6
 default.replication.factor=$replicas

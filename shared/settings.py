@@ -31,6 +31,64 @@ class KafkaSettings(BaseSettings):
     # cluster metadata may get before a refresh nobody asked for (errors refresh it at once).
     request_timeout_ms: int | None = Field(default=None, ge=100, le=120_000)
     metadata_max_age_ms: int = Field(default=300_000, ge=100)
+    # How every client (producer, consumer, admin) reaches the brokers: TLS and SASL are what
+    # the broker's listener speaks (shared/kafka_client.py builds the options once).
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None  # unset: the system's CAs
+    ssl_certfile: str | None = None  # a client certificate (mutual TLS), with its key
+    ssl_keyfile: str | None = None
+
+    @field_validator(
+        "sasl_mechanism",
+        "sasl_username",
+        "ssl_cafile",
+        "ssl_certfile",
+        "ssl_keyfile",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return value or None
+
+    @field_validator("sasl_password")
+    @classmethod
+    def _blank_password_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
+
+    @model_validator(mode="after")
+    def _security_is_complete(self) -> KafkaSettings:
+        sasl = self.security_protocol.startswith("SASL_")
+        tls = self.security_protocol.endswith("SSL")
+        given = {
+            "KAFKA_SASL_MECHANISM": self.sasl_mechanism,
+            "KAFKA_SASL_USERNAME": self.sasl_username,
+            "KAFKA_SASL_PASSWORD": self.sasl_password,
+        }
+        if sasl and None in given.values():
+            missing = ", ".join(name for name, value in given.items() if value is None)
+            msg = f"KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs {missing}"
+            raise ValueError(msg)
+        files = {
+            "KAFKA_SSL_CAFILE": self.ssl_cafile,
+            "KAFKA_SSL_CERTFILE": self.ssl_certfile,
+            "KAFKA_SSL_KEYFILE": self.ssl_keyfile,
+        }
+        # A credential or a CA that the protocol would ignore is a mistake: say so rather
+        # than connect without it.
+        unused = [name for name, value in given.items() if value is not None and not sasl]
+        unused += [name for name, value in files.items() if value is not None and not tls]
+        if unused:
+            msg = (
+                f"KAFKA_SECURITY_PROTOCOL={self.security_protocol} does not use {', '.join(unused)}"
+            )
+            raise ValueError(msg)
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            msg = "KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together (a certificate, its key)"
+            raise ValueError(msg)
+        return self
 
 
 class DatabaseSettings(BaseSettings):

@@ -143,6 +143,35 @@ def private_cluster() -> Iterator[PrivateCluster]:
         cluster_stack("kafka-down")
 
 
+# ------------------------------------------------------------- private SASL broker
+
+SASL_STACK_DIR = Path(os.environ.get("FAULTS_SASL_STACK_DIR", ROOT / ".local" / "faults-sasl"))
+# The broker's plaintext listener, its controller, then its SASL_PLAINTEXT listener.
+SASL_KAFKA_PORT = int(os.environ.get("FAULTS_SASL_KAFKA_PORT", "19132"))
+SASL_USERS = {"txstats-command": "command-sasl-password", "txstats-projector": "projector-pw-x"}
+
+
+@contextlib.contextmanager
+def private_sasl_broker() -> Iterator[str]:
+    """A single broker whose second listener speaks SASL_PLAINTEXT (PLAIN) for `SASL_USERS`;
+    yields that listener's address. Stopped at the end."""
+    env = {
+        **os.environ,
+        "STACK_DIR": str(SASL_STACK_DIR),
+        "KAFKA_PORT": str(SASL_KAFKA_PORT),
+        "KAFKA_CONTROLLER_PORT": str(SASL_KAFKA_PORT + 1),
+        "KAFKA_SASL_PORT": str(SASL_KAFKA_PORT + 2),
+        "KAFKA_SASL_USERS": ",".join(f"{name}={password}" for name, password in SASL_USERS.items()),
+        "KAFKA_HEAP": "384m",
+    }
+    command = [str(ROOT / "scripts" / "stack.sh")]
+    try:
+        subprocess.run([*command, "kafka-up"], env=env, check=True)
+        yield f"127.0.0.1:{SASL_KAFKA_PORT + 2}"
+    finally:
+        subprocess.run([*command, "kafka-down"], env=env, check=True)
+
+
 def _wait_gone(pid: int, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while Path(f"/proc/{pid}").exists() and _state(pid) != "Z":
