@@ -38,7 +38,7 @@ from query_api.transactions.routes import router as transactions_router
 from query_api.transactions.service import TransactionStatusService
 from query_api.windows import MAX_WINDOW_SECONDS, MIN_WINDOW_SECONDS, future_allowance
 from shared.auth import JwtVerifier
-from shared.database import migrate, new_pool
+from shared.database import check_schema, new_pool
 from shared.errors import install_error_handlers
 from shared.logs import configure_logging
 from shared.openapi import install_openapi
@@ -107,10 +107,9 @@ def create_app(
         async with AsyncExitStack() as stack:
             if pool is not None:
                 await stack.enter_async_context(pool)
-                # Until migrations become a one-shot step (issue 24), the query API applies
-                # the missing ones before it serves.
+                # Its role cannot migrate: `python -m projector migrate` runs first.
                 async with pool.acquire() as conn:
-                    await migrate(conn)
+                    await check_schema(conn)
             if listener is not None:
                 await listener.start()
                 stack.push_async_callback(listener.stop)

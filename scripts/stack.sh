@@ -44,7 +44,11 @@ KAFKA_PID="$KAFKA_DIR/kafka.pid"
 
 PG_PORT="${PG_PORT:-5433}"
 PG_DB="${PG_DB:-txstats}"
-PG_USER="${PG_USER:-txstats}"
+PG_USER="${PG_USER:-txstats}" # owns the database and its schema: `python -m projector migrate`
+# The roles the services connect with (docs/operations.md, PostgreSQL roles): the projector's
+# changes rows, the query API's reads them; the migrate step grants both.
+PG_PROJECTOR_ROLE="${PG_PROJECTOR_ROLE:-txstats_projector}"
+PG_QUERY_ROLE="${PG_QUERY_ROLE:-txstats_query}"
 PG_DIR="$LOCAL/pg"
 [[ -L "$PG_DIR" ]] && PG_DIR="$(readlink -f "$PG_DIR")" # see pg_locate
 PG_DATA="$PG_DIR/data"
@@ -357,7 +361,11 @@ pg_up() {
   mkdir -p "$PG_DIR/run" "$PG_DIR/log"
   [[ $EUID -eq 0 ]] && chown -R postgres:postgres "$PG_DIR"
   if pg_ctl_cmd status >/dev/null 2>&1; then
-    if ! pg_postmaster_dead; then log "PostgreSQL already running"; return; fi
+    if ! pg_postmaster_dead; then
+      log "PostgreSQL already running"
+      pg_ensure_database # a stack made before the roles existed gets them
+      return
+    fi
     # Killed, but not reaped yet by its (re-)parent: its pid still "exists", and PostgreSQL
     # would refuse to start over a lock file naming a live pid.
     log "PostgreSQL was killed (pid $(pg_postmaster_pid) is a zombie): removing its lock files"
@@ -393,10 +401,21 @@ pg_psql() {
   pg_as_owner "$(pg_bindir)/psql" -v ON_ERROR_STOP=1 -qAt -h 127.0.0.1 -p "$PG_PORT" -U postgres "$@"
 }
 
-pg_ensure_database() {
-  if [[ "$(pg_psql -d postgres -c "SELECT 1 FROM pg_roles WHERE rolname = '$PG_USER'")" != 1 ]]; then
-    pg_psql -d postgres -c "CREATE ROLE $PG_USER LOGIN CREATEDB"
+pg_ensure_role() { # pg_ensure_role <name> <attributes...>
+  local role=$1
+  shift
+  if [[ "$(pg_psql -d postgres -c "SELECT 1 FROM pg_roles WHERE rolname = '$role'")" != 1 ]]; then
+    pg_psql -d postgres -c "CREATE ROLE $role $*"
   fi
+}
+
+pg_ensure_database() {
+  pg_ensure_role "$PG_USER" LOGIN CREATEDB
+  pg_ensure_role "$PG_PROJECTOR_ROLE" LOGIN
+  pg_ensure_role "$PG_QUERY_ROLE" LOGIN
+  # The owner may end the services' sessions (DROP DATABASE ... WITH (FORCE) of a test's
+  # database, a test that cuts the services off); it has every privilege they have anyway.
+  pg_psql -d postgres -c "GRANT $PG_PROJECTOR_ROLE, $PG_QUERY_ROLE TO $PG_USER" 2>/dev/null
   if [[ "$(pg_psql -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'")" != 1 ]]; then
     pg_psql -d postgres -c "CREATE DATABASE $PG_DB OWNER $PG_USER"
   fi

@@ -5,9 +5,8 @@ One place, so that no client connects another way than the others."""
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
-
-from aiokafka.helpers import create_ssl_context
 
 from shared.settings import KafkaSettings
 
@@ -19,12 +18,11 @@ def client_options(settings: KafkaSettings) -> dict[str, Any]:
         "security_protocol": settings.security_protocol,
     }
     if settings.security_protocol.endswith("SSL"):
-        # Hostnames are checked against the brokers' certificates (the default context).
-        options["ssl_context"] = create_ssl_context(
-            cafile=settings.ssl_cafile,
-            certfile=settings.ssl_certfile,
-            keyfile=settings.ssl_keyfile,
-        )
+        # The default context checks the brokers' certificates and host names.
+        context = ssl.create_default_context(cafile=settings.ssl_cafile)
+        if settings.ssl_certfile is not None:
+            context.load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile)
+        options["ssl_context"] = context
     if settings.security_protocol.startswith("SASL_"):
         assert settings.sasl_password is not None  # KafkaSettings refuses SASL without one
         options["sasl_mechanism"] = settings.sasl_mechanism

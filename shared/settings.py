@@ -92,11 +92,35 @@ class KafkaSettings(BaseSettings):
 
 
 class DatabaseSettings(BaseSettings):
+    """The process's own role: the projector's may change rows, the query API's only read
+    (docs/operations.md, PostgreSQL roles). Neither changes the schema."""
+
     model_config = _ENV
 
     database_url: SecretStr = SecretStr("postgresql://txstats@127.0.0.1:5433/txstats")
     database_pool_min: int = Field(default=1, ge=1)
     database_pool_max: int = Field(default=10, ge=1)
+
+
+DEFAULT_PROJECTOR_ROLE = "txstats_projector"
+DEFAULT_QUERY_ROLE = "txstats_query"
+_ROLE_NAME = r"^[a-z_][a-z0-9_]{0,62}$"
+
+
+class MigrationSettings(BaseSettings):
+    """`python -m projector migrate`: the schema owner's connection, and the roles it grants
+    the projector (rows of every table) and the query API (reading them)."""
+
+    model_config = SettingsConfigDict(**_ENV, env_prefix="MIGRATION_")
+
+    database_url: SecretStr | None = None  # unset: DATABASE_URL
+    projector_role: str = Field(default=DEFAULT_PROJECTOR_ROLE, pattern=_ROLE_NAME)
+    query_role: str = Field(default=DEFAULT_QUERY_ROLE, pattern=_ROLE_NAME)
+
+    @field_validator("database_url")
+    @classmethod
+    def _blank_url_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
 
 
 JwtAlgorithm = Literal["HS256", "RS256", "ES256"]

@@ -29,6 +29,7 @@ from pydantic import SecretStr
 from shared.auth import SCOPE_READ, SCOPE_WRITE, mint_token
 from shared.settings import JwtSettings, KafkaSettings
 from shared.topic import ensure_topic
+from tests.scratch_database import ROLES, as_role
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_DIR = Path(os.environ.get("FAULTS_STACK_DIR", ROOT / ".local" / "faults"))
@@ -327,7 +328,6 @@ class Deployment:
                 "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
                 "KAFKA_TOPIC": self.kafka.topic,
                 "KAFKA_PARTITIONS": str(self.kafka.partitions),
-                "DATABASE_URL": self.database_url,
                 "DATABASE_POOL_MAX": "10",
                 "JWT_SECRET": JWT_SECRET,
                 "PUBLISH_TIMEOUT_SECONDS": str(PUBLISH_TIMEOUT_SECONDS),
@@ -358,14 +358,15 @@ class Deployment:
         args = ["-m", "uvicorn", "--factory", "command_api.main:create_app"]
         args += ["--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop"]
         args += ["--http", "httptools"] + ([] if access_log else ["--no-access-log"])
-        return self._service("command_api", args, port, **env).start()
+        return self._service("command_api", args, port, **env).start()  # no database at all
 
     def query_api(self, *, access_log: bool = False, **env: str) -> Service:
         port = free_port()
         args = ["-m", "uvicorn", "--factory", "query_api.main:create_app"]
         args += ["--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop"]
         args += ["--http", "httptools"] + ([] if access_log else ["--no-access-log"])
-        return self._service("query_api", args, port, **env).start()
+        role = {"DATABASE_URL": as_role(self.database_url, ROLES.query)}
+        return self._service("query_api", args, port, **{**role, **env}).start()
 
     def projector(
         self,
@@ -384,7 +385,7 @@ class Deployment:
             port,
             PROJECTOR_GROUP_ID=group_id or f"faults-{uuid.uuid4().hex[:8]}",
             PROJECTOR_HTTP_PORT=str(port or 0),
-            **env,
+            **{"DATABASE_URL": as_role(self.database_url, ROLES.projector), **env},
         ).start()
 
     def stop_all(self) -> None:

@@ -22,6 +22,7 @@ from query_api.main import create_app
 from query_api.stream.broadcaster import StatsBroadcaster
 from shared.settings import DatabaseSettings, JwtSettings, LogSettings, QuerySettings
 from shared.web import AppServices
+from tests.scratch_database import ROLES, as_role
 from tests.unit.command_kit import SECRET
 
 
@@ -43,7 +44,9 @@ async def serve_query(
     `send_buffer` shrinks the kernel send buffer of its connections (slow-client tests)."""
     config = QueryConfig(
         database=DatabaseSettings(
-            database_url=SecretStr(database_url), database_pool_min=1, database_pool_max=4
+            database_url=SecretStr(as_role(database_url, ROLES.query)),
+            database_pool_min=1,
+            database_pool_max=4,
         ),
         jwt=JwtSettings(secret=SecretStr(SECRET)),
         query=QuerySettings(**query),

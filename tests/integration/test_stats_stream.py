@@ -25,6 +25,7 @@ from tests.integration.conftest import TopicFactory
 from tests.integration.stream_support import EventReader, serve_query, stream
 from tests.integration.support import running_projector
 from tests.integration.test_query_api import advance, seed_partition
+from tests.scratch_database import ROLES, as_role
 from tests.unit.command_kit import SECRET, bearer, token
 
 
@@ -225,7 +226,12 @@ async def test_shutdown_ends_open_streams_cleanly(database_url: str) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**os.environ, "DATABASE_URL": database_url, "JWT_SECRET": SECRET, "LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": as_role(database_url, ROLES.query),
+        "JWT_SECRET": SECRET,
+        "LOG_LEVEL": "WARNING",
+    }
     command = [sys.executable, "-m", "uvicorn", "--factory", "--port", str(port)]
     process = subprocess.Popen(
         [*command, "query_api.main:create_app"],

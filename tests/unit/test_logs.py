@@ -8,6 +8,7 @@ import io
 import json
 import logging
 
+import aiokafka.errors as aiokafka_errors
 import jwt
 import pytest
 from aiokafka.consumer import group_coordinator
@@ -215,6 +216,8 @@ def test_the_noise_templates_are_aiokafkas_own() -> None:
     for noise in COORDINATOR_START_NOISE:
         assert noise.logger == group_coordinator.__name__
         assert noise.template in strings
+        for name in noise.errors:
+            assert issubclass(getattr(aiokafka_errors, name), aiokafka_errors.KafkaError)
 
 
 def test_a_switched_off_access_log_stays_off(monkeypatch: pytest.MonkeyPatch) -> None:
