@@ -1,7 +1,13 @@
 """Composition root of the query API: `create_app` builds every object of the process in one
-place (configuration, verifier, metrics, position board, the PostgreSQL pool, reader and
+place (configuration, verifier, metrics, position board, the PostgreSQL pools, readers and
 listener, the services, the stream's broadcaster, the FastAPI app); its lifespan only starts
 and stops them. `uvicorn --factory query_api.main:create_app`.
+
+The streams read through a pool of their own (`STREAM_POOL_SIZE`), so however many streams
+and windows clients hold, `GET /stats` and `/ready` keep their connections. A client's address
+is the peer's, or what a trusted proxy (`TRUSTED_PROXIES`) says in `X-Forwarded-For`
+(uvicorn's own middleware); run uvicorn with `--no-proxy-headers` so that only this setting
+decides whom to believe.
 
 Tests inject the configuration, a `ProjectionReader` (then no pool or listener is made) and
 the clock.
@@ -13,9 +19,9 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-import asyncpg
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from query_api.adapters.postgres_listener import PostgresPositionListener
 from query_api.adapters.postgres_reader import PostgresProjectionReader
@@ -72,16 +78,11 @@ def create_app(
     registry = CollectorRegistry()
     metrics = PrometheusStatsMetrics(registry)
     board = PositionBoard()
-    pool: asyncpg.Pool | None = None
-    listener: PostgresPositionListener | None = None
-    if reader is None:
-        pool = new_pool(config.database)
-        reader = PostgresProjectionReader(pool)
-        listener = PostgresPositionListener(
-            dsn=config.database.database_url.get_secret_value(),
-            board=board,
-            recheck_seconds=config.progress_recheck_seconds,
-        )
+    postgres = _Postgres(config, board) if reader is None else None
+    reader = postgres.reader if postgres is not None else reader
+    assert reader is not None
+    stream_reader = postgres.stream_reader if postgres is not None else reader
+    listener = postgres.listener if postgres is not None else None
     consistent = ConsistentReads(
         board=board, metrics=metrics, default_wait_ms=settings.default_wait_ms
     )
@@ -93,23 +94,29 @@ def create_app(
         window_allowance=future_allowance(config.clock_skew_seconds),
     )
     transaction_status = TransactionStatusService(reader=reader, consistent=consistent, clock=clock)
+    stream_stats = StatsService(
+        reader=stream_reader,
+        consistent=consistent,
+        clock=clock,
+        metrics=metrics,
+        window_allowance=future_allowance(config.clock_skew_seconds),
+    )
     broadcaster = StatsBroadcaster(
-        read=_stats_events(stats),
+        read=_stats_events(stream_stats),
         changes=board,
         metrics=PrometheusStreamMetrics(registry),
         max_hz=settings.stream_max_hz,
         max_clients=settings.stream_max_clients,
+        max_per_client=settings.stream_max_per_client,
+        windows=settings.stream_windows,
         queue_size=settings.stream_queue_size,
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            if pool is not None:
-                await stack.enter_async_context(pool)
-                # Its role cannot migrate: `python -m projector migrate` runs first.
-                async with pool.acquire() as conn:
-                    await check_schema(conn)
+            if postgres is not None:
+                await postgres.open(stack)
             if listener is not None:
                 await listener.start()
                 stack.push_async_callback(listener.stop)
@@ -152,7 +159,37 @@ def create_app(
     install_error_handlers(app, {**QUERY_PROBLEMS, **STREAM_PROBLEMS})
     install_query_error_handlers(app)
     install_openapi(app)
+    if settings.trusted_proxies:  # outermost: every other layer sees the client's address
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     return app
+
+
+class _Postgres:
+    """The PostgreSQL side of the process: the readers' two pools (requests; streams) and the
+    listener of the projector's notifications."""
+
+    def __init__(self, config: QueryConfig, board: PositionBoard) -> None:
+        self._pool = new_pool(config.database)
+        self._stream_pool = new_pool(
+            config.database.model_copy(
+                update={"database_pool_min": 1, "database_pool_max": config.query.stream_pool_size}
+            )
+        )
+        self.reader = PostgresProjectionReader(self._pool)
+        self.stream_reader = PostgresProjectionReader(self._stream_pool)
+        self.listener = PostgresPositionListener(
+            dsn=config.database.database_url.get_secret_value(),
+            board=board,
+            recheck_seconds=config.progress_recheck_seconds,
+        )
+
+    async def open(self, stack: AsyncExitStack) -> None:
+        """Open both pools (closed by `stack`) on a schema that is current: this role cannot
+        migrate, `python -m projector migrate` runs first."""
+        await stack.enter_async_context(self._pool)
+        await stack.enter_async_context(self._stream_pool)
+        async with self._pool.acquire() as conn:
+            await check_schema(conn)
 
 
 def _stats_events(stats: StatsService) -> Read:

@@ -47,7 +47,7 @@ service_cmd() { # each service with its own database role (the command API with 
   local uvicorn=("$PY" -m uvicorn --factory --loop uvloop --http httptools --no-access-log --host 127.0.0.1)
   case "$1" in
     command_api) CMD=(env -u DATABASE_URL "${uvicorn[@]}" --port "$COMMAND_API_PORT" command_api.main:create_app) ;;
-    query_api) CMD=(env "DATABASE_URL=$QUERY_DATABASE_URL" "${uvicorn[@]}" --port "$QUERY_API_PORT" query_api.main:create_app) ;;
+    query_api) CMD=(env "DATABASE_URL=$QUERY_DATABASE_URL" "${uvicorn[@]}" --no-proxy-headers --port "$QUERY_API_PORT" query_api.main:create_app) ;;
     projector) CMD=(env "DATABASE_URL=$PROJECTOR_DATABASE_URL" "$PY" -m projector run) ;;
   esac
 }

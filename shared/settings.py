@@ -215,6 +215,11 @@ class CommandSettings(BaseSettings):
     producer_linger_ms: int = Field(default=2, ge=0, le=1000)
 
 
+# The windows GET /stats/stream offers: one reader each at most, whatever the clients ask.
+DEFAULT_STREAM_WINDOWS = (1, 5, 10, 30, 60, 300, 600, 900, 1800, 3600)
+MAX_STREAMED_WINDOWS = 32
+
+
 class QuerySettings(BaseSettings):
     model_config = _ENV
 
@@ -223,9 +228,31 @@ class QuerySettings(BaseSettings):
     # GET /stats/stream (Server-Sent Events), per process
     stream_max_hz: float = Field(default=10.0, gt=0, le=100)
     stream_max_clients: int = Field(default=1000, ge=1, le=100_000)
+    stream_max_per_client: int = Field(default=10, ge=1, le=100_000)
+    stream_windows: Annotated[tuple[Annotated[int, Field(ge=1, le=3600)], ...], NoDecode] = Field(
+        default=DEFAULT_STREAM_WINDOWS, min_length=1, max_length=MAX_STREAMED_WINDOWS
+    )
+    # The streams' snapshot reads have a pool of their own: they can never take the
+    # connections GET /stats and /ready read with.
+    stream_pool_size: int = Field(default=2, ge=1, le=20)
     stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
     stream_queue_size: int = Field(default=32, ge=1, le=10_000)
     stream_send_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    # Peers whose X-Forwarded-For names the client (the load balancer): addresses or CIDR
+    # ranges, comma-separated, or `*`. Unset: nobody's, the peer is the client.
+    trusted_proxies: str | None = None
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _no_proxy_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    @field_validator("stream_windows", mode="before")
+    @classmethod
+    def _windows_comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(sorted({int(part) for part in value.split(",") if part.strip()}))
+        return value
 
 
 class ProjectorSettings(BaseSettings):

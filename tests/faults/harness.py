@@ -362,7 +362,7 @@ class Deployment:
 
     def query_api(self, *, access_log: bool = False, **env: str) -> Service:
         port = free_port()
-        args = ["-m", "uvicorn", "--factory", "query_api.main:create_app"]
+        args = ["-m", "uvicorn", "--factory", "query_api.main:create_app", "--no-proxy-headers"]
         args += ["--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop"]
         args += ["--http", "httptools"] + ([] if access_log else ["--no-access-log"])
         role = {"DATABASE_URL": as_role(self.database_url, ROLES.query)}

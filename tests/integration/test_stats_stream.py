@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from shared.auth import SCOPE_READ
+from shared.settings import DEFAULT_STREAM_WINDOWS
 from tests.integration.command_support import running_app
 from tests.integration.conftest import TopicFactory
 from tests.integration.stream_support import EventReader, serve_query, stream
@@ -70,7 +71,7 @@ async def test_two_hundred_clients_cost_one_read_per_change(
     clients = 200
     limits = httpx.Limits(max_connections=clients + 10)
     async with (
-        serve_query(database_url) as served,
+        serve_query(database_url, stream_max_per_client=clients) as served,  # one address
         httpx.AsyncClient(base_url=served.base_url, limits=limits, timeout=30) as client,
     ):
         readers = []
@@ -192,7 +193,7 @@ async def test_a_client_that_stops_reading_is_dropped(
         slow.setblocking(False)
         loop = asyncio.get_running_loop()
         await loop.sock_connect(slow, (host, int(port)))
-        windows = "&".join(f"window={n}" for n in range(1, 9))
+        windows = "&".join(f"window={n}" for n in DEFAULT_STREAM_WINDOWS[:8])
         request = f"GET /stats/stream?{windows} HTTP/1.1\r\nHost: {host}\r\n\r\n"
         await loop.sock_sendall(slow, request.encode())
         await wait_until(lambda: served.broadcaster.clients == 2)  # then never read again

@@ -534,14 +534,31 @@ def test_nginx_spreads_each_port_over_every_replica_of_its_api() -> None:
     conf = (ROOT / "deploy" / "nginx.conf").read_text("utf-8")
     # Docker's DNS, asked at request time: replicas added by --scale are found.
     assert re.search(r"^\s*resolver 127\.0\.0\.11 valid=\d+s", conf, re.MULTILINE)
-    servers = re.findall(r"listen (\d+);\s*location / \{\s*set \$(\w+) ([\w-]+):(\d+);", conf)
-    assert {(port, host, target) for port, _, host, target in servers} == {
-        (str(port), name, str(port)) for name, port in PUBLISHED_PORTS.items()
-    }
-    for _, variable, _, _ in servers:
-        assert f"proxy_pass http://${variable};" in conf
+    blocks = re.split(r"^\s*server \{", conf, flags=re.MULTILINE)[1:]
+    targets = set()
+    for block in blocks:
+        [port] = re.findall(r"listen (\d+);", block)
+        for variable, host, target in re.findall(r"set \$(\w+) ([\w-]+):(\d+);", block):
+            targets.add((port, host, target))
+            assert f"proxy_pass http://${variable};" in block
+    assert targets == {(str(port), name, str(port)) for name, port in PUBLISHED_PORTS.items()}
     # A POST that reached a replica is never re-sent by the balancer (no non_idempotent).
     assert "non_idempotent" not in conf
+
+
+def test_nginx_limits_each_client_address_and_names_it_alone() -> None:
+    conf = (ROOT / "deploy" / "nginx.conf").read_text("utf-8")
+    # The APIs trust X-Forwarded-For from nginx: it must hold the peer, never the client's own.
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in conf
+    assert "$proxy_add_x_forwarded_for" not in conf
+    assert re.search(r"limit_req_zone \$binary_remote_addr zone=(\w+):\w+ rate=\d+r/s;", conf)
+    assert re.search(r"^\s*limit_req zone=\w+ burst=\d+", conf, re.MULTILINE)
+    stream = re.search(r"location = /stats/stream \{(.*?)\}", conf, re.S)
+    assert stream is not None
+    assert re.search(r"limit_conn \w+ \d+;", stream.group(1))
+    assert "limit_req_status 429;" in conf
+    assert "limit_conn_status 429;" in conf
+    assert conf.count("default_type application/problem+json;") == len(PUBLISHED_PORTS)
 
 
 def test_projector_runs_from_the_query_image_and_can_scale(
