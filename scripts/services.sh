@@ -9,6 +9,7 @@
 #                              (Ctrl-C, a service exiting, a port taken, a service not ready in
 #                              90 s) it stops the services, Kafka and PostgreSQL it started
 #   scripts/services.sh status one line per service: pid, port, /ready
+#   scripts/services.sh migrate  only the schema step (`up` and `run` do it first)
 #   scripts/services.sh logs   follow every log under .local/logs/ (Ctrl-C ends)
 #
 # Ports: COMMAND_API_PORT, QUERY_API_PORT, PROJECTOR_HTTP_PORT (8000, 8001, 8002); pid files
@@ -207,9 +208,10 @@ run_foreground() {
 
 case "${1:-}" in
   up) start_all; wait_ready ;;
+  migrate) migrate ;;
   down) stop_all ;;
   run) run_foreground ;;
   status) status ;;
   logs) follow_logs ;;
-  *) die "usage: $0 {up|down|run|status|logs}" ;;
+  *) die "usage: $0 {up|down|run|status|logs|migrate}" ;;
 esac
