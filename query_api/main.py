@@ -78,31 +78,31 @@ def create_app(
     registry = CollectorRegistry()
     metrics = PrometheusStatsMetrics(registry)
     board = PositionBoard()
-    postgres = _Postgres(config, board) if reader is None else None
-    reader = postgres.reader if postgres is not None else reader
-    assert reader is not None
-    stream_reader = postgres.stream_reader if postgres is not None else reader
-    listener = postgres.listener if postgres is not None else None
+    postgres: _Postgres | None = None
+    listener: PostgresPositionListener | None = None
+    stream_reader: ProjectionReader
+    if reader is None:
+        postgres = _Postgres(config, board)
+        reader, stream_reader, listener = postgres.reader, postgres.stream_reader, postgres.listener
+    else:
+        stream_reader = reader
     consistent = ConsistentReads(
         board=board, metrics=metrics, default_wait_ms=settings.default_wait_ms
     )
-    stats = StatsService(
-        reader=reader,
-        consistent=consistent,
-        clock=clock,
-        metrics=metrics,
-        window_allowance=future_allowance(config.clock_skew_seconds),
-    )
+
+    def stats_from(source: ProjectionReader) -> StatsService:
+        return StatsService(
+            reader=source,
+            consistent=consistent,
+            clock=clock,
+            metrics=metrics,
+            window_allowance=future_allowance(config.clock_skew_seconds),
+        )
+
+    stats = stats_from(reader)
     transaction_status = TransactionStatusService(reader=reader, consistent=consistent, clock=clock)
-    stream_stats = StatsService(
-        reader=stream_reader,
-        consistent=consistent,
-        clock=clock,
-        metrics=metrics,
-        window_allowance=future_allowance(config.clock_skew_seconds),
-    )
     broadcaster = StatsBroadcaster(
-        read=_stats_events(stream_stats),
+        read=_stats_events(stats_from(stream_reader)),
         changes=board,
         metrics=PrometheusStreamMetrics(registry),
         max_hz=settings.stream_max_hz,
