@@ -21,7 +21,7 @@ export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:9092
 export DATABASE_URL ?= postgresql://txstats@127.0.0.1:5433/txstats
 
 .PHONY: help venv infra env up down run test test-slow test-unit lint docker-lint token rebuild bench
-.PHONY: status logs projector-status figures
+.PHONY: status logs projector-status figures migrate
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -126,6 +126,9 @@ status: venv ## services, Kafka, PostgreSQL, projection versions and lag, on one
 
 logs: ## follow the services' logs (.local/logs/*.log); Ctrl-C ends
 	@scripts/services.sh logs
+
+migrate: infra ## apply the schema migrations as the owner and grant the services' roles (make up/run do it first)
+	@scripts/services.sh migrate
 
 projector-status: venv ## the projector's `status` CLI (active version, every version, lag)
 	@$(PY) -m projector status

@@ -1,4 +1,4 @@
-"""`python -m projector run | rebuild | status`."""
+"""`python -m projector migrate | run | rebuild | status`."""
 
 from __future__ import annotations
 
@@ -6,19 +6,25 @@ import argparse
 import asyncio
 
 from projector.config import ProjectorConfig
-from projector.main import run_abort, run_live, run_rebuild, run_status
+from projector.main import run_abort, run_live, run_migrate, run_rebuild, run_status
 from projector.rebuild import RebuildOptions, parse_until
 from shared.logs import configure_logging
+from shared.settings import MigrationSettings
 
 EPILOG = """exit codes of rebuild: 0 done (or verified with --dry-run), 1 verification failed
 (nothing swapped), 2 bad arguments, 3 another rebuild is running, 4 failed (error logged;
-resumable), 5 could not catch up with the live projection (resumable), 130 interrupted
-(resumable)"""
+resumable), 5 could not catch up with the live projection (resumable), 6 the database misses
+migrations (run `migrate`; every command but `migrate` exits so), 130 interrupted (resumable)"""
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m projector", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "migrate",
+        help="apply the schema migrations as the schema's owner (MIGRATION_DATABASE_URL) and"
+        " grant the projector's and the query API's roles; the others never change the schema",
+    )
     commands.add_parser("run", help="fold the event log into the active projection (live)")
     rebuild = commands.add_parser(
         "rebuild",
@@ -37,10 +43,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="remove versions a rebuild left: unfinished, or replaced but not dropped",
     )
-    commands.add_parser("status", help="active version, versions in progress, offsets and lag")
+    commands.add_parser(
+        "status", help="active version, versions in progress, offsets and lag (reads only)"
+    )
     args = parser.parse_args(argv)
     config = ProjectorConfig.from_environment()
     configure_logging(config.log.log_level, config.log.log_format)
+    if args.command == "migrate":
+        return asyncio.run(run_migrate(config.database, MigrationSettings()))
     if args.command == "run":
         asyncio.run(run_live(config))
         return 0

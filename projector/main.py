@@ -36,12 +36,14 @@ from projector.rebuild import (
     abort,
 )
 from projector.rollup import Rollup
-from shared.database import create_pool, migrate, ping
+from shared.database import Roles, SchemaNotReadyError, check_schema, create_pool, migrate, ping
+from shared.settings import DatabaseSettings, MigrationSettings
 from shared.topic import ensure_topic
 
 logger = logging.getLogger(__name__)
 
 GC_YOUNG_THRESHOLD = 50_000
+EXIT_SCHEMA_NOT_READY = 6
 
 
 def tune_gc() -> None:
@@ -71,7 +73,11 @@ async def migrated_pool(
     pool = await create_pool(settings)
     try:
         async with pool.acquire() as conn:
-            await migrate(conn)
+            try:
+                await check_schema(conn)  # migrated beforehand: `python -m projector migrate`
+            except SchemaNotReadyError as err:
+                logger.error("%s", err)
+                raise SystemExit(EXIT_SCHEMA_NOT_READY) from err
         yield pool
     finally:
         await pool.close()
@@ -195,4 +201,24 @@ async def run_status(config: ProjectorConfig) -> int:
             versions.append(entry)
     sys.stdout.write(json.dumps({"active_version": active, "versions": versions}, indent=2))
     sys.stdout.write("\n")
+    return 0
+
+
+async def run_migrate(database: DatabaseSettings, migration: MigrationSettings) -> int:
+    """The one-shot schema step, as the schema's owner (`MIGRATION_DATABASE_URL`, else
+    `DATABASE_URL`): apply what is missing, grant the projector's and the query API's roles."""
+    url = (migration.database_url or database.database_url).get_secret_value()
+    conn = await asyncpg.connect(url, timeout=30)
+    try:
+        applied = await migrate(conn, Roles(migration.projector_role, migration.query_role))
+    except asyncpg.UndefinedObjectError as err:  # a role to grant does not exist
+        logger.error(
+            "%s: create the roles first (scripts/stack.sh does, and compose's PostgreSQL;"
+            " docs/operations.md, PostgreSQL roles)",
+            err,
+        )
+        return 1
+    finally:
+        await conn.close()
+    sys.stdout.write(json.dumps({"applied": applied}) + "\n")
     return 0

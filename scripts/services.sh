@@ -9,10 +9,17 @@
 #                              (Ctrl-C, a service exiting, a port taken, a service not ready in
 #                              90 s) it stops the services, Kafka and PostgreSQL it started
 #   scripts/services.sh status one line per service: pid, port, /ready
+#   scripts/services.sh migrate  only the schema step (`up` and `run` do it first)
 #   scripts/services.sh logs   follow every log under .local/logs/ (Ctrl-C ends)
 #
 # Ports: COMMAND_API_PORT, QUERY_API_PORT, PROJECTOR_HTTP_PORT (8000, 8001, 8002); pid files
 # and logs under SERVICES_DIR (.local/).
+#
+# PostgreSQL: before the services start, `python -m projector migrate` runs as the schema's
+# owner (MIGRATION_DATABASE_URL, else DATABASE_URL); then the projector connects as
+# txstats_projector and the query API as txstats_query (the roles scripts/stack.sh creates), on
+# the owner's URL with the user swapped, unless PROJECTOR_DATABASE_URL / QUERY_DATABASE_URL say
+# otherwise. The command API gets no database URL.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,17 +31,32 @@ SERVICES=(command_api query_api projector)
 COMMAND_API_PORT="${COMMAND_API_PORT:-8000}"
 QUERY_API_PORT="${QUERY_API_PORT:-8001}"
 export PROJECTOR_HTTP_PORT="${PROJECTOR_HTTP_PORT:-8002}" # read by the projector's settings
+PG_PORT="${PG_PORT:-5433}"
+OWNER_DATABASE_URL="${MIGRATION_DATABASE_URL:-${DATABASE_URL:-postgresql://txstats@127.0.0.1:$PG_PORT/txstats}}"
+
+as_role() { # as_role <url> <role>: the URL with its user (and password) replaced by <role>
+  sed -E "s#^(postgres(ql)?://)([^@/]*@)?#\1$2@#" <<<"$1"
+}
+
+PROJECTOR_DATABASE_URL="${PROJECTOR_DATABASE_URL:-$(as_role "$OWNER_DATABASE_URL" "${MIGRATION_PROJECTOR_ROLE:-txstats_projector}")}"
+QUERY_DATABASE_URL="${QUERY_DATABASE_URL:-$(as_role "$OWNER_DATABASE_URL" "${MIGRATION_QUERY_ROLE:-txstats_query}")}"
 
 log() { printf '[services] %s\n' "$*" >&2; }
 die() { printf '[services] error: %s\n' "$*" >&2; exit 1; }
 
-service_cmd() {
+service_cmd() { # each service with its own database role (the command API with none)
   local uvicorn=("$PY" -m uvicorn --factory --loop uvloop --http httptools --no-access-log --host 127.0.0.1)
   case "$1" in
-    command_api) CMD=("${uvicorn[@]}" --port "$COMMAND_API_PORT" command_api.main:create_app) ;;
-    query_api) CMD=("${uvicorn[@]}" --port "$QUERY_API_PORT" query_api.main:create_app) ;;
-    projector) CMD=("$PY" -m projector run) ;;
+    command_api) CMD=(env -u DATABASE_URL "${uvicorn[@]}" --port "$COMMAND_API_PORT" command_api.main:create_app) ;;
+    query_api) CMD=(env "DATABASE_URL=$QUERY_DATABASE_URL" "${uvicorn[@]}" --no-proxy-headers --port "$QUERY_API_PORT" query_api.main:create_app) ;;
+    projector) CMD=(env "DATABASE_URL=$PROJECTOR_DATABASE_URL" "$PY" -m projector run) ;;
   esac
+}
+
+migrate() { # the one-shot schema step, as the owner, before any service starts
+  log "migrating the schema (python -m projector migrate)"
+  (cd "$ROOT" && DATABASE_URL="$OWNER_DATABASE_URL" "$PY" -m projector migrate >/dev/null) ||
+    die "python -m projector migrate failed (see above)"
 }
 
 service_port() {
@@ -58,6 +80,7 @@ EOF
 
 start_all() {
   mkdir -p "$RUN" "$LOGS"
+  migrate
   local name pidfile
   for name in "${SERVICES[@]}"; do
     pidfile="$RUN/$name.pid"
@@ -185,9 +208,10 @@ run_foreground() {
 
 case "${1:-}" in
   up) start_all; wait_ready ;;
+  migrate) migrate ;;
   down) stop_all ;;
   run) run_foreground ;;
   status) status ;;
   logs) follow_logs ;;
-  *) die "usage: $0 {up|down|run|status|logs}" ;;
+  *) die "usage: $0 {up|down|run|status|logs|migrate}" ;;
 esac

@@ -33,13 +33,22 @@ KAFKA_START_SECONDS="${KAFKA_START_SECONDS:-240}"
 # long and its partitions get new leaders (Kafka's default is 9 s).
 KAFKA_SESSION_TIMEOUT_MS="${KAFKA_SESSION_TIMEOUT_MS:-3000}"
 KAFKA_HEARTBEAT_MS="${KAFKA_HEARTBEAT_MS:-500}"
+# KAFKA_SASL_PORT (single node): a second listener there, SASL_PLAINTEXT with the PLAIN
+# mechanism, for the users of KAFKA_SASL_USERS ("name=password,name=password"); the test of
+# the clients' SASL settings starts such a broker of its own.
+KAFKA_SASL_PORT="${KAFKA_SASL_PORT:-}"
+KAFKA_SASL_USERS="${KAFKA_SASL_USERS:-}"
 KAFKA_CLUSTER_DIR="$LOCAL/kafka-cluster"
 KAFKA_DIR="$LOCAL/kafka"
 KAFKA_PID="$KAFKA_DIR/kafka.pid"
 
 PG_PORT="${PG_PORT:-5433}"
 PG_DB="${PG_DB:-txstats}"
-PG_USER="${PG_USER:-txstats}"
+PG_USER="${PG_USER:-txstats}" # owns the database and its schema: `python -m projector migrate`
+# The roles the services connect with (docs/operations.md, PostgreSQL roles): the projector's
+# changes rows, the query API's reads them; the migrate step grants both.
+PG_PROJECTOR_ROLE="${PG_PROJECTOR_ROLE:-txstats_projector}"
+PG_QUERY_ROLE="${PG_QUERY_ROLE:-txstats_query}"
 PG_DIR="$LOCAL/pg"
 [[ -L "$PG_DIR" ]] && PG_DIR="$(readlink -f "$PG_DIR")" # see pg_locate
 PG_DATA="$PG_DIR/data"
@@ -105,24 +114,43 @@ kafka_voters() { # 1@127.0.0.1:9093,2@127.0.0.1:9103,...
   echo "$voters"
 }
 
+kafka_sasl_jaas() { # the PLAIN login module with a user_<name>="<password>" per user
+  local pair users=()
+  IFS=, read -ra users <<<"$KAFKA_SASL_USERS"
+  printf 'org.apache.kafka.common.security.plain.PlainLoginModule required'
+  for pair in "${users[@]}"; do printf ' user_%s="%s"' "${pair%%=*}" "${pair#*=}"; done
+  printf ';'
+}
+
 kafka_write_config() {
   local replicas=$((KAFKA_NODES < 3 ? KAFKA_NODES : 3)) quorum
   local insync=$((replicas < 2 ? replicas : 2))
+  local listeners="PLAINTEXT://127.0.0.1:$NODE_PORT" protocols="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+  local sasl=""
   if ((KAFKA_NODES == 1)); then
     quorum="controller.quorum.bootstrap.servers=127.0.0.1:$NODE_CONTROLLER_PORT"
   else
     quorum="controller.quorum.voters=$(kafka_voters)"
+  fi
+  if [[ -n "$KAFKA_SASL_PORT" ]]; then
+    ((KAFKA_NODES == 1)) || die "KAFKA_SASL_PORT is for a single node"
+    [[ -n "$KAFKA_SASL_USERS" ]] || die "KAFKA_SASL_PORT needs KAFKA_SASL_USERS (name=password,...)"
+    listeners+=",SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT"
+    protocols+=",SASL_PLAINTEXT:SASL_PLAINTEXT"
+    sasl="sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=$(kafka_sasl_jaas)"
   fi
   mkdir -p "$KAFKA_DIR/data" "$KAFKA_DIR/logs"
   cat >"$KAFKA_DIR/server.properties" <<EOF
 process.roles=broker,controller
 node.id=$NODE_ID
 $quorum
-listeners=PLAINTEXT://127.0.0.1:$NODE_PORT,CONTROLLER://127.0.0.1:$NODE_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$NODE_PORT
+listeners=$listeners,CONTROLLER://127.0.0.1:$NODE_CONTROLLER_PORT
+advertised.listeners=$listeners
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=$protocols
+$sasl
 log.dirs=$KAFKA_DIR/data
 num.partitions=6
 default.replication.factor=$replicas
@@ -333,7 +361,11 @@ pg_up() {
   mkdir -p "$PG_DIR/run" "$PG_DIR/log"
   [[ $EUID -eq 0 ]] && chown -R postgres:postgres "$PG_DIR"
   if pg_ctl_cmd status >/dev/null 2>&1; then
-    if ! pg_postmaster_dead; then log "PostgreSQL already running"; return; fi
+    if ! pg_postmaster_dead; then
+      log "PostgreSQL already running"
+      pg_ensure_database # a stack made before the roles existed gets them
+      return
+    fi
     # Killed, but not reaped yet by its (re-)parent: its pid still "exists", and PostgreSQL
     # would refuse to start over a lock file naming a live pid.
     log "PostgreSQL was killed (pid $(pg_postmaster_pid) is a zombie): removing its lock files"
@@ -369,10 +401,21 @@ pg_psql() {
   pg_as_owner "$(pg_bindir)/psql" -v ON_ERROR_STOP=1 -qAt -h 127.0.0.1 -p "$PG_PORT" -U postgres "$@"
 }
 
-pg_ensure_database() {
-  if [[ "$(pg_psql -d postgres -c "SELECT 1 FROM pg_roles WHERE rolname = '$PG_USER'")" != 1 ]]; then
-    pg_psql -d postgres -c "CREATE ROLE $PG_USER LOGIN CREATEDB"
+pg_ensure_role() { # pg_ensure_role <name> <attributes...>
+  local role=$1
+  shift
+  if [[ "$(pg_psql -d postgres -c "SELECT 1 FROM pg_roles WHERE rolname = '$role'")" != 1 ]]; then
+    pg_psql -d postgres -c "CREATE ROLE $role $*"
   fi
+}
+
+pg_ensure_database() {
+  pg_ensure_role "$PG_USER" LOGIN CREATEDB
+  pg_ensure_role "$PG_PROJECTOR_ROLE" LOGIN
+  pg_ensure_role "$PG_QUERY_ROLE" LOGIN
+  # The owner may end the services' sessions (DROP DATABASE ... WITH (FORCE) of a test's
+  # database, a test that cuts the services off); it has every privilege they have anyway.
+  pg_psql -d postgres -c "GRANT $PG_PROJECTOR_ROLE, $PG_QUERY_ROLE TO $PG_USER" 2>/dev/null
   if [[ "$(pg_psql -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'")" != 1 ]]; then
     pg_psql -d postgres -c "CREATE DATABASE $PG_DB OWNER $PG_USER"
   fi

@@ -1,8 +1,10 @@
-"""JWT bearer authentication: a fixed algorithm allow-list, `exp` required, scopes checked.
+"""JWT bearer authentication: a configured algorithm allow-list, `exp` and `iat` required,
+a bounded lifetime, the subject checked, scopes checked.
 
 HS256 tokens are verified with `JWT_SECRET`; RS256/ES256 tokens with `JWT_PUBLIC_KEY` when one
-is configured. The key is chosen by our configuration, never by the token, so `alg: none` and
-HS/RS confusion (an HS256 token signed with the public key) are refused.
+is configured; `JWT_ALGORITHMS` says which of them are accepted (shared/settings.py). The key is
+chosen by our configuration, never by the token, so `alg: none` and HS/RS confusion (an HS256
+token signed with the public key) are refused.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.errors import Problem
+from shared.events import is_valid_producer
 from shared.settings import JwtSettings
 
 logger = logging.getLogger(__name__)
 
 MAX_TOKEN_BYTES = 8192
+MIN_RSA_KEY_BITS = 2048
 SCOPE_WRITE = "transactions:write"
 SCOPE_READ = "stats:read"
 SCOPE_TRANSACTIONS_READ = "transactions:read"  # one's own transactions (JWT `sub` = producer)
@@ -56,22 +60,44 @@ class Principal:
 def _public_key_algorithm(pem: str) -> tuple[str, Any]:
     key = load_pem_public_key(pem.encode())
     if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < MIN_RSA_KEY_BITS:
+            msg = (
+                f"JWT_PUBLIC_KEY is a {key.key_size}-bit RSA key: at least {MIN_RSA_KEY_BITS}"
+                " bits are required"
+            )
+            raise ValueError(msg)
         return "RS256", key
     if isinstance(key, ec.EllipticCurvePublicKey):
+        if not isinstance(key.curve, ec.SECP256R1):
+            msg = f"JWT_PUBLIC_KEY is an EC key on {key.curve.name}: ES256 needs P-256"
+            raise ValueError(msg)
         return "ES256", key
     msg = "JWT_PUBLIC_KEY must be an RSA or EC public key in PEM format"
     raise ValueError(msg)
 
 
+def _accepted_keys(settings: JwtSettings) -> dict[str, Any]:
+    """The key of each accepted algorithm; refuses an algorithm named without its key."""
+    keys: dict[str, Any] = {"HS256": settings.secret.get_secret_value()}
+    default = ("HS256",)
+    if settings.public_key is not None:
+        algorithm, keys[algorithm] = _public_key_algorithm(settings.public_key.get_secret_value())
+        default = (algorithm,)
+    accepted = settings.algorithms or default
+    for algorithm in accepted:
+        if algorithm not in keys:
+            msg = f"JWT_ALGORITHMS names {algorithm}, but JWT_PUBLIC_KEY holds no key for it"
+            raise ValueError(msg)
+    return {algorithm: keys[algorithm] for algorithm in accepted}
+
+
 class JwtVerifier:
     def __init__(self, settings: JwtSettings) -> None:
-        self._keys: dict[str, Any] = {"HS256": settings.secret.get_secret_value()}
-        if settings.public_key is not None:
-            algorithm, key = _public_key_algorithm(settings.public_key.get_secret_value())
-            self._keys[algorithm] = key
+        self._keys = _accepted_keys(settings)
         self._audience = settings.audience
         self._issuer = settings.issuer
         self._leeway = settings.leeway_seconds
+        self._max_lifetime = settings.max_lifetime_seconds
 
     @property
     def algorithms(self) -> list[str]:
@@ -92,16 +118,29 @@ class JwtVerifier:
                 audience=self._audience,
                 issuer=self._issuer,
                 leeway=self._leeway,
-                options={"require": ["exp", "sub"], "verify_aud": self._audience is not None},
+                options={
+                    "require": ["exp", "iat", "sub"],
+                    "verify_aud": self._audience is not None,
+                },
             )
         except jwt.ExpiredSignatureError as err:
             raise AuthenticationError("The token has expired.") from err
+        except jwt.MissingRequiredClaimError as err:
+            raise AuthenticationError(f"The token has no {err.claim!r} claim.") from err
         except jwt.PyJWTError as err:
             logger.info("rejected a bearer token: %s", type(err).__name__)
             raise AuthenticationError("The bearer token is invalid.") from err
+        # PyJWT has checked that both are numbers; a token without `iat` was refused above,
+        # since its lifetime could not be bounded.
+        if float(claims["exp"]) - float(claims["iat"]) > self._max_lifetime:
+            raise AuthenticationError("The token's lifetime exceeds the maximum accepted.")
         subject = claims["sub"]
         if not isinstance(subject, str) or not subject:
             raise AuthenticationError("The token has no subject.")
+        if not is_valid_producer(subject):
+            # The subject becomes the `producer` of every event it posts: one the projector
+            # would refuse must not get a 201.
+            raise AuthenticationError("The token's subject is not accepted.")
         return Principal(subject=subject, scopes=_scopes(claims))
 
 

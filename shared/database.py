@@ -1,8 +1,14 @@
-"""PostgreSQL: the connection pool and the versioned, idempotent schema migrations."""
+"""PostgreSQL: the connection pool, the versioned, idempotent schema migrations, and the
+privileges of the roles that use the schema.
+
+Migrations are a one-shot step run by the schema's owner (`python -m projector migrate`);
+the services connect with roles that cannot change the schema, and refuse to start on a
+schema that misses a migration (`check_schema`)."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -48,8 +54,46 @@ if TYPE_CHECKING:
     Connection: TypeAlias = asyncpg.Connection[Any] | PoolConnectionProxy[Any]
 
 
-async def migrate(conn: Connection) -> list[str]:
-    """Apply every migration not applied yet, each in its own transaction. Idempotent."""
+class SchemaNotReadyError(Exception):
+    """The database misses migrations this code needs: run `python -m projector migrate`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Roles:
+    """Who else uses the schema: the projector (rows of every table) and the query API
+    (reading them)."""
+
+    projector: str
+    query: str
+
+
+def _quoted(role: str) -> str:
+    return '"' + role.replace('"', '""') + '"'
+
+
+def _grants(roles: Roles) -> list[str]:
+    """Idempotent. Default privileges cover the tables later migrations add (the owner creates
+    them); `ALL TABLES` covers those made before. Nobody but the owner may create in the
+    schema, and the migrations' own ledger is the owner's to write."""
+    projector, query = _quoted(roles.projector), _quoted(roles.query)
+    dml = "SELECT, INSERT, UPDATE, DELETE"
+    future = "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT"
+    return [
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+        f"GRANT USAGE ON SCHEMA public TO {projector}, {query}",
+        f"GRANT {dml} ON ALL TABLES IN SCHEMA public TO {projector}",
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {projector}",
+        f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {query}",
+        f"{future} {dml} ON TABLES TO {projector}",
+        f"{future} USAGE, SELECT ON SEQUENCES TO {projector}",
+        f"{future} SELECT ON TABLES TO {query}",
+        f"REVOKE INSERT, UPDATE, DELETE ON schema_migrations FROM {projector}",
+    ]
+
+
+async def migrate(conn: Connection, roles: Roles | None = None) -> list[str]:
+    """Apply every migration not applied yet, each in its own transaction, then grant `roles`
+    their privileges. Idempotent. Run by the schema's owner."""
     applied_now: list[str] = []
     await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
     try:
@@ -69,9 +113,35 @@ async def migrate(conn: Connection) -> list[str]:
                 )
             logger.info("applied migration %s", name)
             applied_now.append(name)
+        if roles is not None:
+            async with conn.transaction():
+                for statement in _grants(roles):
+                    await conn.execute(statement)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
     return applied_now
+
+
+async def pending_migrations(conn: Connection) -> list[str]:
+    """The migrations this code has that the database has not applied. Reads only."""
+    ledger = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    done = (
+        {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+        if ledger
+        else set()
+    )
+    return [name for number, name, _ in _migrations() if number not in done]
+
+
+async def check_schema(conn: Connection) -> None:
+    """Raise `SchemaNotReadyError` (naming what is missing) unless every migration is applied."""
+    pending = await pending_migrations(conn)
+    if pending:
+        msg = (
+            f"the database misses {len(pending)} migration(s) ({', '.join(pending)}): run"
+            " `python -m projector migrate` with the schema owner's MIGRATION_DATABASE_URL first"
+        )
+        raise SchemaNotReadyError(msg)
 
 
 async def ping(pool: asyncpg.Pool) -> None:

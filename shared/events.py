@@ -25,9 +25,12 @@ SCHEMA_VERSION = 1
 MAX_TRANSACTION_ID_LENGTH = 255  # the command API allows 64
 MAX_PRODUCER_LENGTH = 255  # the JWT `sub` that posted the event
 _AMOUNT = re.compile(r"\d{1,13}(\.\d{1,2})?\Z")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode's control characters (Cc)
+# Unicode's control characters (Cc), and lone surrogates (Cs), which JSON escapes can carry
+# but UTF-8 (msgspec's encoder, PostgreSQL's text) cannot.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f-\x9f]*$"
-"""The same rule as a pattern, for schemas (OpenAPI, request parameters)."""
+"""The control-character rule as a pattern, for schemas (OpenAPI, request parameters): a
+lone surrogate cannot arrive in a percent-decoded UTF-8 parameter."""
 
 HEADER_TYPE = "event_type"
 HEADER_VERSION = "schema_version"

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -117,28 +118,61 @@ class Throttle(logging.Filter):
         return True
 
 
-class StartupNoise(logging.Filter):
-    """While a consumer joins its group, aiokafka logs at ERROR that the group coordinator is
-    not available yet and marks it dead, then retries and succeeds: routine on every start
-    (the broker creates `__consumer_offsets` on the first join). Such records become INFO
-    during the first `grace` seconds of the process; later they keep their level."""
+@dataclass(frozen=True, slots=True)
+class Noise:
+    """A record known to be routine while a consumer joins its group on a clean start: from
+    `logger`, with the message template `template`, and (when `errors` is not empty) whose
+    first argument is an exception of one of the classes named in `errors` (by name: shared
+    imports no driver)."""
 
-    def __init__(self, prefixes: tuple[str, ...], grace: float = 60.0) -> None:
+    logger: str
+    template: str
+    errors: tuple[str, ...] = ()
+
+    def matches(self, record: logging.LogRecord) -> bool:
+        if record.name != self.logger or record.msg != self.template:
+            return False
+        if not self.errors:
+            return True
+        args = record.args if isinstance(record.args, tuple) else ()
+        return bool(args) and type(args[0]).__name__ in self.errors
+
+
+_COORDINATOR = "aiokafka.consumer.group_coordinator"
+
+# What a consumer logs while the broker creates `__consumer_offsets` on the first join and
+# elects its leaders (the group coordinator "is not available" or "is loading"), and the
+# coordinator it drops meanwhile. Nothing else: a failed request, a heartbeat, a commit, an
+# authorization or a fatal join error keeps its level, at start as later.
+COORDINATOR_START_NOISE = (
+    Noise(
+        _COORDINATOR,
+        "Group Coordinator Request failed: %s",
+        ("GroupCoordinatorNotAvailableError", "GroupLoadInProgressError"),
+    ),
+    Noise(_COORDINATOR, "Marking the coordinator dead (node %s)for group %s."),
+)
+
+
+class StartupNoise(logging.Filter):
+    """Records known to be routine on a clean start (`noise`) become INFO during the first
+    `grace` seconds of the process; every other record, and these later, keep their level."""
+
+    def __init__(self, noise: tuple[Noise, ...] = COORDINATOR_START_NOISE, grace: float = 60.0):
         super().__init__()
-        self._prefixes = prefixes
+        self._noise = noise
         self._until = time.monotonic() + grace
 
     def filter(self, record: logging.LogRecord) -> bool:
         if (
             record.levelno > logging.INFO
-            and record.name.startswith(self._prefixes)
             and time.monotonic() < self._until
+            and any(noise.matches(record) for noise in self._noise)
         ):
             record.levelno, record.levelname = logging.INFO, "INFO"
         return True
 
 
-COORDINATOR_LOGGERS = ("aiokafka.consumer.group_coordinator",)
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 
@@ -150,7 +184,7 @@ def configure_logging(
     that its records reach ours."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(pick_formatter(log_format, handler.stream))
-    handler.addFilter(StartupNoise(COORDINATOR_LOGGERS))
+    handler.addFilter(StartupNoise())
     handler.addFilter(RedactTokens())
     handler.addFilter(Throttle(("aiokafka",)))
     for name in UVICORN_LOGGERS:

@@ -6,10 +6,10 @@ once, in its composition root.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # hide_input_in_errors: a refused JWT_SECRET must not be echoed in the startup error.
 _ENV = SettingsConfigDict(
@@ -31,9 +31,70 @@ class KafkaSettings(BaseSettings):
     # cluster metadata may get before a refresh nobody asked for (errors refresh it at once).
     request_timeout_ms: int | None = Field(default=None, ge=100, le=120_000)
     metadata_max_age_ms: int = Field(default=300_000, ge=100)
+    # How every client (producer, consumer, admin) reaches the brokers: TLS and SASL are what
+    # the broker's listener speaks (shared/kafka_client.py builds the options once).
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None  # unset: the system's CAs
+    ssl_certfile: str | None = None  # a client certificate (mutual TLS), with its key
+    ssl_keyfile: str | None = None
+
+    @field_validator(
+        "sasl_mechanism",
+        "sasl_username",
+        "ssl_cafile",
+        "ssl_certfile",
+        "ssl_keyfile",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return value or None
+
+    @field_validator("sasl_password")
+    @classmethod
+    def _blank_password_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
+
+    @model_validator(mode="after")
+    def _security_is_complete(self) -> KafkaSettings:
+        sasl = self.security_protocol.startswith("SASL_")
+        tls = self.security_protocol.endswith("SSL")
+        given = {
+            "KAFKA_SASL_MECHANISM": self.sasl_mechanism,
+            "KAFKA_SASL_USERNAME": self.sasl_username,
+            "KAFKA_SASL_PASSWORD": self.sasl_password,
+        }
+        if sasl and None in given.values():
+            missing = ", ".join(name for name, value in given.items() if value is None)
+            msg = f"KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs {missing}"
+            raise ValueError(msg)
+        files = {
+            "KAFKA_SSL_CAFILE": self.ssl_cafile,
+            "KAFKA_SSL_CERTFILE": self.ssl_certfile,
+            "KAFKA_SSL_KEYFILE": self.ssl_keyfile,
+        }
+        # A credential or a CA that the protocol would ignore is a mistake: say so rather
+        # than connect without it.
+        unused = [name for name, value in given.items() if value is not None and not sasl]
+        unused += [name for name, value in files.items() if value is not None and not tls]
+        if unused:
+            msg = (
+                f"KAFKA_SECURITY_PROTOCOL={self.security_protocol} does not use {', '.join(unused)}"
+            )
+            raise ValueError(msg)
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            msg = "KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together (a certificate, its key)"
+            raise ValueError(msg)
+        return self
 
 
 class DatabaseSettings(BaseSettings):
+    """The process's own role: the projector's may change rows, the query API's only read
+    (docs/operations.md, PostgreSQL roles). Neither changes the schema."""
+
     model_config = _ENV
 
     database_url: SecretStr = SecretStr("postgresql://txstats@127.0.0.1:5433/txstats")
@@ -41,8 +102,39 @@ class DatabaseSettings(BaseSettings):
     database_pool_max: int = Field(default=10, ge=1)
 
 
+DEFAULT_PROJECTOR_ROLE = "txstats_projector"
+DEFAULT_QUERY_ROLE = "txstats_query"
+_ROLE_NAME = r"^[a-z_][a-z0-9_]{0,62}$"
+
+
+class MigrationSettings(BaseSettings):
+    """`python -m projector migrate`: the schema owner's connection, and the roles it grants
+    the projector (rows of every table) and the query API (reading them)."""
+
+    model_config = SettingsConfigDict(**_ENV, env_prefix="MIGRATION_")
+
+    database_url: SecretStr | None = None  # unset: DATABASE_URL
+    projector_role: str = Field(default=DEFAULT_PROJECTOR_ROLE, pattern=_ROLE_NAME)
+    query_role: str = Field(default=DEFAULT_QUERY_ROLE, pattern=_ROLE_NAME)
+
+    @field_validator("database_url")
+    @classmethod
+    def _blank_url_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
+
+
+JwtAlgorithm = Literal["HS256", "RS256", "ES256"]
+MAX_TOKEN_LIFETIME_SECONDS = 86_400
+
+
 class JwtSettings(BaseSettings):
-    """HS256 with `JWT_SECRET` (required, >= 32 bytes); RS256/ES256 with `JWT_PUBLIC_KEY`."""
+    """HS256 with `JWT_SECRET` (required, >= 32 bytes); RS256/ES256 with `JWT_PUBLIC_KEY`.
+
+    `JWT_ALGORITHMS` (comma-separated) is the allow-list. Unset, it is HS256 without a public
+    key, and only the public key's algorithm with one: whoever holds the shared secret must
+    not be able to mint what the identity provider alone should sign. A public key (tokens
+    from an identity provider) also needs `JWT_AUDIENCE` and `JWT_ISSUER`, so that a token
+    that provider signed for another service is not accepted here."""
 
     model_config = SettingsConfigDict(**_ENV, env_prefix="JWT_")
 
@@ -51,6 +143,9 @@ class JwtSettings(BaseSettings):
     audience: str | None = None
     issuer: str | None = None
     leeway_seconds: int = Field(default=0, ge=0, le=300)
+    algorithms: Annotated[tuple[JwtAlgorithm, ...] | None, NoDecode] = None
+    # `exp - iat` at most this: a stolen token is useful for a bounded time.
+    max_lifetime_seconds: int = Field(default=MAX_TOKEN_LIFETIME_SECONDS, ge=60, le=30 * 86_400)
 
     @field_validator("secret")
     @classmethod
@@ -71,6 +166,27 @@ class JwtSettings(BaseSettings):
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("algorithms", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            names = tuple(name.strip() for name in value.split(",") if name.strip())
+            return names or None
+        return value
+
+    @model_validator(mode="after")
+    def _identity_provider_is_pinned(self) -> JwtSettings:
+        if self.public_key is not None and (self.audience is None or self.issuer is None):
+            msg = (
+                "JWT_PUBLIC_KEY is set: JWT_AUDIENCE and JWT_ISSUER are required too (the"
+                " identity provider's tokens for this service, and only those)"
+            )
+            raise ValueError(msg)
+        if self.algorithms is not None and len(set(self.algorithms)) != len(self.algorithms):
+            msg = "JWT_ALGORITHMS names an algorithm twice"
+            raise ValueError(msg)
+        return self
 
 
 class LogSettings(BaseSettings):
@@ -99,6 +215,11 @@ class CommandSettings(BaseSettings):
     producer_linger_ms: int = Field(default=2, ge=0, le=1000)
 
 
+# The windows GET /stats/stream offers: one reader each at most, whatever the clients ask.
+DEFAULT_STREAM_WINDOWS = (1, 5, 10, 30, 60, 300, 600, 900, 1800, 3600)
+MAX_STREAMED_WINDOWS = 32
+
+
 class QuerySettings(BaseSettings):
     model_config = _ENV
 
@@ -107,9 +228,31 @@ class QuerySettings(BaseSettings):
     # GET /stats/stream (Server-Sent Events), per process
     stream_max_hz: float = Field(default=10.0, gt=0, le=100)
     stream_max_clients: int = Field(default=1000, ge=1, le=100_000)
+    stream_max_per_client: int = Field(default=10, ge=1, le=100_000)
+    stream_windows: Annotated[tuple[Annotated[int, Field(ge=1, le=3600)], ...], NoDecode] = Field(
+        default=DEFAULT_STREAM_WINDOWS, min_length=1, max_length=MAX_STREAMED_WINDOWS
+    )
+    # The streams' snapshot reads have a pool of their own: they can never take the
+    # connections GET /stats and /ready read with.
+    stream_pool_size: int = Field(default=2, ge=1, le=20)
     stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
     stream_queue_size: int = Field(default=32, ge=1, le=10_000)
     stream_send_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    # Peers whose X-Forwarded-For names the client (the load balancer): addresses or CIDR
+    # ranges, comma-separated, or `*`. Unset: nobody's, the peer is the client.
+    trusted_proxies: str | None = None
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _no_proxy_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    @field_validator("stream_windows", mode="before")
+    @classmethod
+    def _windows_comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(sorted({int(part) for part in value.split(",") if part.strip()}))
+        return value
 
 
 class ProjectorSettings(BaseSettings):

@@ -9,6 +9,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
+from shared.kafka_client import client_options
 from shared.settings import KafkaSettings
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ def topic_config(replication_factor: int) -> dict[str, str]:
 
 async def ensure_topic(settings: KafkaSettings) -> None:
     """Create the topic (partitions, retention forever) when it does not exist yet."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         existing = await admin.list_topics()
@@ -82,7 +83,7 @@ async def _until_led(admin: AIOKafkaAdminClient, topic: str) -> None:
 
 async def topic_partitions(settings: KafkaSettings) -> list[int]:
     """The topic's partition ids, from the brokers' metadata."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         [described] = await admin.describe_topics([settings.topic])

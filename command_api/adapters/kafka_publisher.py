@@ -42,6 +42,7 @@ from aiokafka.errors import (
 
 from command_api.ports import EventLogNotReadyError, Position, PublishFailedError
 from shared.events import TransactionRecorded, event_headers, serialize
+from shared.kafka_client import client_options
 from shared.partitioner import partition_of
 from shared.settings import CommandSettings, KafkaSettings
 from shared.topic import ensure_topic
@@ -175,7 +176,7 @@ class KafkaEventPublisher:
 
     async def _connect(self) -> None:
         producer = self._producer_factory(
-            bootstrap_servers=self._kafka.bootstrap_servers,
+            **client_options(self._kafka),
             client_id=self._client_id,
             acks="all",
             enable_idempotence=True,

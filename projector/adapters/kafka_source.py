@@ -16,6 +16,7 @@ from aiokafka.errors import KafkaError
 
 from projector.errors import SourceUnavailable
 from projector.ports import Fetched, RebalanceHandler
+from shared.kafka_client import client_options
 from shared.settings import KafkaSettings, ProjectorSettings
 from shared.topic import topic_partitions
 
@@ -29,7 +30,7 @@ def kafka_consumer(
 ) -> AIOKafkaConsumer:
     """The one consumer configuration of the live projector (`group`) and the rebuild."""
     return AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap_servers,
+        **client_options(kafka),
         group_id=projector.group_id if group else None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

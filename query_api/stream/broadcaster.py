@@ -8,9 +8,13 @@ even when nothing arrives). Reads are at least `1 / max_hz` apart, so a burst of
 one read per interval per topic, whatever the number of clients: O(1) database reads per change
 per window.
 
-Bounded: at most `max_clients` subscriptions (`StreamFullError` beyond), each with a queue of
-`queue_size` events; a subscriber whose queue is full (it stopped reading) is dropped rather
-than buffered. `close()` ends every subscription (shutdown). No FastAPI or driver here.
+Bounded, so that no client can take the service: only the windows of a fixed set are streamed
+(`WindowNotStreamedError` for another: at most one reader per window of the set, plus
+all-time, whatever the clients ask); at most `max_clients` subscriptions (`StreamFullError`
+beyond), and at most `max_per_client` from one client address (`ClientStreamsExceededError`);
+each with a queue of `queue_size` events; a subscriber whose queue is full (it stopped
+reading) is dropped rather than buffered. `close()` ends every subscription (shutdown). No
+FastAPI or driver here.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections import Counter
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -64,11 +69,20 @@ class StreamFullError(Exception):
     """The process already serves `max_clients` streams (503)."""
 
 
+class ClientStreamsExceededError(Exception):
+    """This client address already holds `max_per_client` streams (429)."""
+
+
+class WindowNotStreamedError(Exception):
+    """A window outside the streamed set (422): `GET /stats?window=` reads any window."""
+
+
 class Subscription:
     """One client's view: the events of its windows, oldest first, bounded."""
 
-    def __init__(self, windows: tuple[Window, ...], queue_size: int) -> None:
+    def __init__(self, windows: tuple[Window, ...], queue_size: int, client: str) -> None:
         self.windows = windows
+        self.client = client
         self._queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue(maxsize=queue_size)
         self.dropped = False
         self.closed = False
@@ -122,6 +136,8 @@ class StatsBroadcaster:
         metrics: StreamMetrics,
         max_hz: float,
         max_clients: int,
+        max_per_client: int,
+        windows: Collection[int],
         queue_size: int,
         tick_seconds: float = 1.0,
         retry_seconds: float = 1.0,
@@ -131,6 +147,9 @@ class StatsBroadcaster:
         self._metrics = metrics
         self._interval = 1.0 / max_hz
         self._max_clients = max_clients
+        self._max_per_client = max_per_client
+        self._windows = frozenset(windows)
+        self._per_client: Counter[str] = Counter()
         self._queue_size = queue_size
         self._tick = tick_seconds
         self._retry = retry_seconds
@@ -143,14 +162,37 @@ class StatsBroadcaster:
     def clients(self) -> int:
         return len(self._subscriptions)
 
-    def subscribe(self, windows: Iterable[Window]) -> Subscription:
-        """A new subscription; it gets each window's current snapshot at once when known."""
+    @property
+    def readers(self) -> int:
+        """Snapshot readers running: one per window somebody streams (all-time included)."""
+        return len(self._topics)
+
+    @property
+    def windows(self) -> list[int]:
+        """The windows streamed, in seconds, in order."""
+        return sorted(self._windows)
+
+    def subscribe(self, windows: Iterable[Window], *, client: str) -> Subscription:
+        """A new subscription of `client` (its address); it gets each window's current
+        snapshot at once when known."""
+        unique = tuple(dict.fromkeys(windows)) or (None,)
+        others = [w for w in unique if w is not None and w not in self._windows]
+        if others:
+            msg = (
+                f"Window(s) {', '.join(map(str, others))} are not streamed; the streamed"
+                f" windows are {', '.join(map(str, self.windows))} seconds (any other one:"
+                " GET /stats?window=)."
+            )
+            raise WindowNotStreamedError(msg)
         if self._closed or len(self._subscriptions) >= self._max_clients:
             msg = f"This process already serves {self._max_clients} streams."
             raise StreamFullError(msg)
-        unique = tuple(dict.fromkeys(windows)) or (None,)
-        subscription = Subscription(unique, self._queue_size)
+        if self._per_client[client] >= self._max_per_client:
+            msg = f"This client already holds {self._max_per_client} streams."
+            raise ClientStreamsExceededError(msg)
+        subscription = Subscription(unique, self._queue_size, client)
         self._subscriptions.add(subscription)
+        self._per_client[client] += 1
         for window in unique:
             topic = self._topics.get(window)
             if topic is None:
@@ -166,6 +208,9 @@ class StatsBroadcaster:
         if subscription not in self._subscriptions:
             return
         self._subscriptions.discard(subscription)
+        self._per_client[subscription.client] -= 1
+        if not self._per_client[subscription.client]:
+            del self._per_client[subscription.client]
         for window in subscription.windows:
             topic = self._topics.get(window)
             if topic is None:

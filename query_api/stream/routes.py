@@ -11,29 +11,46 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Message, Receive, Scope, Send
 
 from query_api.consistency import MAX_TOKEN_LENGTH
 from query_api.deps import provider
-from query_api.stream.broadcaster import StatsBroadcaster, StreamFullError, Subscription
+from query_api.stream.broadcaster import (
+    ClientStreamsExceededError,
+    StatsBroadcaster,
+    StreamFullError,
+    Subscription,
+    WindowNotStreamedError,
+)
 from query_api.windows import MAX_WINDOW_SECONDS, MIN_WINDOW_SECONDS
 from shared.errors import Problem
+from shared.settings import DEFAULT_STREAM_WINDOWS
 
 MAX_STREAM_WINDOWS = 8
 
 STREAM_FULL = Problem(503, "stream-full", "Too many streams", {"Retry-After": "5"})
-STREAM_PROBLEMS: dict[type[Exception], Problem] = {StreamFullError: STREAM_FULL}
+CLIENT_STREAMS_EXCEEDED = Problem(
+    429, "too-many-streams", "Too many streams from one client", {"Retry-After": "5"}
+)
+WINDOW_NOT_STREAMED = Problem(422, "window-not-streamed", "Window not streamed")
+STREAM_PROBLEMS: dict[type[Exception], Problem] = {
+    StreamFullError: STREAM_FULL,
+    ClientStreamsExceededError: CLIENT_STREAMS_EXCEEDED,
+    WindowNotStreamedError: WINDOW_NOT_STREAMED,
+}
 
 BroadcasterDep = Annotated[StatsBroadcaster, Depends(provider(StatsBroadcaster))]
 WindowsParam = Annotated[
     list[Annotated[int, Field(ge=MIN_WINDOW_SECONDS, le=MAX_WINDOW_SECONDS)]] | None,
     Query(
         max_length=MAX_STREAM_WINDOWS,
-        description=f"Windows to stream (repeat for several, up to {MAX_STREAM_WINDOWS}); "
-        "all-time when absent.",
+        description=f"Windows to stream (repeat for several, up to {MAX_STREAM_WINDOWS}), "
+        "each one of the streamed set (`STREAM_WINDOWS`, by default "
+        f"{', '.join(map(str, DEFAULT_STREAM_WINDOWS))} seconds; another is 422); all-time "
+        "when absent.",
     ),
 ]
 LastEventIdHeader = Annotated[
@@ -93,16 +110,20 @@ def stream_router(*, heartbeat_seconds: float, send_timeout_seconds: float) -> A
             },
             401: {"description": "Bearer token missing or invalid (when reads are protected)"},
             403: {"description": "Token lacks the scope stats:read"},
-            422: {"description": "Invalid window"},
+            422: {"description": "Invalid window, or one outside the streamed set"},
+            429: {"description": "This client holds STREAM_MAX_PER_CLIENT streams already"},
             503: {"description": "The process serves STREAM_MAX_CLIENTS streams already"},
         },
     )
     async def stream_stats(
+        request: Request,
         broadcaster: BroadcasterDep,
         window: WindowsParam = None,
         last_event_id: LastEventIdHeader = None,
     ) -> EventSourceResponse:
-        subscription = broadcaster.subscribe(window or [None])
+        # The peer's address, or the client's that a trusted proxy names (TRUSTED_PROXIES).
+        client = request.client.host if request.client is not None else "unknown"
+        subscription = broadcaster.subscribe(window or [None], client=client)
 
         async def events() -> AsyncIterator[ServerSentEvent]:
             while (event := await subscription.next()) is not None:

@@ -29,6 +29,7 @@ from pydantic import SecretStr
 from shared.auth import SCOPE_READ, SCOPE_WRITE, mint_token
 from shared.settings import JwtSettings, KafkaSettings
 from shared.topic import ensure_topic
+from tests.scratch_database import ROLES, as_role
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_DIR = Path(os.environ.get("FAULTS_STACK_DIR", ROOT / ".local" / "faults"))
@@ -141,6 +142,35 @@ def private_cluster() -> Iterator[PrivateCluster]:
         )
     finally:
         cluster_stack("kafka-down")
+
+
+# ------------------------------------------------------------- private SASL broker
+
+SASL_STACK_DIR = Path(os.environ.get("FAULTS_SASL_STACK_DIR", ROOT / ".local" / "faults-sasl"))
+# The broker's plaintext listener, its controller, then its SASL_PLAINTEXT listener.
+SASL_KAFKA_PORT = int(os.environ.get("FAULTS_SASL_KAFKA_PORT", "19132"))
+SASL_USERS = {"txstats-command": "command-sasl-password", "txstats-projector": "projector-pw-x"}
+
+
+@contextlib.contextmanager
+def private_sasl_broker() -> Iterator[str]:
+    """A single broker whose second listener speaks SASL_PLAINTEXT (PLAIN) for `SASL_USERS`;
+    yields that listener's address. Stopped at the end."""
+    env = {
+        **os.environ,
+        "STACK_DIR": str(SASL_STACK_DIR),
+        "KAFKA_PORT": str(SASL_KAFKA_PORT),
+        "KAFKA_CONTROLLER_PORT": str(SASL_KAFKA_PORT + 1),
+        "KAFKA_SASL_PORT": str(SASL_KAFKA_PORT + 2),
+        "KAFKA_SASL_USERS": ",".join(f"{name}={password}" for name, password in SASL_USERS.items()),
+        "KAFKA_HEAP": "384m",
+    }
+    command = [str(ROOT / "scripts" / "stack.sh")]
+    try:
+        subprocess.run([*command, "kafka-up"], env=env, check=True)
+        yield f"127.0.0.1:{SASL_KAFKA_PORT + 2}"
+    finally:
+        subprocess.run([*command, "kafka-down"], env=env, check=True)
 
 
 def _wait_gone(pid: int, timeout: float = 30) -> None:
@@ -298,7 +328,6 @@ class Deployment:
                 "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
                 "KAFKA_TOPIC": self.kafka.topic,
                 "KAFKA_PARTITIONS": str(self.kafka.partitions),
-                "DATABASE_URL": self.database_url,
                 "DATABASE_POOL_MAX": "10",
                 "JWT_SECRET": JWT_SECRET,
                 "PUBLISH_TIMEOUT_SECONDS": str(PUBLISH_TIMEOUT_SECONDS),
@@ -329,14 +358,15 @@ class Deployment:
         args = ["-m", "uvicorn", "--factory", "command_api.main:create_app"]
         args += ["--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop"]
         args += ["--http", "httptools"] + ([] if access_log else ["--no-access-log"])
-        return self._service("command_api", args, port, **env).start()
+        return self._service("command_api", args, port, **env).start()  # no database at all
 
     def query_api(self, *, access_log: bool = False, **env: str) -> Service:
         port = free_port()
-        args = ["-m", "uvicorn", "--factory", "query_api.main:create_app"]
+        args = ["-m", "uvicorn", "--factory", "query_api.main:create_app", "--no-proxy-headers"]
         args += ["--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop"]
         args += ["--http", "httptools"] + ([] if access_log else ["--no-access-log"])
-        return self._service("query_api", args, port, **env).start()
+        role = {"DATABASE_URL": as_role(self.database_url, ROLES.query)}
+        return self._service("query_api", args, port, **{**role, **env}).start()
 
     def projector(
         self,
@@ -355,7 +385,7 @@ class Deployment:
             port,
             PROJECTOR_GROUP_ID=group_id or f"faults-{uuid.uuid4().hex[:8]}",
             PROJECTOR_HTTP_PORT=str(port or 0),
-            **env,
+            **{"DATABASE_URL": as_role(self.database_url, ROLES.projector), **env},
         ).start()
 
     def stop_all(self) -> None:

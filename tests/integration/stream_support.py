@@ -22,6 +22,7 @@ from query_api.main import create_app
 from query_api.stream.broadcaster import StatsBroadcaster
 from shared.settings import DatabaseSettings, JwtSettings, LogSettings, QuerySettings
 from shared.web import AppServices
+from tests.scratch_database import ROLES, as_role
 from tests.unit.command_kit import SECRET
 
 
@@ -43,7 +44,9 @@ async def serve_query(
     `send_buffer` shrinks the kernel send buffer of its connections (slow-client tests)."""
     config = QueryConfig(
         database=DatabaseSettings(
-            database_url=SecretStr(database_url), database_pool_min=1, database_pool_max=4
+            database_url=SecretStr(as_role(database_url, ROLES.query)),
+            database_pool_min=1,
+            database_pool_max=4,
         ),
         jwt=JwtSettings(secret=SecretStr(SECRET)),
         query=QuerySettings(**query),
@@ -52,12 +55,20 @@ async def serve_query(
     app = create_app(config)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted sockets inherit it: no delayed-ACK stall between a response's head and body.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if send_buffer is not None:  # accepted sockets inherit it
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
+        uvicorn.Config(
+            app,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+            proxy_headers=False,  # as deployed: only TRUSTED_PROXIES decides (query_api/main.py)
+        )
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

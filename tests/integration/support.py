@@ -27,6 +27,7 @@ from query_api.config import QueryConfig
 from query_api.main import create_app
 from shared.events import TransactionRecorded, event_headers, serialize
 from shared.settings import DatabaseSettings, JwtSettings, KafkaSettings, LogSettings, QuerySettings
+from tests.scratch_database import ROLES, as_role
 from tests.unit.command_kit import SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,7 +149,7 @@ class ProjectorProcess:
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
             "KAFKA_TOPIC": kafka.topic,
-            "DATABASE_URL": database_url,
+            "DATABASE_URL": as_role(database_url, ROLES.projector),
             "PROJECTOR_GROUP_ID": group_id,
             "PROJECTOR_HTTP_PORT": "0",
             "LOG_LEVEL": "WARNING",
@@ -200,7 +201,7 @@ async def running_projector(
 @asynccontextmanager
 async def query_client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     config = QueryConfig(
-        database=DatabaseSettings(database_url=SecretStr(database_url)),
+        database=DatabaseSettings(database_url=SecretStr(as_role(database_url, ROLES.query))),
         jwt=JwtSettings(secret=SecretStr(SECRET)),
         query=QuerySettings(),
         log=LogSettings(),

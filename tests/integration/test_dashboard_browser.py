@@ -1,7 +1,7 @@
 """The dashboard in a real headless Chromium (Debian's `chromium` + `chromium-driver`, driven
 by Selenium; nothing is downloaded at run time): transactions posted through the command API
-show up on the page as the exact strings the API sends. A screenshot goes to
-.local/dashboard.png.
+show up on the page as the exact strings the API sends, and Swagger UI renders at `/docs`;
+neither page trips its Content-Security-Policy. A screenshot goes to .local/dashboard.png.
 
 `make test` installs the two packages when they are missing (scripts/browser.sh); this test
 is skipped, saying why, only when no Chromium can be found.
@@ -15,6 +15,7 @@ import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -51,6 +52,7 @@ def browser() -> Iterator[webdriver.Chrome]:
         "--window-size=1100,860",
     ):
         options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP violations land there
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     try:
         yield driver
@@ -61,6 +63,13 @@ def browser() -> Iterator[webdriver.Chrome]:
 async def text_of(driver: webdriver.Chrome, element_id: str) -> str:
     element = await asyncio.to_thread(driver.find_element, By.ID, element_id)
     return str(await asyncio.to_thread(lambda: element.text))
+
+
+def csp_violations(driver: webdriver.Chrome) -> list[str]:
+    """What the page's console said about its Content-Security-Policy (read once: the log is
+    drained by reading)."""
+    entries: list[dict[str, Any]] = driver.get_log("browser")  # type: ignore[no-untyped-call]
+    return [e["message"] for e in entries if "Content Security Policy" in e["message"]]
 
 
 async def page_shows(driver: webdriver.Chrome, expected: dict[str, str], timeout: float) -> None:
@@ -115,3 +124,24 @@ async def test_the_dashboard_shows_posted_transactions_live(
         await asyncio.sleep(2.5)  # let the rate chart draw a few points for the picture
         SCREENSHOT.parent.mkdir(exist_ok=True)
         assert await asyncio.to_thread(browser.save_screenshot, str(SCREENSHOT))
+        assert await asyncio.to_thread(csp_violations, browser) == []
+
+
+async def test_swagger_ui_renders_under_its_content_security_policy(
+    browser: webdriver.Chrome, database_url: str
+) -> None:
+    async with serve_query(database_url) as served:
+        await asyncio.to_thread(browser.get, served.base_url + "/docs")
+
+        async def operations() -> int:
+            found = await asyncio.to_thread(browser.find_elements, By.CSS_SELECTOR, ".opblock")
+            return len(found)
+
+        async with asyncio.timeout(20):
+            while await operations() == 0:  # drawn by the inline start-up script
+                await asyncio.sleep(0.1)
+        title = await asyncio.to_thread(
+            browser.find_element, By.CSS_SELECTOR, ".swagger-ui .info .title"
+        )
+        assert "Transactions query API" in await asyncio.to_thread(lambda: title.text)
+        assert await asyncio.to_thread(csp_violations, browser) == []

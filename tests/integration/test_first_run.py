@@ -21,7 +21,7 @@ from pydantic import SecretStr
 
 from shared.auth import SCOPE_WRITE, mint_token
 from shared.settings import JwtSettings
-from tests.scratch_database import create_database, drop_database
+from tests.scratch_database import ROLES, as_role, create_database, drop_database
 from tests.unit.command_kit import SECRET
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -79,6 +79,9 @@ def stack(
         KAFKA_BOOTSTRAP_SERVERS=fresh_kafka,
         KAFKA_TOPIC=f"test.{uuid.uuid4().hex[:12]}",
         DATABASE_URL=database_url,
+        # The services' roles on it, with their passwords where the server wants one.
+        PROJECTOR_DATABASE_URL=as_role(database_url, ROLES.projector),
+        QUERY_DATABASE_URL=as_role(database_url, ROLES.query),
         PROJECTOR_GROUP_ID=uuid.uuid4().hex,
         JWT_SECRET=SECRET,
         COMMAND_API_PORT=str(command_port),

@@ -24,6 +24,7 @@ from query_api.deps import services_of
 from query_api.main import create_app
 from query_api.position_board import PositionBoard
 from shared.settings import DatabaseSettings, JwtSettings, LogSettings, QuerySettings
+from tests.scratch_database import ROLES, as_role
 
 NOW = 1_700_000_070.5  # :30.5 of a minute
 SECOND = int(NOW)
@@ -35,7 +36,9 @@ async def serve(
 ) -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI]]:
     config = QueryConfig(
         database=DatabaseSettings(
-            database_url=SecretStr(database_url), database_pool_min=1, database_pool_max=4
+            database_url=SecretStr(as_role(database_url, ROLES.query)),
+            database_pool_min=1,
+            database_pool_max=4,
         ),
         jwt=JwtSettings(secret=SecretStr("integration-secret-of-at-least-32-bytes")),
         query=QuerySettings(**query),

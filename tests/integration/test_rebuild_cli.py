@@ -39,6 +39,7 @@ from tests.integration.support import (
     publish,
     wait_until,
 )
+from tests.scratch_database import ROLES, as_role
 
 EXIT_INTERRUPTED = 130
 EXIT_BEHIND = 5
@@ -74,7 +75,7 @@ class Cli:
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
             "KAFKA_TOPIC": kafka.topic,
-            "DATABASE_URL": database_url,
+            "DATABASE_URL": as_role(database_url, ROLES.projector),
             "PROJECTOR_HTTP_PORT": "0",
             "LOG_LEVEL": "WARNING",
         }

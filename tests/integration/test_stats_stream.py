@@ -20,11 +20,13 @@ import httpx
 import pytest
 
 from shared.auth import SCOPE_READ
+from shared.settings import DEFAULT_STREAM_WINDOWS
 from tests.integration.command_support import running_app
 from tests.integration.conftest import TopicFactory
 from tests.integration.stream_support import EventReader, serve_query, stream
 from tests.integration.support import running_projector
 from tests.integration.test_query_api import advance, seed_partition
+from tests.scratch_database import ROLES, as_role
 from tests.unit.command_kit import SECRET, bearer, token
 
 
@@ -69,7 +71,7 @@ async def test_two_hundred_clients_cost_one_read_per_change(
     clients = 200
     limits = httpx.Limits(max_connections=clients + 10)
     async with (
-        serve_query(database_url) as served,
+        serve_query(database_url, stream_max_per_client=clients) as served,  # one address
         httpx.AsyncClient(base_url=served.base_url, limits=limits, timeout=30) as client,
     ):
         readers = []
@@ -191,7 +193,7 @@ async def test_a_client_that_stops_reading_is_dropped(
         slow.setblocking(False)
         loop = asyncio.get_running_loop()
         await loop.sock_connect(slow, (host, int(port)))
-        windows = "&".join(f"window={n}" for n in range(1, 9))
+        windows = "&".join(f"window={n}" for n in DEFAULT_STREAM_WINDOWS[:8])
         request = f"GET /stats/stream?{windows} HTTP/1.1\r\nHost: {host}\r\n\r\n"
         await loop.sock_sendall(slow, request.encode())
         await wait_until(lambda: served.broadcaster.clients == 2)  # then never read again
@@ -225,7 +227,12 @@ async def test_shutdown_ends_open_streams_cleanly(database_url: str) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**os.environ, "DATABASE_URL": database_url, "JWT_SECRET": SECRET, "LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": as_role(database_url, ROLES.query),
+        "JWT_SECRET": SECRET,
+        "LOG_LEVEL": "WARNING",
+    }
     command = [sys.executable, "-m", "uvicorn", "--factory", "--port", str(port)]
     process = subprocess.Popen(
         [*command, "query_api.main:create_app"],

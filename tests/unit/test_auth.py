@@ -25,6 +25,7 @@ from shared.auth import (
     JwtVerifier,
     mint_token,
 )
+from shared.settings import JwtSettings
 from tests.doubles.memory_publisher import InMemoryEventPublisher
 from tests.unit.command_kit import JSON, SECRET, body, client_for, jwt_settings, make_app, token
 
@@ -39,6 +40,13 @@ KNOWN_401_DETAILS = {
     "The token has expired.",
     "The bearer token is invalid.",
     "The token has no subject.",
+    "The token's subject is not accepted.",
+    "The token's lifetime exceeds the maximum accepted.",
+    "The token has no 'iat' claim.",
+    "The token has no 'exp' claim.",
+    "The token has no 'sub' claim.",
+    "The token has no 'aud' claim.",
+    "The token has no 'iss' claim.",
 }
 
 
@@ -99,12 +107,21 @@ class Case:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def with_rsa() -> dict[str, Any]:
-    return {"public_key": SecretStr(public_pem(rsa_key()))}
+def with_rsa(**more: Any) -> dict[str, Any]:
+    """An identity provider's RSA key, pinned to our audience and its issuer (required)."""
+    return {"public_key": SecretStr(public_pem(rsa_key())), **PINNED, **more}
 
 
-def with_ec() -> dict[str, Any]:
-    return {"public_key": SecretStr(public_pem(ec_key()))}
+def with_ec(**more: Any) -> dict[str, Any]:
+    return {"public_key": SecretStr(public_pem(ec_key())), **PINNED, **more}
+
+
+PINNED: dict[str, Any] = {"audience": AUDIENCE, "issuer": ISSUER}
+
+
+def from_provider(key: Any, algorithm: str, **more: Any) -> str:
+    """A token as the identity provider signs it for us (audience and issuer included)."""
+    return token(key=key, algorithm=algorithm, aud=AUDIENCE, iss=ISSUER, **more)
 
 
 def cases() -> dict[str, Case]:
@@ -133,9 +150,7 @@ def cases() -> dict[str, Case]:
             f"Bearer {token(key=rsa_key(), algorithm='RS256')}", 401
         ),
         "RS256 signed by another key": Case(
-            f"Bearer {token(key=other_rsa_key(), algorithm='RS256')}",
-            401,
-            with_rsa(),
+            f"Bearer {from_provider(other_rsa_key(), 'RS256')}", 401, with_rsa()
         ),
         "RS256 when the configured key is EC": Case(
             f"Bearer {token(key=rsa_key(), algorithm='RS256')}", 401, with_ec()
@@ -144,6 +159,13 @@ def cases() -> dict[str, Case]:
         "not yet valid (nbf)": Case(f"Bearer {token(nbf=now + 300)}", 401),
         "no exp": Case(f"Bearer {signed(claims(exp=None))}", 401),
         "no sub": Case(f"Bearer {signed(claims(sub=None))}", 401),
+        "no iat: its lifetime cannot be bounded": Case(f"Bearer {signed(claims(iat=None))}", 401),
+        "lifetime a second over 24 h": Case(f"Bearer {token(lifetime=86_401)}", 401),
+        "lifetime over a configured maximum": Case(
+            f"Bearer {token(lifetime=3601)}", 401, {"max_lifetime_seconds": 3600}
+        ),
+        "sub with NUL": Case(f"Bearer {token(subject='a' + chr(0) + 'b')}", 401),
+        "sub over the producer cap": Case(f"Bearer {token(subject='p' * 256)}", 401),
         "empty sub": Case(f"Bearer {token(subject='')}", 401),
         "wrong audience": Case(
             f"Bearer {token(aud='someone-else', iss=ISSUER)}",
@@ -172,9 +194,20 @@ def cases() -> dict[str, Case]:
             f"Bearer {signed(claims(scope=None, scp=[SCOPE_READ, SCOPE_WRITE]))}",
             201,
         ),
-        "good RS256": Case(f"Bearer {token(key=rsa_key(), algorithm='RS256')}", 201, with_rsa()),
-        "good ES256": Case(f"Bearer {token(key=ec_key(), algorithm='ES256')}", 201, with_ec()),
-        "HS256 still accepted beside RS256": Case(f"Bearer {token()}", 201, with_rsa()),
+        "good RS256": Case(f"Bearer {from_provider(rsa_key(), 'RS256')}", 201, with_rsa()),
+        "good ES256": Case(f"Bearer {from_provider(ec_key(), 'ES256')}", 201, with_ec()),
+        "good HS256, lifetime exactly the maximum": Case(f"Bearer {token(lifetime=86_400)}", 201),
+        "HS256 refused once a public key is configured": Case(
+            f"Bearer {token(aud=AUDIENCE, iss=ISSUER)}", 401, with_rsa()
+        ),
+        "HS256 beside RS256 when JWT_ALGORITHMS names both": Case(
+            f"Bearer {token(aud=AUDIENCE, iss=ISSUER)}",
+            201,
+            with_rsa(algorithms=("RS256", "HS256")),
+        ),
+        "RS256 refused when JWT_ALGORITHMS names only HS256": Case(
+            f"Bearer {from_provider(rsa_key(), 'RS256')}", 401, with_rsa(algorithms=("HS256",))
+        ),
     }
 
 
@@ -208,8 +241,68 @@ async def test_bearer_tokens(name: str) -> None:
 
 def test_the_allow_list_is_fixed_by_configuration() -> None:
     assert JwtVerifier(jwt_settings()).algorithms == ["HS256"]
-    assert JwtVerifier(jwt_settings(**with_rsa())).algorithms == ["HS256", "RS256"]
-    assert JwtVerifier(jwt_settings(**with_ec())).algorithms == ["ES256", "HS256"]
+    assert JwtVerifier(jwt_settings(**with_rsa())).algorithms == ["RS256"]
+    assert JwtVerifier(jwt_settings(**with_ec())).algorithms == ["ES256"]
+    both = with_rsa(algorithms=("RS256", "HS256"))
+    assert JwtVerifier(jwt_settings(**both)).algorithms == ["HS256", "RS256"]
+
+
+def test_jwt_algorithms_is_read_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JWT_SECRET", SECRET)
+    monkeypatch.setenv("JWT_ALGORITHMS", " RS256, HS256 ")
+    assert JwtSettings().algorithms == ("RS256", "HS256")
+    monkeypatch.setenv("JWT_ALGORITHMS", "RS256,HS512")
+    with pytest.raises(ValidationError, match="algorithms"):
+        JwtSettings()
+
+
+def test_an_algorithm_named_without_its_key_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="JWT_ALGORITHMS names RS256"):
+        JwtVerifier(jwt_settings(algorithms=("RS256",)))
+    with pytest.raises(ValueError, match="JWT_ALGORITHMS names ES256"):
+        JwtVerifier(jwt_settings(**with_rsa(algorithms=("ES256",))))
+
+
+def test_a_public_key_needs_audience_and_issuer() -> None:
+    key = SecretStr(public_pem(rsa_key()))
+    for missing in ("audience", "issuer"):
+        pinned = {name: value for name, value in PINNED.items() if name != missing}
+        with pytest.raises(ValidationError, match="JWT_AUDIENCE and JWT_ISSUER are required"):
+            jwt_settings(public_key=key, **pinned)
+
+
+def test_an_rsa_key_under_2048_bits_is_refused_at_start() -> None:
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 - the point
+    with pytest.raises(ValueError, match="1024-bit RSA key: at least 2048"):
+        JwtVerifier(jwt_settings(public_key=SecretStr(public_pem(weak)), **PINNED))
+
+
+def test_an_ec_key_off_p256_is_refused_at_start() -> None:
+    p384 = ec.generate_private_key(ec.SECP384R1())
+    with pytest.raises(ValueError, match="ES256 needs P-256"):
+        JwtVerifier(jwt_settings(public_key=SecretStr(public_pem(p384)), **PINNED))
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "a\x00b",
+        "line\nbreak",
+        "tab\there",
+        "del\x7f",
+        "c1\x85control",
+        "lone\ud800surrogate",
+        "p" * 256,
+    ],
+)
+def test_a_subject_the_event_log_would_refuse_is_401(subject: str) -> None:
+    with pytest.raises(AuthenticationError, match="subject is not accepted"):
+        JwtVerifier(jwt_settings()).verify(token(subject=subject))
+
+
+@pytest.mark.parametrize("subject", ["p" * 255, "producer-é-名前", "svc:orders@eu 1"])
+def test_subjects_within_the_producer_rule_are_accepted(subject: str) -> None:
+    assert JwtVerifier(jwt_settings()).verify(token(subject=subject)).subject == subject
 
 
 def test_a_short_secret_is_refused_at_start() -> None:
@@ -223,7 +316,9 @@ def test_a_blank_public_key_means_none() -> None:
 
 def test_a_public_key_that_is_not_rsa_or_ec_is_refused() -> None:
     with pytest.raises(ValueError, match="PEM"):
-        JwtVerifier(jwt_settings(public_key=SecretStr("-----BEGIN PUBLIC KEY-----\nxx\n")))
+        JwtVerifier(
+            jwt_settings(public_key=SecretStr("-----BEGIN PUBLIC KEY-----\nxx\n"), **PINNED)
+        )
 
 
 def test_the_verifier_returns_subject_and_scopes() -> None:

@@ -25,14 +25,37 @@ from tests.integration import infra
 ROOT = Path(__file__).resolve().parents[2]
 
 SERVICES = frozenset(
-    {"kafka", "kafka-2", "kafka-3", "postgres", "command-api", "projector", "query-api", "lb"}
+    {
+        "kafka",
+        "kafka-2",
+        "kafka-3",
+        "postgres",
+        "migrate",
+        "command-api",
+        "projector",
+        "query-api",
+        "lb",
+    }
 )
+ONE_SHOT = {"migrate"}  # runs to completion; the others wait for its success
 CLUSTER_NODES = {"kafka": 1, "kafka-2": 2, "kafka-3": 3}
-# service -> (the infrastructure it must wait for, the port its healthcheck probes)
+# service -> (what it must wait for, the port its healthcheck probes)
 APP_DEPENDENCIES = {
     "command-api": ({"kafka"}, 8000),
-    "projector": ({"kafka", "postgres"}, 8002),
-    "query-api": ({"postgres"}, 8001),
+    "projector": ({"kafka", "migrate"}, 8002),
+    "query-api": ({"migrate"}, 8001),
+}
+# service -> (its PostgreSQL role, the variable holding that role's password)
+DATABASE_ROLES = {
+    "projector": ("txstats_projector", "PG_PROJECTOR_PASSWORD"),
+    "query-api": ("txstats_query", "PG_QUERY_PASSWORD"),
+}
+# network -> the services on it (docs/docker.md): the front is the only one with a way out
+NETWORKS = {
+    "front": {"lb", "command-api", "query-api", "prometheus", "grafana"},
+    "events": {"kafka", "kafka-2", "kafka-3", "command-api", "projector"},
+    "projection": {"postgres", "migrate", "projector", "query-api"},
+    "monitoring": {"projector", "prometheus"},
 }
 PUBLISHED_PORTS = {"command-api": 8000, "query-api": 8001}
 
@@ -315,6 +338,10 @@ def test_compose_defines_exactly_these_services(services: dict[str, Any]) -> Non
 def test_every_service_has_a_healthcheck(services: dict[str, dict[str, Any]]) -> None:
     for name, spec in services.items():
         check = as_mapping(spec.get("healthcheck"), f"{name}.healthcheck")
+        if name in ONE_SHOT:  # its exit code is its health
+            assert check == {"disable": True}, name
+            assert spec.get("restart") == "no", name
+            continue
         assert not check.get("disable"), name
         test = check.get("test")
         assert isinstance(test, list), f"{name}: healthcheck.test as a list"
@@ -397,8 +424,15 @@ def test_postgres_has_a_volume_pg_isready_and_an_env_driven_password(
     compose: dict[str, Any], services: dict[str, dict[str, Any]]
 ) -> None:
     postgres = services["postgres"]
-    password = str(environment(postgres).get("POSTGRES_PASSWORD"))
-    assert re.fullmatch(r"\$\{POSTGRES_PASSWORD:-[^}]+\}", password), password
+    env = environment(postgres)
+    for name in ("POSTGRES_PASSWORD", "PG_OWNER_PASSWORD", "PG_PROJECTOR_PASSWORD"):
+        # required: no default outside deploy/dev.env
+        assert re.fullmatch(rf"\$\{{{name}:\?[^}}]+\}}", str(env.get(name))), name
+    assert "POSTGRES_USER" not in env, "the superuser keeps its name; the owner is txstats"
+    mounts = [str(v) for v in postgres.get("volumes", [])]
+    assert "./deploy/postgres-roles.sql:/docker-entrypoint-initdb.d/10-txstats-roles.sql:ro" in (
+        mounts
+    )
     assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
     assert_named_volume(compose, postgres, "/var/lib/postgresql/data")
 
@@ -422,7 +456,10 @@ def test_app_services_wait_for_healthy_infrastructure(services: dict[str, dict[s
         assert needs <= set(depends), f"{name} must wait for {needs}"
         for dependency, spec in depends.items():
             condition = as_mapping(spec, f"{name}.depends_on.{dependency}").get("condition")
-            assert condition == "service_healthy", f"{name} -> {dependency}"
+            expected = (
+                "service_completed_successfully" if dependency in ONE_SHOT else "service_healthy"
+            )
+            assert condition == expected, f"{name} -> {dependency}"
 
 
 def test_app_healthchecks_probe_their_own_port(services: dict[str, dict[str, Any]]) -> None:
@@ -439,17 +476,39 @@ def test_the_apis_require_a_jwt_secret(services: dict[str, dict[str, Any]]) -> N
 
 
 def test_apps_reach_kafka_and_postgres_by_service_name(services: dict[str, dict[str, Any]]) -> None:
-    password = str(environment(services["postgres"])["POSTGRES_PASSWORD"])
     for name, (needs, _) in APP_DEPENDENCIES.items():
         env = environment(services[name])
         if "kafka" in needs:
             assert env.get("KAFKA_BOOTSTRAP_SERVERS") == "${KAFKA_BOOTSTRAP:-kafka:9092}", name
             assert env.get("KAFKA_REPLICATION_FACTOR") == "${KAFKA_REPLICATION_FACTOR:-1}"
-        if "postgres" in needs:
+        if name in DATABASE_ROLES:
+            role, password = DATABASE_ROLES[name]
             url = env.get("DATABASE_URL") or ""
-            assert url.startswith("postgresql://"), f"{name}: {url!r}"
-            assert "@postgres:5432/" in url, f"{name}: {url!r}"
-            assert password in url, f"{name}: DATABASE_URL must use POSTGRES_PASSWORD"
+            assert url.startswith(f"postgresql://{role}:${{{password}:?"), f"{name}: {url!r}"
+            assert url.endswith("@postgres:5432/txstats"), f"{name}: {url!r}"
+        else:
+            assert "DATABASE_URL" not in env, f"{name} has no business with PostgreSQL"
+    migrate = environment(services["migrate"])
+    assert str(migrate.get("MIGRATION_DATABASE_URL")).startswith(
+        "postgresql://txstats:${PG_OWNER_PASSWORD:?"
+    )
+    assert services["migrate"]["command"] == ["python", "-m", "projector", "migrate"]
+
+
+def test_networks_give_each_service_only_what_it_needs(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    declared = as_mapping(compose.get("networks"), "networks")
+    assert set(declared) == set(NETWORKS)
+    for network, spec in declared.items():
+        internal = bool((spec or {}).get("internal"))
+        assert internal == (network != "front"), f"{network}: only the front has a way out"
+    for name, spec in services.items():
+        joined = set(spec.get("networks", []))
+        expected = {network for network, members in NETWORKS.items() if name in members}
+        assert joined == expected, f"{name} is on {sorted(joined)}, expected {sorted(expected)}"
+        if spec.get("ports"):
+            assert "front" in joined, f"{name} publishes a port off the front network"
 
 
 def test_the_apis_scale_behind_the_load_balancer_on_8000_and_8001(
@@ -475,14 +534,31 @@ def test_nginx_spreads_each_port_over_every_replica_of_its_api() -> None:
     conf = (ROOT / "deploy" / "nginx.conf").read_text("utf-8")
     # Docker's DNS, asked at request time: replicas added by --scale are found.
     assert re.search(r"^\s*resolver 127\.0\.0\.11 valid=\d+s", conf, re.MULTILINE)
-    servers = re.findall(r"listen (\d+);\s*location / \{\s*set \$(\w+) ([\w-]+):(\d+);", conf)
-    assert {(port, host, target) for port, _, host, target in servers} == {
-        (str(port), name, str(port)) for name, port in PUBLISHED_PORTS.items()
-    }
-    for _, variable, _, _ in servers:
-        assert f"proxy_pass http://${variable};" in conf
+    blocks = re.split(r"^\s*server \{", conf, flags=re.MULTILINE)[1:]
+    targets = set()
+    for block in blocks:
+        [port] = re.findall(r"listen (\d+);", block)
+        for variable, host, target in re.findall(r"set \$(\w+) ([\w-]+):(\d+);", block):
+            targets.add((port, host, target))
+            assert f"proxy_pass http://${variable};" in block
+    assert targets == {(str(port), name, str(port)) for name, port in PUBLISHED_PORTS.items()}
     # A POST that reached a replica is never re-sent by the balancer (no non_idempotent).
     assert "non_idempotent" not in conf
+
+
+def test_nginx_limits_each_client_address_and_names_it_alone() -> None:
+    conf = (ROOT / "deploy" / "nginx.conf").read_text("utf-8")
+    # The APIs trust X-Forwarded-For from nginx: it must hold the peer, never the client's own.
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in conf
+    assert "$proxy_add_x_forwarded_for" not in conf
+    assert re.search(r"limit_req_zone \$binary_remote_addr zone=(\w+):\w+ rate=\d+r/s;", conf)
+    assert re.search(r"^\s*limit_req zone=\w+ burst=\d+", conf, re.MULTILINE)
+    stream = re.search(r"location = /stats/stream \{(.*?)\}", conf, re.S)
+    assert stream is not None
+    assert re.search(r"limit_conn \w+ \d+;", stream.group(1))
+    assert "limit_req_status 429;" in conf
+    assert "limit_conn_status 429;" in conf
+    assert conf.count("default_type application/problem+json;") == len(PUBLISHED_PORTS)
 
 
 def test_projector_runs_from_the_query_image_and_can_scale(

@@ -132,6 +132,8 @@ def same_value(text: str, default: Any) -> bool:
         default = default.get_secret_value()
     if isinstance(default, bool):
         return text.lower() == str(default).lower()
+    if isinstance(default, tuple):  # a list setting, written comma-separated
+        return text == ",".join(map(str, default))
     if isinstance(default, int | float):
         try:
             return float(text.replace(",", "")) == float(default)

@@ -3,6 +3,8 @@ and the projector's HTTP side answers unknown paths with problem+json."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from collections.abc import AsyncIterator
 
@@ -71,3 +73,50 @@ async def test_the_projector_answers_unknown_paths_with_problem_json() -> None:
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["status"] == 404
+
+
+def csp_of(response: httpx.Response) -> dict[str, list[str]]:
+    directives = {}
+    for part in response.headers["content-security-policy"].split(";"):
+        name, *sources = part.split()
+        directives[name] = sources
+    return directives
+
+
+def assert_page_is_locked_down(response: httpx.Response) -> dict[str, list[str]]:
+    assert response.status_code == 200
+    csp = csp_of(response)
+    assert csp["default-src"] == ["'self'"]
+    assert csp["frame-ancestors"] == ["'none'"]
+    assert csp["object-src"] == ["'none'"]
+    assert csp["style-src"] == ["'self'"]
+    assert csp["connect-src"] == ["'self'"]
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    return csp
+
+
+async def test_docs_allow_only_their_own_origin_and_their_own_inline_script(
+    client: httpx.AsyncClient,
+) -> None:
+    page = await client.get("/docs")
+    csp = assert_page_is_locked_down(page)
+    inline = re.findall(r"<script>(.*?)</script>", page.text, re.S)
+    assert len(inline) == 1  # Swagger UI's start-up call
+    digest = base64.b64encode(hashlib.sha256(inline[0].encode()).digest()).decode()
+    assert csp["script-src"] == ["'self'", f"'sha256-{digest}'"]
+    assert csp["img-src"] == ["'self'", "data:"]  # Swagger UI's CSS icons
+
+
+@pytest.mark.parametrize("path", ["/", "/dashboard"])
+async def test_the_dashboard_allows_only_its_own_origin(path: str) -> None:
+    transport = httpx.ASGITransport(app=query_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        page = await client.get(path)
+    csp = assert_page_is_locked_down(page)
+    assert csp["script-src"] == ["'self'"]
+    assert csp["img-src"] == ["'self'"]
+    assert "<script>" not in page.text
+    assert "<style" not in page.text
+    assert " style=" not in page.text

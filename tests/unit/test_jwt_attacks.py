@@ -20,7 +20,6 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from pydantic import SecretStr
 
 from command_api.main import create_app as create_command_app
 from command_api.ports import PublishFailedError
@@ -31,20 +30,31 @@ from shared.logs import JsonFormatter
 from shared.settings import DatabaseSettings, JwtSettings, LogSettings, QuerySettings
 from tests.doubles.memory_publisher import InMemoryEventPublisher
 from tests.doubles.memory_reader import InMemoryProjectionReader
-from tests.unit.command_kit import SECRET, body, command_config, jwt_settings, token
+from tests.unit import command_kit, test_auth
+from tests.unit.command_kit import SECRET, body, command_config, jwt_settings
 from tests.unit.test_auth import (
     AUDIENCE,
     ISSUER,
-    claims,
     ec_key,
     handmade,
     other_rsa_key,
     public_pem,
     rsa_key,
+    with_rsa,
 )
 
 JSON = {"content-type": "application/json"}
 CLIENT_LOGGERS = ("httpx", "httpcore")  # the test's own HTTP client logs its URLs
+
+
+def token(**claims: Any) -> str:
+    """A token for this service: our audience and issuer unless the case says otherwise, so
+    that each attack is refused for what it forges, not for a missing claim."""
+    return command_kit.token(**{"aud": AUDIENCE, "iss": ISSUER, **claims})
+
+
+def claims(**overrides: Any) -> dict[str, Any]:
+    return test_auth.claims(**{"aud": AUDIENCE, "iss": ISSUER, **overrides})
 
 
 def _b64(data: bytes) -> str:
@@ -142,7 +152,8 @@ ATTACKS = {
 
 
 def _rsa_configured() -> JwtSettings:
-    return jwt_settings(public_key=SecretStr(public_pem(rsa_key())))
+    """The strongest target for forgeries: an RSA key and HS256 both accepted (named)."""
+    return jwt_settings(**with_rsa(algorithms=("RS256", "HS256")))
 
 
 @asynccontextmanager

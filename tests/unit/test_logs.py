@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import io
 import json
 import logging
 
+import aiokafka.errors as aiokafka_errors
 import jwt
 import pytest
+from aiokafka.consumer import group_coordinator
+from aiokafka.errors import (
+    GroupAuthorizationFailedError,
+    GroupCoordinatorNotAvailableError,
+    GroupLoadInProgressError,
+    KafkaConnectionError,
+)
 
 from shared.logs import (
-    COORDINATOR_LOGGERS,
+    COORDINATOR_START_NOISE,
     REDACTED,
     JsonFormatter,
     RedactTokens,
@@ -138,23 +148,76 @@ def test_uvicorns_own_handlers_give_way_to_ours(monkeypatch: pytest.MonkeyPatch)
     assert json.loads(out.getvalue())["message"] == "Started server process [42]"
 
 
-def test_coordinator_noise_at_start_up_is_info_and_keeps_its_level_later() -> None:
-    def coordinator() -> logging.LogRecord:
-        entry = record("Marking the coordinator dead (node %s) for group %s.", 1, "g")
-        entry.name, entry.levelno, entry.levelname = COORDINATOR_LOGGERS[0], logging.ERROR, "ERROR"
-        return entry
+def coordinator(level: int, template: str, *args: object) -> logging.LogRecord:
+    entry = logging.LogRecord(COORDINATOR, level, __file__, 1, template, args, None)
+    entry.levelname = logging.getLevelName(level)
+    return entry
 
-    starting = StartupNoise(COORDINATOR_LOGGERS, grace=60)
-    early = coordinator()
-    assert starting.filter(early)
-    assert (early.levelno, early.levelname) == (logging.INFO, "INFO")
-    ours = record("boom")
+
+COORDINATOR = "aiokafka.consumer.group_coordinator"
+LOOKUP_FAILED = "Group Coordinator Request failed: %s"
+MARKED_DEAD = "Marking the coordinator dead (node %s)for group %s."
+
+
+def startup_noise() -> list[logging.LogRecord]:
+    """What a consumer logs on a clean start while `__consumer_offsets` is created."""
+    return [
+        coordinator(logging.ERROR, LOOKUP_FAILED, GroupCoordinatorNotAvailableError()),
+        coordinator(logging.ERROR, LOOKUP_FAILED, GroupLoadInProgressError()),
+        coordinator(logging.WARNING, MARKED_DEAD, 1, "g"),
+    ]
+
+
+def real_faults() -> list[logging.LogRecord]:
+    """From the same logger, in the same first minute: real faults."""
+    return [
+        coordinator(logging.ERROR, LOOKUP_FAILED, GroupAuthorizationFailedError()),
+        coordinator(logging.ERROR, LOOKUP_FAILED, KafkaConnectionError()),
+        coordinator(
+            logging.ERROR,
+            "Error sending %s to node %s [%s] -- marking coordinator dead",
+            "JoinGroupRequest",
+            1,
+            KafkaConnectionError(),
+        ),
+        coordinator(logging.ERROR, "Heartbeat session expired - marking coordinator dead"),
+        coordinator(logging.ERROR, "OffsetCommit failed for group %s - %s", "g", "X"),
+        coordinator(logging.ERROR, "Attempt to join group failed due to fatal error: %s", "X"),
+        coordinator(
+            logging.WARNING, "Heartbeat failed for group %s because it is rebalancing", "g"
+        ),
+    ]
+
+
+def test_only_known_start_up_noise_is_demoted_and_only_at_first() -> None:
+    starting = StartupNoise(grace=60)
+    for entry in startup_noise():
+        assert starting.filter(entry)
+        assert (entry.levelno, entry.levelname) == (logging.INFO, "INFO"), entry.msg
+    for entry in real_faults():
+        level = entry.levelno
+        starting.filter(entry)
+        assert entry.levelno == level, entry.getMessage()
+    ours = record("Group Coordinator Request failed: %s", GroupCoordinatorNotAvailableError())
     ours.levelno, ours.levelname = logging.ERROR, "ERROR"
     starting.filter(ours)
-    assert ours.levelname == "ERROR"  # only the coordinator's start-up records
-    later = coordinator()
-    StartupNoise(COORDINATOR_LOGGERS, grace=0).filter(later)
-    assert later.levelname == "ERROR"
+    assert ours.levelname == "ERROR"  # the same words from another logger are not the noise
+    later = StartupNoise(grace=0)
+    for entry in startup_noise():
+        level = entry.levelno
+        later.filter(entry)
+        assert entry.levelno == level
+
+
+def test_the_noise_templates_are_aiokafkas_own() -> None:
+    """A renamed message in a new aiokafka would silently stop matching: hold them together."""
+    tree = ast.parse(inspect.getsource(group_coordinator))  # adjacent literals joined
+    strings = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant)}
+    for noise in COORDINATOR_START_NOISE:
+        assert noise.logger == group_coordinator.__name__
+        assert noise.template in strings
+        for name in noise.errors:
+            assert issubclass(getattr(aiokafka_errors, name), aiokafka_errors.KafkaError)
 
 
 def test_a_switched_off_access_log_stays_off(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,15 @@ from collections.abc import Callable
 
 import pytest
 
-from query_api.stream.broadcaster import StatsBroadcaster, StreamEvent, StreamFullError, Window
+from query_api.stream.broadcaster import (
+    ClientStreamsExceededError,
+    StatsBroadcaster,
+    StreamEvent,
+    StreamFullError,
+    Window,
+    WindowNotStreamedError,
+)
+from shared.settings import DEFAULT_STREAM_WINDOWS
 
 
 class FakeChanges:
@@ -72,7 +80,12 @@ async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
 
 
 def build(
-    *, max_hz: float = 1000, max_clients: int = 1000, queue_size: int = 8, tick: float = 60
+    *,
+    max_hz: float = 1000,
+    max_clients: int = 1000,
+    max_per_client: int = 1000,
+    queue_size: int = 8,
+    tick: float = 60,
 ) -> tuple[StatsBroadcaster, FakeChanges, FakeReader, FakeMetrics]:
     changes = FakeChanges()
     reader = FakeReader(changes)
@@ -83,6 +96,8 @@ def build(
         metrics=metrics,
         max_hz=max_hz,
         max_clients=max_clients,
+        max_per_client=max_per_client,
+        windows=DEFAULT_STREAM_WINDOWS,
         queue_size=queue_size,
         tick_seconds=tick,
     )
@@ -91,7 +106,7 @@ def build(
 
 async def test_one_read_per_change_is_shared_by_every_subscriber() -> None:
     broadcaster, changes, reader, metrics = build()
-    subs = [broadcaster.subscribe([None]) for _ in range(200)]
+    subs = [broadcaster.subscribe([None], client="c") for _ in range(200)]
     await until(changes.idle.is_set)
     assert len(reader.calls) == 1
     changes.bump()
@@ -108,7 +123,7 @@ async def test_one_read_per_change_is_shared_by_every_subscriber() -> None:
 
 async def test_a_burst_of_changes_during_a_read_costs_one_more_read() -> None:
     broadcaster, changes, reader, _ = build()
-    sub = broadcaster.subscribe([None])
+    sub = broadcaster.subscribe([None], client="c")
     await until(changes.idle.is_set)
     reader.gate.clear()
     changes.bump()
@@ -127,7 +142,7 @@ async def test_reads_are_at_most_max_hz_apart() -> None:
     broadcaster, changes, reader, _ = build(max_hz=2)  # reads start >= 0.5 s apart
     loop = asyncio.get_running_loop()
     read_at: list[float] = []
-    broadcaster.subscribe([None])
+    broadcaster.subscribe([None], client="c")
     await until(lambda: len(reader.calls) == 1)
     read_at.append(loop.time())
     changes.bump()  # right after the first read: the next one waits for the interval
@@ -139,7 +154,7 @@ async def test_reads_are_at_most_max_hz_apart() -> None:
 
 async def test_a_window_ticks_without_changes() -> None:
     broadcaster, _, reader, _ = build(tick=0.05)
-    sub = broadcaster.subscribe([60])
+    sub = broadcaster.subscribe([60], client="c")
     await until(lambda: len(reader.calls) >= 3)
     assert set(reader.calls) == {60}
     assert (await sub.next()) is not None
@@ -148,9 +163,9 @@ async def test_a_window_ticks_without_changes() -> None:
 
 async def test_a_late_subscriber_gets_the_current_snapshot_at_once() -> None:
     broadcaster, changes, reader, _ = build()
-    broadcaster.subscribe([None])
+    broadcaster.subscribe([None], client="c")
     await until(changes.idle.is_set)
-    late = broadcaster.subscribe([None])
+    late = broadcaster.subscribe([None], client="c")
     assert late.pending == 1
     event = await late.next()
     assert event is not None
@@ -161,8 +176,8 @@ async def test_a_late_subscriber_gets_the_current_snapshot_at_once() -> None:
 
 async def test_a_subscriber_that_stops_reading_is_dropped_and_bounded() -> None:
     broadcaster, changes, reader, metrics = build(queue_size=3)
-    slow = broadcaster.subscribe([None])
-    fast = broadcaster.subscribe([None])
+    slow = broadcaster.subscribe([None], client="c")
+    fast = broadcaster.subscribe([None], client="c")
     for _ in range(10):
         await until(changes.idle.is_set)
         assert slow.pending <= 3
@@ -179,18 +194,44 @@ async def test_a_subscriber_that_stops_reading_is_dropped_and_bounded() -> None:
 
 async def test_the_client_limit_refuses_one_more() -> None:
     broadcaster, *_ = build(max_clients=2)
-    first = broadcaster.subscribe([None])
-    broadcaster.subscribe([10])
+    first = broadcaster.subscribe([None], client="c")
+    broadcaster.subscribe([10], client="c")
     with pytest.raises(StreamFullError):
-        broadcaster.subscribe([None])
+        broadcaster.subscribe([None], client="c")
     broadcaster.unsubscribe(first)
-    broadcaster.subscribe([None])
+    broadcaster.subscribe([None], client="c")
+    await broadcaster.close()
+
+
+async def test_one_client_address_holds_at_most_its_share() -> None:
+    broadcaster, *_ = build(max_clients=10, max_per_client=2)
+    first = broadcaster.subscribe([None], client="203.0.113.7")
+    broadcaster.subscribe([60], client="203.0.113.7")
+    with pytest.raises(ClientStreamsExceededError):
+        broadcaster.subscribe([None], client="203.0.113.7")
+    broadcaster.subscribe([None], client="198.51.100.1")  # another client is not refused
+    broadcaster.unsubscribe(first)
+    broadcaster.subscribe([None], client="203.0.113.7")  # a stream that ends frees its place
+    assert broadcaster.clients == 3
+    await broadcaster.close()
+
+
+async def test_only_the_streamed_windows_get_a_reader() -> None:
+    broadcaster, changes, reader, _ = build()
+    with pytest.raises(WindowNotStreamedError, match="7, 3599 are not streamed"):
+        broadcaster.subscribe([60, 7, 3599], client="c")
+    assert broadcaster.clients == 0
+    every = [None, *DEFAULT_STREAM_WINDOWS]
+    subs = [broadcaster.subscribe(every[i : i + 8], client=f"c{i}") for i in range(len(every))]
+    await until(lambda: changes.idle.is_set() and len(reader.calls) == len(every))
+    assert set(reader.calls) == set(every)  # one reader per window, however many ask
+    assert broadcaster.clients == len(subs)
     await broadcaster.close()
 
 
 async def test_the_last_unsubscribe_stops_reading() -> None:
     broadcaster, changes, reader, _ = build()
-    sub = broadcaster.subscribe([None, 5])
+    sub = broadcaster.subscribe([None, 5], client="c")
     await until(lambda: len(reader.calls) == 2)
     broadcaster.unsubscribe(sub)
     changes.bump()
@@ -202,7 +243,7 @@ async def test_the_last_unsubscribe_stops_reading() -> None:
 
 async def test_close_ends_every_subscription() -> None:
     broadcaster, changes, _, _ = build()
-    subs = [broadcaster.subscribe([None]) for _ in range(3)]
+    subs = [broadcaster.subscribe([None], client="c") for _ in range(3)]
     await until(changes.idle.is_set)
     await broadcaster.close()
     for sub in subs:
@@ -210,4 +251,4 @@ async def test_close_ends_every_subscription() -> None:
         while event is not None:
             event = await sub.next()
     with pytest.raises(StreamFullError):
-        broadcaster.subscribe([None])
+        broadcaster.subscribe([None], client="c")
