@@ -41,6 +41,7 @@ from command_api.services import MAX_BATCH_ITEMS, RecordTransaction
 from shared.money import CENT, is_valid_amount
 
 JSON_MEDIA_TYPE = "application/json"
+_TOO_DEEP = "The request body is nested too deeply."
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -126,8 +127,7 @@ def parse_exact_json(raw: bytes) -> Any:
         msg = f"The request body is not valid JSON ({err.msg} at position {err.pos})."
         raise MalformedJsonError(msg) from err
     except RecursionError as err:
-        msg = "The request body is nested too deeply."
-        raise MalformedJsonError(msg) from err
+        raise MalformedJsonError(_TOO_DEEP) from err
     except InvalidOperation as err:  # e.g. 1e999999999999999999999: no Decimal holds it
         msg = "The request body holds a number beyond the representable range."
         raise MalformedJsonError(msg) from err
@@ -185,6 +185,8 @@ def fast_transaction(raw: bytes, context: ValidationContext) -> RecordTransactio
         return _command(item, context.latest)
     except (msgspec.MsgspecError, _Refused, ValueError, OverflowError, InvalidOperation):
         return None
+    except RecursionError as err:  # msgspec's depth limit (an amount of nested arrays)
+        raise MalformedJsonError(_TOO_DEEP) from err
 
 
 def fast_batch(raw: bytes, context: ValidationContext) -> list[RecordTransaction] | None:
@@ -196,6 +198,8 @@ def fast_batch(raw: bytes, context: ValidationContext) -> list[RecordTransaction
         commands = [_command(item, latest) for item in items]
     except (msgspec.MsgspecError, _Refused, ValueError, OverflowError, InvalidOperation):
         return None
+    except RecursionError as err:  # msgspec's depth limit (an amount of nested arrays)
+        raise MalformedJsonError(_TOO_DEEP) from err
     ids = [command.transaction_id for command in commands if command.transaction_id]
     return commands if len(set(ids)) == len(ids) else None
 
