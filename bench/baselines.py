@@ -36,16 +36,10 @@ from aiokafka import AIOKafkaProducer
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from starlette.types import Receive, Scope, Send
 
-from command_api.deps import (
-    BatchCommands,
-    CommandServices,
-    TransactionCommand,
-    Writer,
-    install_services,
-)
+from command_api.deps import BatchWrite, CommandServices, TransactionWrite, install_services
 from command_api.ports import Position
 from command_api.services import TransactionRecorder
-from shared.auth import JwtVerifier
+from shared.auth import JwtVerifier, VerifiedTokens
 from shared.events import TransactionRecorded
 from shared.settings import ClockSkewSettings, JwtSettings, KafkaSettings
 
@@ -88,7 +82,7 @@ def noop_command_app() -> FastAPI:
     install_services(
         app,
         CommandServices(
-            verifier=JwtVerifier(JwtSettings()),
+            verifier=VerifiedTokens(JwtVerifier(JwtSettings())),
             clock=_utc_now,
             max_clock_skew=timedelta(seconds=ClockSkewSettings().max_clock_skew_seconds),
             recorder=TransactionRecorder(publisher=_UnusedPublisher(), clock=_utc_now),
@@ -96,11 +90,11 @@ def noop_command_app() -> FastAPI:
     )
 
     @app.post("/transactions", status_code=201)
-    async def record(_: Writer, __: TransactionCommand) -> dict[str, Any]:
+    async def record(_: TransactionWrite) -> dict[str, Any]:
         return ACCEPTED
 
     @app.post("/transactions/batch", status_code=201)
-    async def record_batch(_: Writer, __: BatchCommands) -> dict[str, Any]:
+    async def record_batch(_: BatchWrite) -> dict[str, Any]:
         return ACCEPTED
 
     @app.get("/health")

@@ -21,10 +21,9 @@ from command_api.instrumented_publisher import InstrumentedPublisher
 from command_api.metrics import CommandMetrics
 from command_api.models import TransactionBatchRequest, TransactionRequest
 from command_api.ports import EventPublisher
-from command_api.rejection_counter import RejectionCounter
 from command_api.routes import router
 from command_api.services import Clock, TransactionRecorder
-from shared.auth import JwtVerifier
+from shared.auth import JwtVerifier, VerifiedTokens, bearer_security_scheme
 from shared.errors import install_error_handlers
 from shared.logs import configure_logging
 from shared.openapi import install_openapi
@@ -51,7 +50,7 @@ def create_app(
     if config is None:
         config = CommandConfig.from_environment()
         configure_logging(config.log.log_level, config.log.log_format)
-    verifier = JwtVerifier(config.jwt)
+    verifier = VerifiedTokens(JwtVerifier(config.jwt))
     registry = CollectorRegistry()
     metrics = CommandMetrics(registry)
     kafka: KafkaEventPublisher | None = None
@@ -92,8 +91,12 @@ def create_app(
         registry=registry,
         checks={"kafka": log.check_ready},
         max_body_bytes=config.command.max_body_bytes,
+        refusals=metrics.count_refusal,
     )
-    app.add_middleware(RejectionCounter, metrics=metrics, path_prefix="/transactions")
     install_error_handlers(app, COMMAND_PROBLEMS)
-    install_openapi(app, models=[TransactionRequest, TransactionBatchRequest])
+    install_openapi(
+        app,
+        models=[TransactionRequest, TransactionBatchRequest],
+        security_schemes=bearer_security_scheme(),
+    )
     return app

@@ -153,9 +153,7 @@ async def run(ctx: Context, before: Path | None = None) -> None:
     real_env = ctx.infra.service_env(topic=topic.topic)
 
     def server(name: str, factory: str) -> Service:
-        return Service.uvicorn(
-            name, factory, env=real_env, cpus=SERVER_CPUS, log_dir=ctx.log_dir
-        )
+        return Service.uvicorn(name, factory, env=real_env, cpus=SERVER_CPUS, log_dir=ctx.log_dir)
 
     real = Contender(
         Service.api("command_api", env=real_env, cpus=SERVER_CPUS, log_dir=ctx.log_dir)
@@ -185,9 +183,7 @@ async def run(ctx: Context, before: Path | None = None) -> None:
     single = Request("POST", "/transactions", _headers(token), single_body())
     contenders = [real, lean, floor, *([old] if old else [])]
     with running(*(c.service for c in contenders)):
-        _rounds(
-            ctx, "single", contenders=contenders, request=single, connections=ctx.connections
-        )
+        _rounds(ctx, "single", contenders=contenders, request=single, connections=ctx.connections)
         half: dict[str, PacedResult] = {}
         for contender in (real, lean, *([old] if old else [])):
             rate = contender.rates().median / 2
