@@ -27,6 +27,7 @@ from shared.auth import JwtVerifier, VerifiedTokens, bearer_security_scheme
 from shared.errors import install_error_handlers
 from shared.logs import configure_logging
 from shared.openapi import install_openapi
+from shared.runtime import tune_gc
 from shared.web import install_common
 
 DESCRIPTION = """\
@@ -62,6 +63,7 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if kafka is not None:
             await kafka.start()
+            tune_gc()  # a process of its own (the tests build many apps in one)
         try:
             yield
         finally:
