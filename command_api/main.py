@@ -77,6 +77,9 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # served offline by install_common (shared/docs.py)
         redoc_url=None,
+        # We export Prometheus metrics, not OpenTelemetry: without this, FastAPI looks up the
+        # global OpenTelemetry providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_services(
         app,
@@ -87,7 +90,9 @@ def create_app(
             recorder=TransactionRecorder(publisher=log, clock=clock),
         ),
     )
-    app.include_router(router)
+    # The write routes join the app's own router rather than being included: FastAPI matches
+    # an included router twice per request (to choose it, then to handle it).
+    app.router.routes.extend(router.routes)
     install_common(
         app,
         registry=registry,

@@ -23,12 +23,24 @@ Clock = Callable[[], datetime]
 IdFactory = Callable[[int], list[uuid.UUID]]
 
 
-def random_uuids(count: int) -> list[uuid.UUID]:
-    """`count` version-4 UUIDs, as `uuid4()` makes them, from one read of the system's
-    randomness: `uuid4()` reads it once per id, a system call each, and a batch needs up to
-    two ids per item."""
-    raw = os.urandom(16 * count)
-    return [uuid.UUID(bytes=raw[at : at + 16], version=4) for at in range(0, 16 * count, 16)]
+class RandomUuids:
+    """Version-4 UUIDs as `uuid4()` makes them, from the system's randomness read a block at a
+    time: `uuid4()` reads it once per id, a system call each, and every request needs one or
+    two ids (a batch up to two per item). An `IdFactory`."""
+
+    BLOCK_BYTES = 4096
+
+    def __init__(self) -> None:
+        self._block = b""
+        self._at = 0
+
+    def __call__(self, count: int) -> list[uuid.UUID]:
+        size = 16 * count
+        if self._at + size > len(self._block):
+            self._block, self._at = os.urandom(max(self.BLOCK_BYTES, size)), 0
+        at, self._at = self._at, self._at + size
+        raw = self._block
+        return [uuid.UUID(bytes=raw[i : i + 16], version=4) for i in range(at, at + size, 16)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +82,15 @@ def consistency_token(positions: Sequence[Position]) -> str:
 
 class TransactionRecorder:
     def __init__(
-        self, *, publisher: EventPublisher, clock: Clock, new_ids: IdFactory = random_uuids
+        self,
+        *,
+        publisher: EventPublisher,
+        clock: Clock,
+        new_ids: IdFactory | None = None,
     ) -> None:
         self._publisher = publisher
         self._clock = clock
-        self._new_ids = new_ids
+        self._new_ids = new_ids or RandomUuids()
 
     async def record(self, command: RecordTransaction, *, producer: str) -> Receipt:
         return await self.record_batch([command], producer=producer)
