@@ -224,11 +224,8 @@ def _command(item: _Item, latest: datetime) -> RecordTransaction:
     occurred_at = datetime.fromisoformat(item.timestamp).astimezone(UTC)
     if occurred_at > latest:
         raise _Refused
-    return RecordTransaction(
-        amount=_amount(bytes(item.amount)),
-        occurred_at=occurred_at,
-        transaction_id=item.transaction_id if isinstance(item.transaction_id, str) else None,
-    )
+    transaction_id = item.transaction_id if isinstance(item.transaction_id, str) else None
+    return RecordTransaction._make((_amount(bytes(item.amount)), occurred_at, transaction_id))
 
 
 def _amount(token: bytes) -> Decimal:

@@ -10,7 +10,7 @@ header are read here, and the routes document them in their OpenAPI (`routes.py`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Generic, TypeVar
 
@@ -93,7 +93,7 @@ async def transaction_write(request: Request) -> Write[RecordTransaction]:
             transaction_id = reconcile(command.transaction_id, key)
         except IdempotencyKeyError as err:
             raise RequestValidationError([err.as_error()]) from err
-        command = replace(command, transaction_id=transaction_id)
+        command = command._replace(transaction_id=transaction_id)
     return Write(producer, command, services.recorder)
 
 

@@ -41,7 +41,7 @@ _IDEMPOTENCY_KEY_PARAMETER = {
         "title": HEADER,
     },
 }
-_BEARER = [{name: []} for name in bearer_security_scheme()]
+_BEARER: list[dict[str, list[str]]] = [{name: []} for name in bearer_security_scheme()]
 
 
 def _openapi(model: type[Any], *, parameters: list[dict[str, Any]] | None = None) -> Any:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 from command_api.ports import EventPublisher, Position
 from shared.consistency import encode_token
@@ -43,25 +44,32 @@ class RandomUuids:
         return [uuid.UUID(bytes=raw[i : i + 16], version=4) for i in range(at, at + size, 16)]
 
 
-@dataclass(frozen=True, slots=True)
-class RecordTransaction:
-    """Command: record one transaction. Already validated (amount, timestamp, id format)."""
-
+class _Transaction(NamedTuple):
     amount: Decimal
     occurred_at: datetime
     transaction_id: str | None = None
 
-    def __post_init__(self) -> None:
-        if not is_valid_amount(self.amount):
-            msg = f"amount {self.amount} is not in (0, {MAX_AMOUNT}] in whole cents"
+
+class RecordTransaction(_Transaction):
+    """Command: record one transaction. Already validated (amount, timestamp, id format); it
+    refuses to exist otherwise. A NamedTuple: a batch makes one per item. (`_make` builds one
+    without the checks: for a decoder that has just made them.)"""
+
+    __slots__ = ()
+
+    def __new__(
+        cls, amount: Decimal, occurred_at: datetime, transaction_id: str | None = None
+    ) -> RecordTransaction:
+        if not is_valid_amount(amount):
+            msg = f"amount {amount} is not in (0, {MAX_AMOUNT}] in whole cents"
             raise ValueError(msg)
-        if self.occurred_at.utcoffset() is None:
+        if occurred_at.utcoffset() is None:
             msg = "occurred_at must carry a timezone"
             raise ValueError(msg)
+        return super().__new__(cls, amount, occurred_at, transaction_id)
 
 
-@dataclass(frozen=True, slots=True)
-class RecordedTransaction:
+class RecordedTransaction(NamedTuple):
     transaction_id: str
     event_id: uuid.UUID
     position: Position

@@ -88,11 +88,11 @@ class _Lane:
             batch, ticket = self.full.popleft()
             if ticket.open:
                 return batch, ticket
-        batch, ticket = self.batch, self.ticket
+        batch, open_ticket = self.batch, self.ticket
         self.batch = self.ticket = None
-        if ticket is None or not ticket.open or not batch.record_count():
+        if open_ticket is None or not open_ticket.open or not batch.record_count():
             return None
-        return batch, ticket
+        return batch, open_ticket
 
 
 class PartitionBatches:
