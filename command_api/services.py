@@ -85,7 +85,7 @@ class Receipt:
 
 
 def consistency_token(positions: Sequence[Position]) -> str:
-    return encode_token(highest_offsets((p.partition, p.offset) for p in positions))
+    return encode_token(highest_offsets(positions))  # a Position is a (partition, offset)
 
 
 class TransactionRecorder:
@@ -114,16 +114,17 @@ class TransactionRecorder:
         recorded_at = self._clock()
         missing = sum(1 for command in commands if not command.transaction_id)
         fresh = iter(self._new_ids(len(commands) + missing))  # event ids and missing ids
-        events = [
+        events = [  # positional (event_id, transaction_id, amount, occurred_at, recorded_at,
+            # producer): cheaper than keywords, once per item
             TransactionRecorded(
-                event_id=next(fresh),
-                transaction_id=command.transaction_id or str(next(fresh)),
-                amount=command.amount,
-                occurred_at=command.occurred_at,
-                recorded_at=recorded_at,
-                producer=producer,
+                next(fresh),
+                transaction_id or str(next(fresh)),
+                amount,
+                occurred_at,
+                recorded_at,
+                producer,
             )
-            for command in commands
+            for amount, occurred_at, transaction_id in commands
         ]
         positions = await self._publisher.publish(events)
         if len(positions) != len(events):
