@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Generic, NamedTuple, TypeVar
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -42,8 +42,7 @@ class CommandServices:
     recorder: TransactionRecorder
 
 
-@dataclass(frozen=True, slots=True)
-class Write(Generic[CommandT]):
+class Write(NamedTuple, Generic[CommandT]):
     """An authenticated write request: its producer, its command(s), who records them."""
 
     producer: str

@@ -101,7 +101,25 @@ class TransactionRecorder:
         self._new_ids = new_ids or RandomUuids()
 
     async def record(self, command: RecordTransaction, *, producer: str) -> Receipt:
-        return await self.record_batch([command], producer=producer)
+        """`record_batch` of one command, without a batch's lists (the path of every single
+        POST)."""
+        amount, occurred_at, transaction_id = command
+        event_id, *generated = self._new_ids(1 if transaction_id else 2)
+        event = TransactionRecorded(
+            event_id,
+            transaction_id or str(generated[0]),
+            amount,
+            occurred_at,
+            self._clock(),
+            producer,
+        )
+        positions = await self._publisher.publish([event])
+        _check_count(positions, 1)
+        [(partition, offset)] = positions
+        return Receipt(
+            transactions=[RecordedTransaction(event.transaction_id, event_id, positions[0])],
+            consistency_token=encode_token({partition: offset}),
+        )
 
     async def record_batch(
         self, commands: Sequence[RecordTransaction], *, producer: str
@@ -127,9 +145,7 @@ class TransactionRecorder:
             for amount, occurred_at, transaction_id in commands
         ]
         positions = await self._publisher.publish(events)
-        if len(positions) != len(events):
-            msg = f"the publisher returned {len(positions)} positions for {len(events)} events"
-            raise RuntimeError(msg)
+        _check_count(positions, len(events))
         return Receipt(
             transactions=[
                 RecordedTransaction(event.transaction_id, event.event_id, position)
@@ -137,3 +153,9 @@ class TransactionRecorder:
             ],
             consistency_token=consistency_token(positions),
         )
+
+
+def _check_count(positions: Sequence[Position], events: int) -> None:
+    if len(positions) != events:
+        msg = f"the publisher returned {len(positions)} positions for {events} events"
+        raise RuntimeError(msg)

@@ -129,6 +129,12 @@ class KafkaEventPublisher:
         if partitions is None:  # metadata not known yet: wait for it, within the bound
             partitions = await self._await_partitions(producer)
         count = len(partitions)
+        if len(events) == 1:  # a single POST: no lists to build
+            event = events[0]
+            key = event.key
+            ticket, place = batches.append(partition_of(key, count), key, serialize(event))
+            await self._settle(ticket, producer, 1)
+            return [Position(ticket.partition, ticket.outcome.result() + place)]
         placed: list[tuple[Ticket, int]] = []
         for event in events:
             key = event.key
