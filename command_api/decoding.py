@@ -221,7 +221,9 @@ def _no_repeated_keys(raw: bytes, items: Iterable[_Item], *, keys: int) -> None:
 
 
 def _command(item: _Item, latest: datetime) -> RecordTransaction:
-    occurred_at = datetime.fromisoformat(item.timestamp).astimezone(UTC)
+    occurred_at = datetime.fromisoformat(item.timestamp)
+    if occurred_at.tzinfo is not UTC:  # `Z` parses as UTC already: no new datetime for it
+        occurred_at = occurred_at.astimezone(UTC)
     if occurred_at > latest:
         raise _Refused
     transaction_id = item.transaction_id if isinstance(item.transaction_id, str) else None
