@@ -73,7 +73,9 @@ async def test_failover_settings_reach_the_producer() -> None:
     await log.stop()
 
 
-def check(producer: FakeProducer, events: list[TransactionRecorded], positions: list[Position]):
+def check(
+    producer: FakeProducer, events: list[TransactionRecorded], positions: list[Position]
+) -> None:
     """Each position names the record holding its event, in the partition of its key."""
     assert len(positions) == len(events)
     for original, position in zip(events, positions, strict=True):
