@@ -38,7 +38,7 @@ from command_api.models import (
     ValidationContext,
 )
 from command_api.services import MAX_BATCH_ITEMS, RecordTransaction
-from shared.money import CENT, is_valid_amount
+from shared.money import in_cents
 
 JSON_MEDIA_TYPE = "application/json"
 _TOO_DEEP = "The request body is nested too deeply."
@@ -237,7 +237,7 @@ def _amount(token: bytes) -> Decimal:
         token = token[1:-1]
     elif token[0] not in b"-0123456789":  # true, false, null, an object or an array
         raise _Refused
-    amount = Decimal(token.decode())
-    if not is_valid_amount(amount):
+    amount = in_cents(Decimal(token.decode()))
+    if amount is None:
         raise _Refused
-    return amount.quantize(CENT)
+    return amount
