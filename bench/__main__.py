@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable
+from pathlib import Path
 from typing import TypeVar
 
 from bench.infra import bench_infra
@@ -43,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--connections", type=int, default=64, help="for single POST and GET")
     parser.add_argument("--batch-connections", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="short runs for development")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="a checkout of another commit (e.g. a git worktree): its command API joins the "
+        "ingest rounds, for before and after in one run",
+    )
     return parser
 
 
@@ -79,9 +86,10 @@ async def _main(args: argparse.Namespace) -> Report:
             "layout": LAYOUT,
             "scenarios": chosen,
             "quick": args.quick,
+            "before": str(args.before) if args.before else None,
         }
         if "ingest" in chosen:
-            await _attempt(ctx, "ingest", ingest_scenario.run(ctx))
+            await _attempt(ctx, "ingest", ingest_scenario.run(ctx, args.before))
         large_url: str | None = None
         if "fold" in chosen or "stats" in chosen:
             large_url = await _attempt(ctx, "fold", _fold(ctx, fold="fold" in chosen))

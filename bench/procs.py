@@ -149,8 +149,10 @@ class Service:
         log_dir: Path,
         port: int | None = None,
         ready_path: str = "/health",
+        cwd: Path = ROOT,
     ) -> None:
         self.name = name
+        self.cwd = cwd
         self.port = port
         self._command = pinned(command, cpus)
         self._env = dict(env)
@@ -169,28 +171,46 @@ class Service:
         cpus: str | None,
         log_dir: Path,
         ready_path: str = "/health",
+        cwd: Path = ROOT,
     ) -> Service:
         """`uvicorn --factory` with the settings `scripts/services.sh` uses (uvloop,
-        httptools, one worker, no access log) on a free port."""
+        httptools, one worker, no access log) on a free port. `cwd`: the checkout whose code
+        it runs (its packages come first on the import path)."""
         port = free_port()
         command = [sys.executable, *UVICORN, *UVICORN_FLAGS, "--port", str(port), factory]
         return cls(
-            name, command, env=env, cpus=cpus, log_dir=log_dir, port=port, ready_path=ready_path
+            name,
+            command,
+            env=env,
+            cpus=cpus,
+            log_dir=log_dir,
+            port=port,
+            ready_path=ready_path,
+            cwd=cwd,
         )
 
     @classmethod
     def api(
-        cls, package: str, *, env: Mapping[str, str], cpus: str | None, log_dir: Path
+        cls,
+        package: str,
+        *,
+        env: Mapping[str, str],
+        cpus: str | None,
+        log_dir: Path,
+        name: str | None = None,
+        cwd: Path = ROOT,
     ) -> Service:
         """One of our APIs (`command_api`, `query_api`) as `scripts/services.sh` runs it,
-        ready when its dependencies answer."""
+        ready when its dependencies answer; from the checkout `cwd` (another commit's, to
+        compare with)."""
         return cls.uvicorn(
-            package,
+            name or package,
             f"{package}.main:create_app",
             env=env,
             cpus=cpus,
             log_dir=log_dir,
             ready_path="/ready",
+            cwd=cwd,
         )
 
     @property
@@ -210,7 +230,7 @@ class Service:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                self._command, cwd=ROOT, env=self._env, stdout=log, stderr=subprocess.STDOUT
+                self._command, cwd=self.cwd, env=self._env, stdout=log, stderr=subprocess.STDOUT
             )
         if self.port is not None:
             self._wait_ready(timeout)

@@ -38,9 +38,10 @@ from command_api.models import (
     ValidationContext,
 )
 from command_api.services import MAX_BATCH_ITEMS, RecordTransaction
-from shared.money import CENT, is_valid_amount
+from shared.money import in_cents
 
 JSON_MEDIA_TYPE = "application/json"
+_TOO_DEEP = "The request body is nested too deeply."
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -86,6 +87,8 @@ def batch_by_models(raw: bytes, context: ValidationContext) -> list[RecordTransa
 
 
 def check_content_type(header: str | None) -> None:
+    if header == JSON_MEDIA_TYPE:  # what nearly every request sends: no parsing needed
+        return
     message = Message()
     message["content-type"] = header or ""
     charset = message.get_content_charset("utf-8")
@@ -126,8 +129,7 @@ def parse_exact_json(raw: bytes) -> Any:
         msg = f"The request body is not valid JSON ({err.msg} at position {err.pos})."
         raise MalformedJsonError(msg) from err
     except RecursionError as err:
-        msg = "The request body is nested too deeply."
-        raise MalformedJsonError(msg) from err
+        raise MalformedJsonError(_TOO_DEEP) from err
     except InvalidOperation as err:  # e.g. 1e999999999999999999999: no Decimal holds it
         msg = "The request body holds a number beyond the representable range."
         raise MalformedJsonError(msg) from err
@@ -185,6 +187,8 @@ def fast_transaction(raw: bytes, context: ValidationContext) -> RecordTransactio
         return _command(item, context.latest)
     except (msgspec.MsgspecError, _Refused, ValueError, OverflowError, InvalidOperation):
         return None
+    except RecursionError as err:  # msgspec's depth limit (an amount of nested arrays)
+        raise MalformedJsonError(_TOO_DEEP) from err
 
 
 def fast_batch(raw: bytes, context: ValidationContext) -> list[RecordTransaction] | None:
@@ -196,6 +200,8 @@ def fast_batch(raw: bytes, context: ValidationContext) -> list[RecordTransaction
         commands = [_command(item, latest) for item in items]
     except (msgspec.MsgspecError, _Refused, ValueError, OverflowError, InvalidOperation):
         return None
+    except RecursionError as err:  # msgspec's depth limit (an amount of nested arrays)
+        raise MalformedJsonError(_TOO_DEEP) from err
     ids = [command.transaction_id for command in commands if command.transaction_id]
     return commands if len(set(ids)) == len(ids) else None
 
@@ -215,14 +221,13 @@ def _no_repeated_keys(raw: bytes, items: Iterable[_Item], *, keys: int) -> None:
 
 
 def _command(item: _Item, latest: datetime) -> RecordTransaction:
-    occurred_at = datetime.fromisoformat(item.timestamp).astimezone(UTC)
+    occurred_at = datetime.fromisoformat(item.timestamp)
+    if occurred_at.tzinfo is not UTC:  # `Z` parses as UTC already: no new datetime for it
+        occurred_at = occurred_at.astimezone(UTC)
     if occurred_at > latest:
         raise _Refused
-    return RecordTransaction(
-        amount=_amount(bytes(item.amount)),
-        occurred_at=occurred_at,
-        transaction_id=item.transaction_id if isinstance(item.transaction_id, str) else None,
-    )
+    transaction_id = item.transaction_id if isinstance(item.transaction_id, str) else None
+    return RecordTransaction._make((_amount(bytes(item.amount)), occurred_at, transaction_id))
 
 
 def _amount(token: bytes) -> Decimal:
@@ -232,7 +237,7 @@ def _amount(token: bytes) -> Decimal:
         token = token[1:-1]
     elif token[0] not in b"-0123456789":  # true, false, null, an object or an array
         raise _Refused
-    amount = Decimal(token.decode())
-    if not is_valid_amount(amount):
+    amount = in_cents(Decimal(token.decode()))
+    if amount is None:
         raise _Refused
-    return amount.quantize(CENT)
+    return amount

@@ -1,14 +1,20 @@
-"""FastAPI dependencies of the command API, as `Annotated` aliases over typed providers: what the
-composition root built (one `CommandServices`), handed to routes, and the commands of the
-request bodies, decoded exactly and validated after authentication."""
+"""FastAPI dependencies of the command API, as `Annotated` aliases: what the composition root
+built (one `CommandServices`), and per write route one dependency that yields the request's
+`Write`: who posts (the bearer token's subject, with the write scope), the commands of the
+body (decoded exactly, validated after authentication) and the recorder to hand them to.
+
+One dependency per route rather than a graph of small ones (services -> verifier -> scope,
+header, body): FastAPI resolves each dependency per request, and on the write path that
+resolution was a large part of a request's cost. So the token and the `Idempotency-Key`
+header are read here, and the routes document them in their OpenAPI (`routes.py`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Generic, NamedTuple, TypeVar
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 
 from command_api.decoding import decode_batch_body, decode_transaction_body, read_body
@@ -18,19 +24,29 @@ from command_api.idempotency import (
     parse_idempotency_key,
     reconcile,
 )
-from command_api.models import POSTED_ID_RULE, ValidationContext
+from command_api.models import ValidationContext
 from command_api.services import Clock, RecordTransaction, TransactionRecorder
-from shared.auth import SCOPE_WRITE, JwtVerifier, Principal, require_scope
+from shared.auth import SCOPE_WRITE, TokenVerifier, authorize
 from shared.web import AppServices
+
+CommandT = TypeVar("CommandT")
 
 
 @dataclass(frozen=True, slots=True)
 class CommandServices:
     """Everything a request of the command API needs, built once by `create_app`."""
 
-    verifier: JwtVerifier
+    verifier: TokenVerifier
     clock: Clock
     max_clock_skew: timedelta
+    recorder: TransactionRecorder
+
+
+class Write(NamedTuple, Generic[CommandT]):
+    """An authenticated write request: its producer, its command(s), who records them."""
+
+    producer: str
+    command: CommandT
     recorder: TransactionRecorder
 
 
@@ -42,51 +58,27 @@ def install_services(app: FastAPI, services: CommandServices) -> None:
     _services.install(app, services)
 
 
-# `async`: FastAPI runs a plain `def` dependency in its thread pool (a thread hop per request)
-async def get_services(request: Request) -> CommandServices:
-    return _services.of(request.app)
-
-
-Services = Annotated[CommandServices, Depends(get_services)]
-
-
-async def get_verifier(services: Services) -> JwtVerifier:
-    return services.verifier
-
-
-async def get_recorder(services: Services) -> TransactionRecorder:
-    return services.recorder
-
-
-Writer = Annotated[Principal, Depends(require_scope(SCOPE_WRITE, verifier=get_verifier))]
-Recorder = Annotated[TransactionRecorder, Depends(get_recorder)]
+def _authorized(request: Request) -> tuple[CommandServices, str]:
+    services = _services.of(request.app)
+    principal = authorize(services.verifier, request.headers.get("authorization"), SCOPE_WRITE)
+    return services, principal.subject
 
 
 def _context(services: CommandServices) -> ValidationContext:
     return ValidationContext(now=services.clock(), max_clock_skew=services.max_clock_skew)
 
 
-IdempotencyKeyHeader = Annotated[
-    str | None,
-    Header(
-        alias=HEADER,
-        description='The transaction id as an RFC 8941 string, e.g. `"order-1"` '
-        f"({POSTED_ID_RULE}): used when the body has no `transaction_id`; both present and "
-        "different answers 422. Keys are kept forever: a retry, however late, is counted once.",
-    ),
-]
-
-
-async def transaction_command(
-    request: Request, services: Services, _: Writer, idempotency_key: IdempotencyKeyHeader = None
-) -> RecordTransaction:
-    """The command of `POST /transactions`; its body is read only once the caller is
-    authenticated. An `Idempotency-Key` header supplies or must equal its `transaction_id`."""
+# `async`: FastAPI runs a plain `def` dependency in its thread pool (a thread hop per request)
+async def transaction_write(request: Request) -> Write[RecordTransaction]:
+    """`POST /transactions`: its body is read only once the caller is authenticated. An
+    `Idempotency-Key` header supplies or must equal the command's `transaction_id`."""
+    services, producer = _authorized(request)
+    header = request.headers.get(HEADER)
     errors: list[dict[str, object]] = []
     key = None
-    if idempotency_key is not None:
+    if header is not None:
         try:
-            key = parse_idempotency_key(idempotency_key)
+            key = parse_idempotency_key(header)
         except IdempotencyKeyError as err:
             errors.append(err.as_error())
     try:
@@ -95,29 +87,28 @@ async def transaction_command(
         raise RequestValidationError([*err.errors(), *errors]) from err
     if errors:
         raise RequestValidationError(errors)
-    if key is None:
-        return command
-    try:
-        transaction_id = reconcile(command.transaction_id, key)
-    except IdempotencyKeyError as err:
-        raise RequestValidationError([err.as_error()]) from err
-    return replace(command, transaction_id=transaction_id)
+    if key is not None:
+        try:
+            transaction_id = reconcile(command.transaction_id, key)
+        except IdempotencyKeyError as err:
+            raise RequestValidationError([err.as_error()]) from err
+        command = command._replace(transaction_id=transaction_id)
+    return Write(producer, command, services.recorder)
 
 
-async def batch_commands(
-    request: Request, services: Services, _: Writer
-) -> list[RecordTransaction]:
-    """The commands of `POST /transactions/batch`; its body is read only once the caller is
-    authenticated. Items carry their own ids: an `Idempotency-Key` header is refused, not
-    ignored."""
+async def batch_write(request: Request) -> Write[list[RecordTransaction]]:
+    """`POST /transactions/batch`: its body is read only once the caller is authenticated.
+    Items carry their own ids: an `Idempotency-Key` header is refused, not ignored."""
+    services, producer = _authorized(request)
     if HEADER in request.headers:
         error = IdempotencyKeyError(
             "idempotency_key_not_allowed",
             f"{HEADER} names one transaction: give each batch item its transaction_id",
         )
         raise RequestValidationError([error.as_error()])
-    return decode_batch_body(await read_body(request), _context(services))
+    commands = decode_batch_body(await read_body(request), _context(services))
+    return Write(producer, commands, services.recorder)
 
 
-TransactionCommand = Annotated[RecordTransaction, Depends(transaction_command)]
-BatchCommands = Annotated[list[RecordTransaction], Depends(batch_commands)]
+TransactionWrite = Annotated[Write[RecordTransaction], Depends(transaction_write)]
+BatchWrite = Annotated[Write[list[RecordTransaction]], Depends(batch_write)]

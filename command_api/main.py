@@ -21,13 +21,13 @@ from command_api.instrumented_publisher import InstrumentedPublisher
 from command_api.metrics import CommandMetrics
 from command_api.models import TransactionBatchRequest, TransactionRequest
 from command_api.ports import EventPublisher
-from command_api.rejection_counter import RejectionCounter
 from command_api.routes import router
 from command_api.services import Clock, TransactionRecorder
-from shared.auth import JwtVerifier
+from shared.auth import JwtVerifier, VerifiedTokens, bearer_security_scheme
 from shared.errors import install_error_handlers
 from shared.logs import configure_logging
 from shared.openapi import install_openapi
+from shared.runtime import tune_gc
 from shared.web import install_common
 
 DESCRIPTION = """\
@@ -51,7 +51,7 @@ def create_app(
     if config is None:
         config = CommandConfig.from_environment()
         configure_logging(config.log.log_level, config.log.log_format)
-    verifier = JwtVerifier(config.jwt)
+    verifier = VerifiedTokens(JwtVerifier(config.jwt))
     registry = CollectorRegistry()
     metrics = CommandMetrics(registry)
     kafka: KafkaEventPublisher | None = None
@@ -63,6 +63,7 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if kafka is not None:
             await kafka.start()
+            tune_gc()  # a process of its own (the tests build many apps in one)
         try:
             yield
         finally:
@@ -76,6 +77,9 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # served offline by install_common (shared/docs.py)
         redoc_url=None,
+        # We export Prometheus metrics, not OpenTelemetry: without this, FastAPI looks up the
+        # global OpenTelemetry providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_services(
         app,
@@ -86,14 +90,20 @@ def create_app(
             recorder=TransactionRecorder(publisher=log, clock=clock),
         ),
     )
-    app.include_router(router)
+    # The write routes join the app's own router rather than being included: FastAPI matches
+    # an included router twice per request (to choose it, then to handle it).
+    app.router.routes.extend(router.routes)
     install_common(
         app,
         registry=registry,
         checks={"kafka": log.check_ready},
         max_body_bytes=config.command.max_body_bytes,
+        refusals=metrics.count_refusal,
     )
-    app.add_middleware(RejectionCounter, metrics=metrics, path_prefix="/transactions")
     install_error_handlers(app, COMMAND_PROBLEMS)
-    install_openapi(app, models=[TransactionRequest, TransactionBatchRequest])
+    install_openapi(
+        app,
+        models=[TransactionRequest, TransactionBatchRequest],
+        security_schemes=bearer_security_scheme(),
+    )
     return app

@@ -6,13 +6,15 @@
   (`not_connected`, `timeout`, `rejected`).
 - `event_publish_duration_seconds`: time from handing events to the log until all are acked.
 Request latency is `http_request_duration_seconds` from `shared.web`. Who counts:
-`instrumented_publisher.py` (publishes) and `rejection_counter.py` (refused requests).
+`instrumented_publisher.py` (publishes) and `shared.web.RequestEdge` (refused requests, through
+`count_refusal`).
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+TRANSACTION_PATHS = "/transactions"
 REJECTION_REASONS = {
     400: "malformed_json",
     401: "unauthenticated",
@@ -54,3 +56,8 @@ class CommandMetrics:
             self.rejected.labels(reason)
         for failure in ("not_connected", "timeout", "rejected"):
             self.publish_failures.labels(failure)
+
+    def count_refusal(self, path: str, status: int) -> None:
+        """A 4xx answer (`shared.web.RefusalCounter`): counted for the transaction routes."""
+        if path.startswith(TRANSACTION_PATHS):
+            self.rejected.labels(REJECTION_REASONS.get(status, f"http_{status}")).inc()

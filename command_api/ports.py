@@ -8,17 +8,15 @@ against both.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from shared.events import TransactionRecorded
 
 PublishFailure = Literal["not_connected", "timeout", "rejected"]
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Position:
-    """Where an event sits in the log."""
+class Position(NamedTuple):
+    """Where an event sits in the log (a NamedTuple: a batch makes one per event)."""
 
     partition: int
     offset: int

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response
 
-from command_api.deps import BatchCommands, Recorder, TransactionCommand, Writer
+from command_api.deps import BatchWrite, TransactionWrite
 from command_api.errors import WRITE_RESPONSES
+from command_api.idempotency import HEADER
 from command_api.models import (
+    POSTED_ID_RULE,
     BatchRecordedResponse,
     TransactionBatchRequest,
     TransactionRecordedResponse,
@@ -14,9 +18,36 @@ from command_api.models import (
     batch_recorded_json,
     recorded_json,
 )
+from shared.auth import bearer_security_scheme
 from shared.openapi import json_request_body
 
 router = APIRouter(tags=["transactions"])
+
+# The dependencies read the bearer token and the Idempotency-Key header themselves (see
+# deps.py), so the routes say in their OpenAPI what FastAPI would have said for them.
+_IDEMPOTENCY_KEY_DOC = (
+    f'The transaction id as an RFC 8941 string, e.g. `"order-1"` ({POSTED_ID_RULE}): used when '
+    "the body has no `transaction_id`; both present and different answers 422. Keys are kept "
+    "forever: a retry, however late, is counted once."
+)
+_IDEMPOTENCY_KEY_PARAMETER = {
+    "name": HEADER,
+    "in": "header",
+    "required": False,
+    "description": _IDEMPOTENCY_KEY_DOC,
+    "schema": {
+        "anyOf": [{"type": "string"}, {"type": "null"}],
+        "description": _IDEMPOTENCY_KEY_DOC,
+        "title": HEADER,
+    },
+}
+_BEARER: list[dict[str, list[str]]] = [{name: []} for name in bearer_security_scheme()]
+
+
+def _openapi(model: type[Any], *, parameters: list[dict[str, Any]] | None = None) -> Any:
+    extra = {**json_request_body(model), "security": _BEARER}
+    return {**extra, "parameters": parameters} if parameters else extra
+
 
 _DURABLE = (
     "Answers **201 only after the event log acknowledged the write** with `acks=all` "
@@ -35,12 +66,10 @@ _DURABLE = (
     "event itself; the query API treats it as covered once the projection is past it.",
     response_model=TransactionRecordedResponse,
     responses=WRITE_RESPONSES,
-    openapi_extra=json_request_body(TransactionRequest),
+    openapi_extra=_openapi(TransactionRequest, parameters=[_IDEMPOTENCY_KEY_PARAMETER]),
 )
-async def record_transaction(
-    principal: Writer, command: TransactionCommand, recorder: Recorder
-) -> Response:
-    receipt = await recorder.record(command, producer=principal.subject)
+async def record_transaction(write: TransactionWrite) -> Response:
+    receipt = await write.recorder.record(write.command, producer=write.producer)
     return _created(recorded_json(receipt))
 
 
@@ -58,12 +87,10 @@ async def record_transaction(
     "are only reported in a 201.",
     response_model=BatchRecordedResponse,
     responses=WRITE_RESPONSES,
-    openapi_extra=json_request_body(TransactionBatchRequest),
+    openapi_extra=_openapi(TransactionBatchRequest),
 )
-async def record_transactions(
-    principal: Writer, commands: BatchCommands, recorder: Recorder
-) -> Response:
-    receipt = await recorder.record_batch(commands, producer=principal.subject)
+async def record_transactions(write: BatchWrite) -> Response:
+    receipt = await write.recorder.record_batch(write.command, producer=write.producer)
     return _created(batch_recorded_json(receipt))
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 from command_api.ports import EventPublisher, Position
 from shared.consistency import encode_token
@@ -23,33 +24,52 @@ Clock = Callable[[], datetime]
 IdFactory = Callable[[int], list[uuid.UUID]]
 
 
-def random_uuids(count: int) -> list[uuid.UUID]:
-    """`count` version-4 UUIDs, as `uuid4()` makes them, from one read of the system's
-    randomness: `uuid4()` reads it once per id, a system call each, and a batch needs up to
-    two ids per item."""
-    raw = os.urandom(16 * count)
-    return [uuid.UUID(bytes=raw[at : at + 16], version=4) for at in range(0, 16 * count, 16)]
+class RandomUuids:
+    """Version-4 UUIDs as `uuid4()` makes them, from the system's randomness read a block at a
+    time: `uuid4()` reads it once per id, a system call each, and every request needs one or
+    two ids (a batch up to two per item). An `IdFactory`."""
+
+    BLOCK_BYTES = 4096
+
+    def __init__(self) -> None:
+        self._block = b""
+        self._at = 0
+
+    def __call__(self, count: int) -> list[uuid.UUID]:
+        size = 16 * count
+        if self._at + size > len(self._block):
+            self._block, self._at = os.urandom(max(self.BLOCK_BYTES, size)), 0
+        at, self._at = self._at, self._at + size
+        raw = self._block
+        return [uuid.UUID(bytes=raw[i : i + 16], version=4) for i in range(at, at + size, 16)]
 
 
-@dataclass(frozen=True, slots=True)
-class RecordTransaction:
-    """Command: record one transaction. Already validated (amount, timestamp, id format)."""
-
+class _Transaction(NamedTuple):
     amount: Decimal
     occurred_at: datetime
     transaction_id: str | None = None
 
-    def __post_init__(self) -> None:
-        if not is_valid_amount(self.amount):
-            msg = f"amount {self.amount} is not in (0, {MAX_AMOUNT}] in whole cents"
+
+class RecordTransaction(_Transaction):
+    """Command: record one transaction. Already validated (amount, timestamp, id format); it
+    refuses to exist otherwise. A NamedTuple: a batch makes one per item. (`_make` builds one
+    without the checks: for a decoder that has just made them.)"""
+
+    __slots__ = ()
+
+    def __new__(
+        cls, amount: Decimal, occurred_at: datetime, transaction_id: str | None = None
+    ) -> RecordTransaction:
+        if not is_valid_amount(amount):
+            msg = f"amount {amount} is not in (0, {MAX_AMOUNT}] in whole cents"
             raise ValueError(msg)
-        if self.occurred_at.utcoffset() is None:
+        if occurred_at.utcoffset() is None:
             msg = "occurred_at must carry a timezone"
             raise ValueError(msg)
+        return super().__new__(cls, amount, occurred_at, transaction_id)
 
 
-@dataclass(frozen=True, slots=True)
-class RecordedTransaction:
+class RecordedTransaction(NamedTuple):
     transaction_id: str
     event_id: uuid.UUID
     position: Position
@@ -65,19 +85,41 @@ class Receipt:
 
 
 def consistency_token(positions: Sequence[Position]) -> str:
-    return encode_token(highest_offsets((p.partition, p.offset) for p in positions))
+    return encode_token(highest_offsets(positions))  # a Position is a (partition, offset)
 
 
 class TransactionRecorder:
     def __init__(
-        self, *, publisher: EventPublisher, clock: Clock, new_ids: IdFactory = random_uuids
+        self,
+        *,
+        publisher: EventPublisher,
+        clock: Clock,
+        new_ids: IdFactory | None = None,
     ) -> None:
         self._publisher = publisher
         self._clock = clock
-        self._new_ids = new_ids
+        self._new_ids = new_ids or RandomUuids()
 
     async def record(self, command: RecordTransaction, *, producer: str) -> Receipt:
-        return await self.record_batch([command], producer=producer)
+        """`record_batch` of one command, without a batch's lists (the path of every single
+        POST)."""
+        amount, occurred_at, transaction_id = command
+        event_id, *generated = self._new_ids(1 if transaction_id else 2)
+        event = TransactionRecorded(
+            event_id,
+            transaction_id or str(generated[0]),
+            amount,
+            occurred_at,
+            self._clock(),
+            producer,
+        )
+        positions = await self._publisher.publish([event])
+        _check_count(positions, 1)
+        [(partition, offset)] = positions
+        return Receipt(
+            transactions=[RecordedTransaction(event.transaction_id, event_id, positions[0])],
+            consistency_token=encode_token({partition: offset}),
+        )
 
     async def record_batch(
         self, commands: Sequence[RecordTransaction], *, producer: str
@@ -90,21 +132,20 @@ class TransactionRecorder:
         recorded_at = self._clock()
         missing = sum(1 for command in commands if not command.transaction_id)
         fresh = iter(self._new_ids(len(commands) + missing))  # event ids and missing ids
-        events = [
+        events = [  # positional (event_id, transaction_id, amount, occurred_at, recorded_at,
+            # producer): cheaper than keywords, once per item
             TransactionRecorded(
-                event_id=next(fresh),
-                transaction_id=command.transaction_id or str(next(fresh)),
-                amount=command.amount,
-                occurred_at=command.occurred_at,
-                recorded_at=recorded_at,
-                producer=producer,
+                next(fresh),
+                transaction_id or str(next(fresh)),
+                amount,
+                occurred_at,
+                recorded_at,
+                producer,
             )
-            for command in commands
+            for amount, occurred_at, transaction_id in commands
         ]
         positions = await self._publisher.publish(events)
-        if len(positions) != len(events):
-            msg = f"the publisher returned {len(positions)} positions for {len(events)} events"
-            raise RuntimeError(msg)
+        _check_count(positions, len(events))
         return Receipt(
             transactions=[
                 RecordedTransaction(event.transaction_id, event.event_id, position)
@@ -112,3 +153,9 @@ class TransactionRecorder:
             ],
             consistency_token=consistency_token(positions),
         )
+
+
+def _check_count(positions: Sequence[Position], events: int) -> None:
+    if len(positions) != events:
+        msg = f"the publisher returned {len(positions)} positions for {events} events"
+        raise RuntimeError(msg)

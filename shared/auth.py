@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -144,6 +144,62 @@ class JwtVerifier:
         return Principal(subject=subject, scopes=_scopes(claims))
 
 
+class TokenVerifier(Protocol):
+    def verify(self, token: str) -> Principal:
+        """The token's principal; raise `AuthenticationError` for a token we do not accept."""
+        ...
+
+
+MAX_VERIFIED_TOKENS = 1024
+
+
+class VerifiedTokens:
+    """A verifier that remembers the tokens its verifier accepted, by their exact string,
+    until their `exp`: a producer sends the same token with every request, and verifying it
+    (base64, JSON, signature) would otherwise be repeated each time. Only a token that passed
+    every check is remembered, never past its `exp` (the verifier's leeway is not extended to
+    remembered tokens), and at most `max_tokens` of them (the oldest is forgotten first).
+    Nothing else changes: a JWT cannot be revoked before its `exp` here, cached or not."""
+
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        *,
+        max_tokens: int = MAX_VERIFIED_TOKENS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._verifier = verifier
+        self._max_tokens = max_tokens
+        self._clock = clock
+        self._verified: dict[str, tuple[Principal, float]] = {}
+
+    def verify(self, token: str) -> Principal:
+        known = self._verified.get(token)
+        if known is not None:
+            if self._clock() < known[1]:
+                return known[0]
+            del self._verified[token]
+        principal = self._verifier.verify(token)
+        expires = _expiry(token)
+        if expires is not None and self._clock() < expires:
+            if len(self._verified) >= self._max_tokens:
+                del self._verified[next(iter(self._verified))]
+            self._verified[token] = (principal, expires)
+        return principal
+
+    def __len__(self) -> int:
+        return len(self._verified)
+
+
+def _expiry(token: str) -> float | None:
+    """The `exp` of a token that was just verified (so it has a numeric one), else None."""
+    try:
+        expires = jwt.decode(token, options={"verify_signature": False}).get("exp")
+    except jwt.PyJWTError:
+        return None
+    return float(expires) if isinstance(expires, int | float) else None
+
+
 def _scopes(claims: dict[str, Any]) -> frozenset[str]:
     raw = claims.get("scope", claims.get("scp", ""))
     if isinstance(raw, str):
@@ -176,6 +232,29 @@ VerifierProvider = Callable[..., Awaitable[JwtVerifier]]
 """A FastAPI dependency that returns the app's verifier (each API's `deps.get_verifier`)."""
 
 
+def authorize(verifier: TokenVerifier, authorization: str | None, scope: str) -> Principal:
+    """The principal of an `Authorization: Bearer <token>` header value, which must hold
+    `scope` (the header parsed as FastAPI's `HTTPBearer` parses it)."""
+    scheme, _, token = (authorization or "").partition(" ")
+    return _authorized(verifier, scheme, token, scope)
+
+
+def _authorized(verifier: TokenVerifier, scheme: str, token: str, scope: str) -> Principal:
+    if not token or scheme.lower() != "bearer":
+        raise AuthenticationError("A bearer token is required.")
+    principal = verifier.verify(token)
+    if scope not in principal.scopes:
+        raise PermissionDeniedError(f"The token lacks the scope {scope!r}.")
+    return principal
+
+
+def bearer_security_scheme() -> dict[str, Any]:
+    """OpenAPI `components.securitySchemes` for routes that read the bearer token themselves
+    (as `authorize` does) rather than through the `HTTPBearer` dependency: the same scheme."""
+    scheme = _bearer.model.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return {_bearer.scheme_name: scheme}
+
+
 def require_scope(scope: str, *, verifier: VerifierProvider) -> AuthDependency:
     """A FastAPI dependency: the request's principal, which must hold `scope`, checked by the
     verifier that `verifier` provides."""
@@ -184,11 +263,8 @@ def require_scope(scope: str, *, verifier: VerifierProvider) -> AuthDependency:
         jwt_verifier: JwtVerifier = Depends(verifier),  # noqa: B008
         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
     ) -> Principal:
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise AuthenticationError("A bearer token is required.")
-        principal = jwt_verifier.verify(credentials.credentials)
-        if scope not in principal.scopes:
-            raise PermissionDeniedError(f"The token lacks the scope {scope!r}.")
-        return principal
+        if credentials is None:
+            return _authorized(jwt_verifier, "", "", scope)
+        return _authorized(jwt_verifier, credentials.scheme, credentials.credentials, scope)
 
     return authenticate

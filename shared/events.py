@@ -61,20 +61,34 @@ def event_headers() -> list[tuple[str, bytes]]:
     return [(HEADER_TYPE, EVENT_TYPE.encode()), (HEADER_VERSION, str(SCHEMA_VERSION).encode())]
 
 
+class _Wire(msgspec.Struct):
+    """A message value as `serialize` writes it (a Struct: encoded without a dict per event;
+    the field order is the order on the wire)."""
+
+    event_id: uuid.UUID
+    event_type: str
+    schema_version: int
+    transaction_id: str
+    amount: Decimal
+    occurred_at: datetime
+    recorded_at: datetime
+    producer: str
+
+
 def serialize(event: TransactionRecorded) -> bytes:
     """msgspec writes the UUID, the amount (plain, two decimals: what we read) and the UTC
     timestamps (RFC 3339, `Z`) in C."""
     return _encode(
-        {
-            "event_id": event.event_id,
-            "event_type": EVENT_TYPE,
-            "schema_version": SCHEMA_VERSION,
-            "transaction_id": event.transaction_id,
-            "amount": event.amount.quantize(CENT),
-            "occurred_at": _in_utc(event.occurred_at),
-            "recorded_at": _in_utc(event.recorded_at),
-            "producer": event.producer,
-        }
+        _Wire(
+            event.event_id,
+            EVENT_TYPE,
+            SCHEMA_VERSION,
+            event.transaction_id,
+            event.amount.quantize(CENT),
+            _in_utc(event.occurred_at),
+            _in_utc(event.recorded_at),
+            event.producer,
+        )
     )
 
 

@@ -37,6 +37,15 @@ def is_valid_amount(amount: Decimal) -> bool:
     return amount_violation(amount) is None
 
 
+def in_cents(amount: Decimal) -> Decimal | None:
+    """A valid `amount` with exactly two fractional digits, else None: `amount_violation`'s
+    rule and the canonical form in one `quantize` (the decoders' path, once per item)."""
+    if not amount.is_finite() or amount <= 0 or amount > MAX_AMOUNT:
+        return None
+    cents = amount.quantize(CENT)
+    return cents if cents == amount else None
+
+
 def to_cents_string(amount: Decimal) -> str:
     """Format an exact amount (or a rounded average) as a decimal string, half-even."""
     return str(amount.quantize(CENT, rounding=ROUND_HALF_EVEN))

@@ -16,8 +16,14 @@ from shared.errors import ProblemDetails
 SCHEMA_REF = "#/components/schemas/{model}"
 
 
-def install_openapi(app: FastAPI, *, models: list[type[BaseModel]] | None = None) -> None:
-    """Generate the schema once, with `models` (and `ProblemDetails`) under components."""
+def install_openapi(
+    app: FastAPI,
+    *,
+    models: list[type[BaseModel]] | None = None,
+    security_schemes: dict[str, Any] | None = None,
+) -> None:
+    """Generate the schema once, with `models` (and `ProblemDetails`) under components, and
+    `security_schemes` that routes name without a FastAPI security dependency."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -27,6 +33,9 @@ def install_openapi(app: FastAPI, *, models: list[type[BaseModel]] | None = None
                 description=app.description,
                 routes=app.routes,
             )
+            if security_schemes:
+                schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+                schemes.update(security_schemes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             registered: list[type[BaseModel]] = [*(models or []), ProblemDetails]
             for model in registered:

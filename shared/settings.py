@@ -212,7 +212,9 @@ class CommandSettings(BaseSettings):
 
     publish_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
-    producer_linger_ms: int = Field(default=2, ge=0, le=1000)
+    # How long a partition's record batch may fill before it goes to the producer; 0: until
+    # the event loop has run what is ready (the publishes of the same turn).
+    producer_linger_ms: int = Field(default=0, ge=0, le=1000)
 
 
 # The windows GET /stats/stream offers: one reader each at most, whatever the clients ask.

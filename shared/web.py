@@ -4,6 +4,7 @@ operational endpoints `/health`, `/ready` and `/metrics`."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
 import time
@@ -24,6 +25,7 @@ from shared.logs import request_id_var
 logger = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.lower().encode()
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 READY_CHECK_TIMEOUT_SECONDS = 2.0
 
@@ -56,40 +58,78 @@ class AppServices(Generic[T]):
         return services
 
 
-class RequestContextMiddleware:
-    """Echo (or mint) `X-Request-ID`, expose it to logs, and time every request."""
+RefusalCounter = Callable[[str, int], None]
+"""Called with the path and the status of every 4xx answer (e.g. to count them by reason)."""
 
-    def __init__(self, app: ASGIApp, *, latency: Histogram) -> None:
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class RequestEdge:
+    """The one ASGI layer every request passes, doing in one call what would otherwise be a
+    middleware each (a call, a `send` wrapper and a header scan per request each):
+
+    - echo (or mint) `X-Request-ID`, expose it to logs, answer an unhandled error with a 500
+      problem that carries it (the stack trace goes to the log, never to the client);
+    - time every request (`http_request_duration_seconds` by route and status);
+    - refuse bodies over `max_body_bytes` with 413, by Content-Length before reading, or
+      while streaming a body sent without one (the HTTP parser holds a declared body to its
+      length), so an oversized body is never read whole;
+    - report every 4xx answer to `refusals`, when given."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        latency: Histogram,
+        max_body_bytes: int,
+        refusals: RefusalCounter | None = None,
+    ) -> None:
         self.app = app
         self.latency = latency
+        self.max_body_bytes = max_body_bytes
+        self.refusals = refusals
+        self._timers: dict[tuple[str, str, int], Any] = {}
+        # Minted request ids: a random prefix per process and a counter, not a UUID per
+        # request (a system call each); as long as a UUID's hex, unique across processes.
+        self._prefix = uuid.uuid4().hex[:16]
+        self._minted = itertools.count()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        started = time.perf_counter()
+        request_id, declared = self._read_headers(scope)
         token = request_id_var.set(request_id)
+        id_header = (REQUEST_ID_HEADER_BYTES, request_id.encode())
         status = 500
         response_started = False
-        started = time.perf_counter()
 
-        async def send_with_id(message: Message) -> None:
+        async def edge_send(message: Message) -> None:
             nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
-                message["headers"] = [
-                    *message.get("headers", []),
-                    (REQUEST_ID_HEADER.lower().encode(), request_id.encode()),
-                ]
+                message["headers"] = [*message.get("headers", ()), id_header]
+                if 400 <= status < 500 and self.refusals is not None:
+                    self.refusals(scope["path"], status)
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            if declared is not None:
+                if not declared.isdigit() or int(declared) > self.max_body_bytes:
+                    await self._too_large(scope, receive, edge_send)
+                    return
+                await self.app(scope, receive, edge_send)
+            else:
+                await self.app(scope, self._counting(receive), edge_send)
+        except _BodyTooLarge:
+            if response_started:
+                raise
+            await self._too_large(scope, receive, edge_send)
         except Exception as exc:
-            # Answer here rather than in Starlette's outermost error middleware, so that even
-            # a 500 carries the request id; the stack trace goes to the log, never the client.
             if response_started:
                 raise
             logger.error(
@@ -99,64 +139,48 @@ class RequestContextMiddleware:
                 exc_info=(type(exc), exc, exc.__traceback__),
             )
             await problem_response(INTERNAL, "An unexpected error occurred.")(
-                scope, receive, send_with_id
+                scope, receive, edge_send
             )
         finally:
-            route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            self.latency.labels(scope["method"], path, str(status)).observe(
-                time.perf_counter() - started
-            )
+            self._observe(scope, status, time.perf_counter() - started)
             request_id_var.reset(token)
 
+    def _read_headers(self, scope: Scope) -> tuple[str, bytes | None]:
+        """The request id (the client's when valid, else a new one) and Content-Length."""
+        request_id = declared = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = value.decode("latin-1")
+            elif name == b"content-length":
+                declared = value
+        if request_id is None or not _VALID_REQUEST_ID.match(request_id):
+            request_id = f"{self._prefix}{next(self._minted):016x}"
+        return request_id, declared
 
-class _BodyTooLarge(Exception):
-    pass
+    def _observe(self, scope: Scope, status: int, seconds: float) -> None:
+        route = getattr(scope.get("route"), "path", "unmatched")
+        key = (scope["method"], route, status)
+        timer = self._timers.get(key)
+        if timer is None:  # a labelled child per (method, route, status), looked up once
+            timer = self._timers[key] = self.latency.labels(key[0], route, str(status))
+        timer.observe(seconds)
 
-
-class BodySizeLimitMiddleware:
-    """Refuse bodies over `max_bytes` with 413, by Content-Length or while streaming, so an
-    oversized body is never read whole."""
-
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await self._reject(scope, receive, send)
-            return
+    def _counting(self, receive: Receive) -> Receive:
         received = 0
-        started = False
 
-        async def limited_receive() -> Message:
+        async def counting_receive() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > self.max_body_bytes:
                     raise _BodyTooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        return counting_receive
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if started:
-                raise
-            await self._reject(scope, receive, send)
-
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        detail = f"The request body exceeds {self.max_bytes} bytes."
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        detail = f"The request body exceeds {self.max_body_bytes} bytes."
         await problem_response(PAYLOAD_TOO_LARGE, detail, headers={"Connection": "close"})(
             scope, receive, send
         )
@@ -244,8 +268,14 @@ def install_common(
     registry: CollectorRegistry,
     checks: Mapping[str, ReadyCheck],
     max_body_bytes: int,
+    refusals: RefusalCounter | None = None,
 ) -> None:
+    """The operational routes, the offline docs and the `RequestEdge` around every request."""
     app.include_router(ops_router(registry=registry, checks=checks))
     install_docs(app)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
-    app.add_middleware(RequestContextMiddleware, latency=http_latency_histogram(registry))
+    app.add_middleware(
+        RequestEdge,
+        latency=http_latency_histogram(registry),
+        max_body_bytes=max_body_bytes,
+        refusals=refusals,
+    )

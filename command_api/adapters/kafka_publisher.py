@@ -1,17 +1,17 @@
 """`KafkaEventPublisher`: appends events with one idempotent `AIOKafkaProducer` (acks=all).
 
-- Each publish is bounded by `PUBLISH_TIMEOUT_SECONDS`: the events are partitioned by key as
-  Kafka's default partitioner does (`shared.partitioner`), each partition's share is handed to
-  the producer as whole record batches (`create_batch`/`send_batch`: built in aiokafka's C
-  extension, one future per batch) when the share is large, else by `send()` (lingering into
-  the record batch other requests are filling); then all acks are awaited. aiokafka
-  keeps one undelivered batch per partition, so concurrent publishes take turns per partition
-  (a lock each): only one at a time waits inside aiokafka, whose wait shrinks its own budget
-  at every wake-up and failed concurrent publishes with a timeout.
-  No ack in time, an unknown topic, a broker error or no connection -> `PublishFailedError`.
-  A timed-out event may still be appended later (the idempotent producer keeps retrying what it
-  has already accepted, and an ack can be lost after the write): a 503 means "not confirmed",
-  and a retry with the same transaction ids is counted once by the projector.
+- Each event goes to the partition Kafka's default partitioner gives its key
+  (`shared.partitioner`), into the record batch that concurrent publishes are filling for that
+  partition (`partition_batches.py`: whole batches handed to the producer, one future per
+  batch fanned out). A publish returns once every one of its events is acknowledged, each at
+  its batch's base offset plus its place in the batch: a position, as before, only after the
+  log acknowledged that very event with acks=all.
+- Each publish is bounded by `PUBLISH_TIMEOUT_SECONDS` (every record batch carries that
+  deadline from its first event). No ack in time, an unknown topic, a broker error or no
+  connection -> `PublishFailedError`. A timed-out event may still be appended later (the
+  idempotent producer keeps retrying what it has already accepted, and an ack can be lost
+  after the write): a 503 means "not confirmed", and a retry with the same transaction ids is
+  counted once by the projector.
 - The API starts even while the log is unreachable: the producer connects in the background
   with capped backoff, publishes answer 503 meanwhile and `/ready` says "kafka". Once
   connected, aiokafka reconnects to brokers by itself; no restart is needed.
@@ -25,10 +25,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
@@ -36,12 +34,14 @@ from aiokafka.errors import (
     InvalidProducerIdMapping,
     KafkaError,
     OutOfOrderSequenceNumber,
+    ProducerClosed,
     ProducerFenced,
     UnknownProducerId,
 )
 
+from command_api.adapters.partition_batches import PartitionBatches, Ticket
 from command_api.ports import EventLogNotReadyError, Position, PublishFailedError
-from shared.events import TransactionRecorded, event_headers, serialize
+from shared.events import TransactionRecorded, serialize
 from shared.kafka_client import client_options
 from shared.partitioner import partition_of
 from shared.settings import CommandSettings, KafkaSettings
@@ -51,15 +51,9 @@ logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_SECONDS = 10.0
 STOP_TIMEOUT_SECONDS = 10.0
-# One publish's share of a partition fits one record batch (1,000 events of ~300 bytes over
-# 6 partitions: ~50 KiB), and so do all the single events that linger together.
+# Concurrent publishes fill a partition's record batch together; a full one is queued and the
+# next one started, so the size only bounds one produce request per partition.
 MAX_BATCH_BYTES = 256 * 1024
-# A partition takes one record batch per round trip to the broker. A share of a publish this
-# large is worth its own batch (built in C, one future); a smaller one goes by `send()`, into
-# the batch that concurrent publishes fill together: small batches of their own would queue
-# one per round trip, and many small concurrent publishes would wait behind each other until
-# they time out.
-MIN_OWN_BATCH_EVENTS = 100
 FIRST_RETRY_SECONDS = 0.25
 MAX_RETRY_SECONDS = 5.0
 _CONNECT_ERRORS = (KafkaError, OSError, TimeoutError)
@@ -74,7 +68,6 @@ _BROKEN_PRODUCER_ERRORS = (
     InvalidProducerIdMapping,
 )
 
-_HEADERS = event_headers()
 _RETRY_HINT = "retry later with the same transaction ids (they are counted once)."
 
 
@@ -95,9 +88,9 @@ class KafkaEventPublisher:
         self._client_id = client_id
         self._producer_factory = producer_factory
         self._producer: Any = None
+        self._batches: PartitionBatches | None = None
         self._connector: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
-        self._turns: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     @property
     def connected(self) -> bool:
@@ -121,46 +114,60 @@ class KafkaEventPublisher:
                 await self._connector
             self._connector = None
         producer, self._producer = self._producer, None
+        if self._batches is not None:
+            self._batches.close(ProducerClosed())
+            self._batches = None
         if producer is not None:
             await _close(producer)
         await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def publish(self, events: Sequence[TransactionRecorded]) -> list[Position]:
-        producer = self._producer
-        if producer is None:
+        producer, batches = self._producer, self._batches
+        if producer is None or batches is None:
             detail = "The event log is unreachable; " + _RETRY_HINT
             raise PublishFailedError("not_connected", detail)
+        partitions = producer.client.cluster.partitions_for_topic(self._kafka.topic)
+        if partitions is None:  # metadata not known yet: wait for it, within the bound
+            partitions = await self._await_partitions(producer)
+        count = len(partitions)
+        if len(events) == 1:  # a single POST: no lists to build
+            event = events[0]
+            key = event.key
+            ticket, place = batches.append(partition_of(key, count), key, serialize(event))
+            await self._settle(ticket, producer, 1)
+            return [Position(ticket.partition, ticket.outcome.result() + place)]
+        placed: list[tuple[Ticket, int]] = []
+        for event in events:
+            key = event.key
+            placed.append(batches.append(partition_of(key, count), key, serialize(event)))
+        for ticket in {ticket for ticket, _ in placed}:
+            await self._settle(ticket, producer, len(events))
+        return [
+            Position(ticket.partition, ticket.outcome.result() + place) for ticket, place in placed
+        ]
+
+    async def _await_partitions(self, producer: Any) -> set[int]:
         topic = self._kafka.topic
-        shipment = _Shipment(producer, topic, self._turns)
         try:
             async with asyncio.timeout(self._timeout):
-                partitions = len(await producer.partitions_for(topic))
-                for partition, share in _by_partition(events, partitions).items():
-                    await shipment.send(partition, share)
-                results = await asyncio.gather(
-                    *(batch.ack for batch in shipment.sent), return_exceptions=True
-                )
+                partitions: set[int] = await producer.partitions_for(topic)
         except TimeoutError as err:
-            shipment.forget()
-            logger.warning(
-                "event log did not acknowledge in time",
-                extra={"topic": topic, "events": len(events), "timeout_s": self._timeout},
-            )
-            detail = f"The event log did not confirm within {self._timeout:g} s; " + _RETRY_HINT
-            raise PublishFailedError("timeout", detail) from err
+            raise _timed_out(topic, 0, self._timeout) from err
         except KafkaError as err:
-            shipment.forget()
-            self._replace_if_broken(producer, err)
             raise _rejected(topic, err) from err
-        positions: list[Position | None] = [None] * len(events)
-        for batch, result in zip(shipment.sent, results, strict=True):
-            if isinstance(result, BaseException):
-                self._replace_if_broken(producer, result)
-                raise _rejected(topic, result) from result
-            # The ack names the batch's first offset; its records' offsets are contiguous.
-            for relative, index in enumerate(batch.indexes):
-                positions[index] = Position(result.partition, result.offset + relative)
-        return cast(list[Position], positions)
+        return partitions
+
+    async def _settle(self, ticket: Ticket, producer: Any, events: int) -> None:
+        """Wait for a batch's outcome (bounded by its deadline); its failure as ours."""
+        try:
+            # shielded: a publish cancelled while waiting must not cancel the outcome that
+            # the other publishes in the same batch wait for
+            await asyncio.shield(ticket.outcome)
+        except TimeoutError as err:
+            raise _timed_out(self._kafka.topic, events, self._timeout) from err
+        except Exception as err:
+            self._replace_if_broken(producer, err)
+            raise _rejected(self._kafka.topic, err) from err
 
     async def check_ready(self) -> None:
         producer = self._producer
@@ -180,7 +187,6 @@ class KafkaEventPublisher:
             client_id=self._client_id,
             acks="all",
             enable_idempotence=True,
-            linger_ms=self._linger_ms,
             max_batch_size=MAX_BATCH_BYTES,
             request_timeout_ms=self._kafka.request_timeout_ms
             or max(1000, int(self._timeout * 1000)),
@@ -195,6 +201,9 @@ class KafkaEventPublisher:
         except BaseException:
             await _close(producer)
             raise
+        self._batches = PartitionBatches(
+            producer, self._kafka.topic, timeout=self._timeout, linger=self._linger_ms / 1000
+        )
         self._producer = producer
         logger.info(
             "connected to the event log",
@@ -207,6 +216,9 @@ class KafkaEventPublisher:
         if not isinstance(err, _BROKEN_PRODUCER_ERRORS) or self._producer is not producer:
             return  # another error, or another request already replaced it
         self._producer = None
+        if self._batches is not None:
+            self._batches.close(err)
+            self._batches = None
         logger.warning(
             "the Kafka producer's sequence state is broken; replacing the producer",
             extra={"error": repr(err)},
@@ -233,72 +245,13 @@ class KafkaEventPublisher:
                 return
 
 
-@dataclass(frozen=True, slots=True)
-class _Sent:
-    """One acknowledgement to wait for, and the events (indexes in the publish) it covers in
-    their order in the record batch."""
-
-    ack: asyncio.Future[Any]
-    indexes: list[int]
-
-
-def _by_partition(
-    events: Sequence[TransactionRecorded], partitions: int
-) -> dict[int, list[tuple[int, TransactionRecorded]]]:
-    shares: dict[int, list[tuple[int, TransactionRecorded]]] = {}
-    for index, event in enumerate(events):
-        shares.setdefault(partition_of(event.key, partitions), []).append((index, event))
-    return shares
-
-
-class _Shipment:
-    """One publish's events handed to the producer, and the acks to wait for."""
-
-    def __init__(self, producer: Any, topic: str, turns: defaultdict[int, asyncio.Lock]) -> None:
-        self._producer = producer
-        self._topic = topic
-        self._turns = turns
-        self.sent: list[_Sent] = []
-
-    async def send(self, partition: int, share: list[tuple[int, TransactionRecorded]]) -> None:
-        """One partition's share: whole record batches when it is large, else `send()`s."""
-        if len(share) < MIN_OWN_BATCH_EVENTS:
-            for index, event in share:
-                await self._send_alone(partition, index, event.key, serialize(event))
-            return
-        producer = self._producer
-        batch, indexes = producer.create_batch(), list[int]()
-        for index, event in share:
-            key, value = event.key, serialize(event)
-            if batch.append(key=key, value=value, timestamp=None, headers=_HEADERS) is None:
-                if indexes:  # full: send it and start the next one with this event
-                    await self._send_batch(partition, batch, indexes)
-                batch, indexes = producer.create_batch(), []
-                if batch.append(key=key, value=value, timestamp=None, headers=_HEADERS) is None:
-                    await self._send_alone(partition, index, key, value)
-                    batch = producer.create_batch()  # the refused append closed that one
-                    continue
-            indexes.append(index)
-        if indexes:
-            await self._send_batch(partition, batch, indexes)
-
-    async def _send_batch(self, partition: int, batch: Any, indexes: list[int]) -> None:
-        async with self._turns[partition]:
-            ack = await self._producer.send_batch(batch, self._topic, partition=partition)
-        self.sent.append(_Sent(ack, indexes))
-
-    async def _send_alone(self, partition: int, index: int, key: bytes, value: bytes) -> None:
-        """`send()` lingers into the record batch other publishes are filling, and gives an
-        event larger than an empty batch a batch sized to fit it."""
-        ack = await self._producer.send(
-            self._topic, value, key=key, partition=partition, headers=_HEADERS
-        )
-        self.sent.append(_Sent(ack, [index]))
-
-    def forget(self) -> None:
-        """Stop waiting for acks we no longer report (the producer may still deliver them)."""
-        for batch in self.sent:
-            batch.ack.cancel()
+def _timed_out(topic: str, events: int, timeout: float) -> PublishFailedError:
+    logger.warning(
+        "event log did not acknowledge in time",
+        extra={"topic": topic, "events": events, "timeout_s": timeout},
+    )
+    detail = f"The event log did not confirm within {timeout:g} s; " + _RETRY_HINT
+    return PublishFailedError("timeout", detail)
 
 
 def _rejected(topic: str, err: BaseException) -> PublishFailedError:

@@ -1,9 +1,11 @@
 """Producers for the fault tests: POST transactions continuously (each with its own client
-transaction id and amount), record every outcome, retry what was not acknowledged."""
+transaction id and amount), one at a time or in batches, record every outcome (a batch's
+per item), retry what was not acknowledged."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections import Counter
@@ -30,6 +32,7 @@ class Attempt:
     retry: bool = False
     started: float = 0.0  # time.monotonic() when the request was sent
     token: str | None = None  # a 201's consistency token
+    batch: bool = False  # an item of a POST /transactions/batch
 
 
 @dataclass
@@ -42,6 +45,7 @@ class Ledger:
     bodies: dict[str, bytes] = field(default_factory=dict)
     attempts: list[Attempt] = field(default_factory=list)
     seconds: dict[str, int] = field(default_factory=dict)  # event time, epoch second
+    first_requests: int = 0  # HTTP requests sent that were not retries
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -88,6 +92,7 @@ class Ledger:
 async def post_once(
     client: httpx.AsyncClient, ledger: Ledger, transaction_id: str, *, retry: bool = False
 ) -> Attempt:
+    ledger.first_requests += not retry
     started = time.monotonic()
     try:
         response = await client.post(
@@ -127,6 +132,76 @@ async def post_once(
     )
     ledger.attempts.append(attempt)
     return attempt
+
+
+async def post_batch_once(client: httpx.AsyncClient, ledger: Ledger, ids: list[str]) -> None:
+    """POST `ids` as one batch; record an attempt per item (at its own position on a 201)."""
+    ledger.first_requests += 1
+    items = [json.loads(ledger.bodies[transaction_id]) for transaction_id in ids]
+    started = time.monotonic()
+    try:
+        response = await client.post(
+            "/transactions/batch",
+            content=json.dumps({"transactions": items}).encode(),
+            headers=ledger.headers,
+        )
+    except httpx.HTTPError as err:
+        seconds = time.monotonic() - started
+        for transaction_id in ids:
+            ledger.attempts.append(
+                Attempt(
+                    transaction_id,
+                    None,
+                    seconds,
+                    error=type(err).__name__,
+                    started=started,
+                    batch=True,
+                )
+            )
+        return
+    seconds = time.monotonic() - started
+    content_type = response.headers.get("content-type")
+    problem: Any = response.json() if content_type == PROBLEM_JSON else {}
+    recorded: list[Any] = [None] * len(ids)
+    token = None
+    if response.status_code == 201:
+        answer = response.json()
+        recorded, token = answer["transactions"], answer["consistency_token"]
+        assert [item["transaction_id"] for item in recorded] == ids  # in request order
+    for transaction_id, item in zip(ids, recorded, strict=True):
+        position = None
+        if item is not None:
+            position = (item["position"]["partition"], item["position"]["offset"])
+        ledger.attempts.append(
+            Attempt(
+                transaction_id,
+                response.status_code,
+                seconds,
+                problem_type=problem.get("type"),
+                retry_after=response.headers.get("retry-after"),
+                content_type=content_type,
+                position=position,
+                started=started,
+                token=token,
+                batch=True,
+            )
+        )
+
+
+async def produce_batches(
+    client: httpx.AsyncClient,
+    ledger: Ledger,
+    stop: asyncio.Event,
+    *,
+    size: int,
+    limit: int,
+    pause: float,
+) -> None:
+    """Post batches of `size` new transactions one after another until `stop` or `limit`."""
+    while not stop.is_set() and len(ledger.amounts) + size <= limit:
+        ids = [ledger.new_transaction() for _ in range(size)]
+        await post_batch_once(client, ledger, ids)
+        await asyncio.sleep(pause)
 
 
 async def produce(

@@ -94,6 +94,32 @@ async def test_each_reported_position_holds_its_event(kafka_settings: TopicFacto
     assert stored == expected
 
 
+async def test_concurrent_publishes_sharing_record_batches_each_land_where_reported(
+    kafka_settings: TopicFactory,
+) -> None:
+    """Single events and batches published at once share each partition's record batches:
+    every position still names the record holding that very event."""
+    settings = await kafka_settings(partitions=6)
+    kafka = KafkaEventPublisher(
+        settings, CommandSettings(publish_timeout_seconds=10), create_topic=False
+    )
+    await kafka.start()
+    try:
+        singles = [event(f"s-{i}", f"{i % 97 + 1}.00") for i in range(300)]
+        batches = [[event(f"b{n}-{i}", "3.00") for i in range(400)] for n in range(3)]
+        published = await asyncio.gather(
+            *(kafka.publish([e]) for e in singles), *(kafka.publish(b) for b in batches)
+        )
+    finally:
+        await kafka.stop()
+    sent = singles + [e for b in batches for e in b]
+    reported = [p for positions in published for p in positions]
+    stored = {
+        Position(r.partition, r.offset): deserialize(r.value) for r in await read_all(settings)
+    }
+    assert stored == dict(zip(reported, sent, strict=True))
+
+
 async def test_a_key_always_maps_to_one_partition(publisher: EventPublisher) -> None:
     first = await publisher.publish([event("same"), event("other"), event("same")])
     second = await publisher.publish([event("same")])

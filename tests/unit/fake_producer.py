@@ -1,6 +1,7 @@
 """A scripted stand-in for `AIOKafkaProducer` (no I/O), for `KafkaEventPublisher` tests: it
-takes records by `send()` or whole batches by `send_batch()`, acks at once, never (a broker
-gone) or with an error, and can refuse to start."""
+takes whole record batches by `send_batch()` (closed ones only: no record may join a batch the
+producer holds), acks at once, later (`release()`), never (a broker gone) or with an error,
+and can refuse to start."""
 
 from __future__ import annotations
 
@@ -50,7 +51,8 @@ class FakeClient:
 
 @dataclass
 class FakeBatch:
-    """A record batch holding at most `capacity` records (a real one holds ~16 KiB)."""
+    """A record batch holding at most `capacity` records (a real one holds up to its size in
+    bytes, and always takes its first record, however large)."""
 
     capacity: int
     records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]] = field(default_factory=list)
@@ -59,20 +61,24 @@ class FakeBatch:
     def append(
         self, *, timestamp: None, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
     ) -> object | None:
-        if self.closed or len(self.records) >= self.capacity or len(value) > BATCH_BYTES:
+        if self.closed or len(self.records) >= self.capacity:
             self.closed = True
             return None
         self.records.append((key, value, headers))
         return object()
 
+    def record_count(self) -> int:
+        return len(self.records)
 
-BATCH_BYTES = 400  # an event with the longest producer does not fit
+    def close(self) -> None:
+        self.closed = True
 
 
 class FakeProducer:
-    """Acks at once (`mode="ack"`), never (`"hang"`: broker gone), with `error` (`"fail"`), or
-    refuses to take the records (`"refuse"`). Keeps each partition's log: `log[p]` holds
-    (key, value, headers), its index is the record's offset."""
+    """Acks at once (`mode="ack"`), when the test says (`"hold"`: `release()`), never
+    (`"hang"`: broker gone), with `error` (`"fail"`), or refuses to take the records
+    (`"refuse"`). Keeps each partition's log: `log[p]` holds (key, value, headers), its index
+    is the record's offset."""
 
     made: ClassVar[list[FakeProducer]] = []
     failing_starts: ClassVar[int] = 0
@@ -84,8 +90,9 @@ class FakeProducer:
         self.error: type[Exception] = NotLeaderForPartitionError
         self.batch_capacity = 1000
         self.log: dict[int, list[tuple[bytes, bytes, list[tuple[str, bytes]]]]] = {}
-        self.calls: list[tuple[str, int, int]] = []  # ("send" or "send_batch", partition, records)
+        self.calls: list[tuple[str, int, int]] = []  # ("send_batch", partition, records)
         self.pending: list[asyncio.Future[Metadata]] = []
+        self.held: list[tuple[asyncio.Future[Metadata], Metadata]] = []
         self.drained: asyncio.Event | None = None  # set: send_batch waits for it, as aiokafka
         self.waiting: dict[int, int] = {}  # waits for the partition's previous batch to drain
         self.most_waiting = 0
@@ -106,23 +113,13 @@ class FakeProducer:
             raise UnknownTopicOrPartitionError
         return partitions
 
-    async def send(
-        self,
-        topic: str,
-        value: bytes,
-        *,
-        key: bytes,
-        partition: int,
-        headers: list[tuple[str, bytes]],
-    ) -> asyncio.Future[Metadata]:
-        return self._append("send", topic, partition, [(key, value, headers)])
-
     def create_batch(self) -> FakeBatch:
         return FakeBatch(self.batch_capacity)
 
     async def send_batch(
         self, batch: FakeBatch, topic: str, *, partition: int
     ) -> asyncio.Future[Metadata]:
+        assert batch.closed, "a record batch must be closed before the producer takes it"
         if self.drained is not None:
             self.waiting[partition] = self.waiting.get(partition, 0) + 1
             self.most_waiting = max(self.most_waiting, self.waiting[partition])
@@ -147,11 +144,20 @@ class FakeProducer:
         ack: asyncio.Future[Metadata] = asyncio.get_running_loop().create_future()
         if self.mode == "ack":
             ack.set_result(Metadata(partition=partition, offset=base))
+        elif self.mode == "hold":
+            self.held.append((ack, Metadata(partition=partition, offset=base)))
         elif self.mode == "fail":
             ack.set_exception(self.error())
         else:
             self.pending.append(ack)
         return ack
+
+    def release(self) -> None:
+        """Acknowledge every held batch."""
+        held, self.held = self.held, []
+        for ack, metadata in held:
+            if not ack.done():
+                ack.set_result(metadata)
 
 
 def event(transaction_id: str = "t-1") -> TransactionRecorded:

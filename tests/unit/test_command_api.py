@@ -339,6 +339,20 @@ async def test_deeply_nested_json_is_a_400(client: httpx.AsyncClient) -> None:
     assert response.json()["detail"] == "The request body is nested too deeply."
 
 
+@pytest.mark.parametrize("path", ["/transactions", "/transactions/batch"])
+async def test_an_amount_nested_a_thousand_levels_deep_is_a_400(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    """~2 KB: under every size limit, but deeper than a decoder's recursion allows."""
+    amount = "[" * 1000 + "]" * 1000
+    item = f'{{"amount": {amount}, "timestamp": "2026-11-26T11:00:00Z"}}'
+    content = (item if path == "/transactions" else f'{{"transactions": [{item}]}}').encode()
+    response = await client.post(path, content=content, headers=bearer())
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["detail"] == "The request body is nested too deeply."
+
+
 async def test_error_messages_name_the_limits_plainly(client: httpx.AsyncClient) -> None:
     response = await client.post("/transactions", content=body(amount=2e12), headers=bearer())
     [error] = response.json()["errors"]

@@ -1,6 +1,8 @@
 """`KafkaEventPublisher` around a scripted stand-in for `AIOKafkaProducer` (no I/O): the
-producer configuration, the publish timeout, broker errors, background reconnection, and the
-same producer working again once acks flow (what a broker coming back looks like to us).
+producer configuration, concurrent publishes sharing record batches (each event at its key's
+partition, at the position its batch's ack implies), the publish timeout, broker errors,
+background reconnection, and the same producer working again once acks flow (what a broker
+coming back looks like to us).
 
 The real broker is exercised in tests/integration/test_command_outage.py; stopping it is not
 possible there (it is shared), so the "broker dies after we connected" case lives here."""
@@ -12,9 +14,9 @@ import time
 
 import pytest
 
-from command_api.adapters.kafka_publisher import MIN_OWN_BATCH_EVENTS, KafkaEventPublisher
-from command_api.ports import EventLogNotReadyError, PublishFailedError
-from shared.events import MAX_PRODUCER_LENGTH, TransactionRecorded, deserialize, event_headers
+from command_api.adapters.kafka_publisher import KafkaEventPublisher
+from command_api.ports import EventLogNotReadyError, Position, PublishFailedError
+from shared.events import TransactionRecorded, deserialize, event_headers
 from shared.partitioner import partition_of
 from shared.settings import CommandSettings, KafkaSettings
 from tests.unit.fake_producer import FakeProducer, event
@@ -31,10 +33,10 @@ def fresh_fakes() -> None:
     FakeProducer.failing_starts = 0
 
 
-def publisher(*, timeout: float = TIMEOUT) -> KafkaEventPublisher:
+def publisher(*, timeout: float = TIMEOUT, linger_ms: int = 0) -> KafkaEventPublisher:
     return KafkaEventPublisher(
         KafkaSettings(bootstrap_servers="broker:9092", topic="tx.test"),
-        CommandSettings(publish_timeout_seconds=timeout, producer_linger_ms=3),
+        CommandSettings(publish_timeout_seconds=timeout, producer_linger_ms=linger_ms),
         create_topic=False,
         producer_factory=FakeProducer,
     )
@@ -46,7 +48,6 @@ async def test_the_producer_is_idempotent_with_acks_all_and_bounded() -> None:
     [producer] = FakeProducer.made
     assert producer.config["acks"] == "all"
     assert producer.config["enable_idempotence"] is True
-    assert producer.config["linger_ms"] == 3
     assert producer.config["request_timeout_ms"] == 1000
     assert producer.config["bootstrap_servers"] == "broker:9092"
     await log.stop()
@@ -72,14 +73,10 @@ async def test_failover_settings_reach_the_producer() -> None:
     await log.stop()
 
 
-async def published(events: list[TransactionRecorded], *, capacity: int = 1000) -> FakeProducer:
-    """Publish through a fake producer whose record batches hold `capacity` records; check
-    that each position names the record holding its event, in the partition of its key."""
-    log = publisher(timeout=UNHURRIED)
-    await log.start()
-    [producer] = FakeProducer.made
-    producer.batch_capacity = capacity
-    positions = await log.publish(events)
+def check(
+    producer: FakeProducer, events: list[TransactionRecorded], positions: list[Position]
+) -> None:
+    """Each position names the record holding its event, in the partition of its key."""
     assert len(positions) == len(events)
     for original, position in zip(events, positions, strict=True):
         assert position.partition == partition_of(original.key, 3)
@@ -87,11 +84,17 @@ async def published(events: list[TransactionRecorded], *, capacity: int = 1000) 
         assert key == original.transaction_id.encode()
         assert headers == event_headers()
         assert deserialize(value) == original
+
+
+async def published(events: list[TransactionRecorded], *, capacity: int = 1000) -> FakeProducer:
+    """Publish through a fake producer whose record batches hold `capacity` records."""
+    log = publisher(timeout=UNHURRIED)
+    await log.start()
+    [producer] = FakeProducer.made
+    producer.batch_capacity = capacity
+    check(producer, events, await log.publish(events))
     await log.stop()
     return producer
-
-
-LARGE = 3 * MIN_OWN_BATCH_EVENTS  # a share of each of the 3 partitions is large enough
 
 
 def in_partition(partition: int, count: int, prefix: str = "order") -> list[TransactionRecorded]:
@@ -100,33 +103,55 @@ def in_partition(partition: int, count: int, prefix: str = "order") -> list[Tran
 
 
 async def test_each_event_is_sent_to_its_keys_partition_one_record_batch_per_partition() -> None:
-    producer = await published([event(f"order-{index}") for index in range(LARGE * 2)])
+    producer = await published([event(f"order-{index}") for index in range(600)])
     assert sorted(producer.calls) == [("send_batch", p, len(producer.log[p])) for p in (0, 1, 2)]
 
 
 async def test_a_full_record_batch_is_sent_and_the_next_one_started() -> None:
-    producer = await published(in_partition(1, MIN_OWN_BATCH_EVENTS), capacity=30)
-    assert [records for _, _, records in producer.calls] == [30, 30, 30, 10]
-    assert {call for call, _, _ in producer.calls} == {"send_batch"}
+    producer = await published(in_partition(1, 100), capacity=30)
+    assert producer.calls == [("send_batch", 1, n) for n in (30, 30, 30, 10)]
 
 
-async def test_a_small_share_of_a_partition_goes_by_send_into_the_shared_batch() -> None:
-    alone, other = partition_of(b"a", 3), (partition_of(b"a", 3) + 1) % 3
-    producer = await published([event("a"), *in_partition(other, MIN_OWN_BATCH_EVENTS - 1)])
-    assert producer.calls[0] == ("send", alone, 1)
-    assert {call for call, _, _ in producer.calls} == {"send"}
-    assert len(producer.calls) == MIN_OWN_BATCH_EVENTS
-
-
-async def test_concurrent_publishes_take_turns_to_hand_a_partition_its_batch() -> None:
+async def test_concurrent_publishes_share_each_partitions_record_batch() -> None:
     log = publisher(timeout=UNHURRIED)
     await log.start()
     [producer] = FakeProducer.made
+    events = [event(f"single-{n}") for n in range(60)]
+    positions = await asyncio.gather(*(log.publish([e]) for e in events))
+    check(producer, events, [position for [position] in positions])
+    assert sorted(producer.calls) == [("send_batch", p, len(producer.log[p])) for p in (0, 1, 2)]
+    await log.stop()
+
+
+async def test_the_next_batch_fills_while_a_partitions_batch_awaits_its_ack() -> None:
+    log = publisher(timeout=UNHURRIED)
+    await log.start()
+    [producer] = FakeProducer.made
+    producer.mode = "hold"
+    first, *later = in_partition(2, 8)
+    waiting = asyncio.create_task(log.publish([first]))
+    async with asyncio.timeout(5):
+        while not producer.held:
+            await asyncio.sleep(0)
+    following = [asyncio.create_task(log.publish([e])) for e in later]
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert producer.calls == [("send_batch", 2, 1)]  # the others wait for the first's ack
+    producer.mode = "ack"
+    producer.release()
+    positions = [await waiting, *await asyncio.gather(*following)]
+    assert producer.calls == [("send_batch", 2, 1), ("send_batch", 2, 7)]
+    check(producer, [first, *later], [position for [position] in positions])
+    await log.stop()
+
+
+async def test_a_partition_never_has_two_batches_waiting_in_the_producer() -> None:
+    log = publisher(timeout=UNHURRIED)
+    await log.start()
+    [producer] = FakeProducer.made
+    producer.batch_capacity = 10
     producer.drained = asyncio.Event()
-    publishes = [
-        asyncio.create_task(log.publish(in_partition(0, MIN_OWN_BATCH_EVENTS, f"{n}")))
-        for n in range(5)
-    ]
+    publishes = [asyncio.create_task(log.publish(in_partition(0, 25, f"{n}"))) for n in range(5)]
     async with asyncio.timeout(5):
         while not producer.waiting:
             await asyncio.sleep(0)
@@ -134,20 +159,55 @@ async def test_concurrent_publishes_take_turns_to_hand_a_partition_its_batch() -
         await asyncio.sleep(0)
     producer.drained.set()
     positions = await asyncio.gather(*publishes)
-    assert [len(p) for p in positions] == [MIN_OWN_BATCH_EVENTS] * 5
+    assert [len(p) for p in positions] == [25] * 5
     assert producer.most_waiting == 1  # aiokafka never sees two waiters on one partition
     await log.stop()
 
 
-async def test_an_event_larger_than_a_record_batch_is_sent_by_itself() -> None:
-    events = in_partition(0, MIN_OWN_BATCH_EVENTS + 4)
-    events[2] = events[2]._replace(producer="p" * MAX_PRODUCER_LENGTH)
-    producer = await published(events)
-    assert producer.calls == [
-        ("send_batch", 0, 2),
-        ("send", 0, 1),
-        ("send_batch", 0, MIN_OWN_BATCH_EVENTS + 1),
-    ]
+async def test_a_publish_cancelled_while_waiting_leaves_the_others_in_its_batch() -> None:
+    log = publisher(timeout=UNHURRIED)
+    await log.start()
+    [producer] = FakeProducer.made
+    producer.mode = "hold"
+    gone, kept = in_partition(1, 2)
+    tasks = [asyncio.create_task(log.publish([e])) for e in (gone, kept)]
+    async with asyncio.timeout(5):
+        while not producer.held:
+            await asyncio.sleep(0)
+    tasks[0].cancel()
+    producer.release()
+    [position] = await tasks[1]
+    check(producer, [kept], [position])
+    await log.stop()
+
+
+async def test_with_a_linger_publishes_of_several_loop_turns_share_a_batch() -> None:
+    log = publisher(timeout=UNHURRIED, linger_ms=500)
+    await log.start()
+    [producer] = FakeProducer.made
+    events = in_partition(0, 3)
+    tasks = []
+    for e in events:
+        tasks.append(asyncio.create_task(log.publish([e])))
+        for _ in range(3):
+            await asyncio.sleep(0)  # without a linger, each would be its own batch
+    positions = [position for [position] in await asyncio.gather(*tasks)]
+    assert producer.calls == [("send_batch", 0, 3)]
+    check(producer, events, positions)
+    await log.stop()
+
+
+async def test_stopping_answers_the_publishes_whose_batch_was_not_handed_over() -> None:
+    log = publisher(timeout=UNHURRIED, linger_ms=1000)
+    await log.start()
+    waiting = asyncio.create_task(log.publish([event()]))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    await log.stop()
+    with pytest.raises(PublishFailedError) as raised:
+        await waiting
+    assert raised.value.reason == "rejected"
+    assert FakeProducer.made[0].calls == []
 
 
 async def test_no_ack_in_time_is_a_timeout_failure_within_the_bound() -> None:

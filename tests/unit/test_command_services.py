@@ -16,10 +16,10 @@ from command_api.metrics import CommandMetrics
 from command_api.ports import Position, PublishFailedError
 from command_api.services import (
     MAX_BATCH_ITEMS,
+    RandomUuids,
     RecordTransaction,
     TransactionRecorder,
     consistency_token,
-    random_uuids,
 )
 from shared.consistency import decode_token, is_covered
 from tests.doubles.memory_publisher import InMemoryEventPublisher
@@ -154,6 +154,7 @@ async def test_the_metrics_decorator_counts() -> None:
 
 
 def test_random_uuids_are_distinct_version_4_rfc_4122_uuids() -> None:
-    ids = random_uuids(1000)
-    assert len(set(ids)) == 1000
+    new_ids = RandomUuids()
+    ids = [*new_ids(1), *new_ids(1000), *(i for _ in range(300) for i in new_ids(2))]  # 3 blocks
+    assert len(set(ids)) == len(ids) == 1601
     assert {(u.version, u.variant) for u in ids} == {(4, uuid.RFC_4122)}

@@ -15,7 +15,14 @@ from pydantic import ValidationError
 from command_api.models import TransactionRequest, ValidationContext
 from command_api.services import RecordTransaction
 from shared.events import EventDecodeError, TransactionRecorded, deserialize, serialize
-from shared.money import CENT, MAX_AMOUNT, AmountViolation, amount_violation, is_valid_amount
+from shared.money import (
+    CENT,
+    MAX_AMOUNT,
+    AmountViolation,
+    amount_violation,
+    in_cents,
+    is_valid_amount,
+)
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 
@@ -83,6 +90,15 @@ AMOUNTS = st.one_of(
     st.decimals(min_value=-1, max_value=MAX_AMOUNT + 1, places=3, allow_nan=False),
     st.sampled_from([Decimal(0), MAX_AMOUNT, MAX_AMOUNT + Decimal("0.01"), Decimal("0.01")]),
 )
+
+
+@given(st.one_of(AMOUNTS, st.sampled_from([Decimal("NaN"), Decimal("Infinity")])))
+def test_in_cents_is_the_rule_and_the_two_decimal_form(amount: Decimal) -> None:
+    cents = in_cents(amount)
+    assert (cents is not None) is is_valid_amount(amount)
+    if cents is not None:
+        assert cents == amount
+        assert cents.as_tuple().exponent == -2
 
 
 @given(AMOUNTS)
