@@ -10,10 +10,12 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import WithJsonSchema
 
 from command_api.decoding import decode_batch_body, decode_transaction_body, read_body
 from command_api.idempotency import (
     HEADER,
+    IDEMPOTENCY_KEY_PATTERN,
     IdempotencyKeyError,
     parse_idempotency_key,
     reconcile,
@@ -68,11 +70,16 @@ def _context(services: CommandServices) -> ValidationContext:
 
 IdempotencyKeyHeader = Annotated[
     str | None,
+    # The schema of a present header (not `anyOf [string, null]`: a header cannot be null).
+    WithJsonSchema(
+        {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN, "examples": ['"order-1"']}
+    ),
     Header(
         alias=HEADER,
         description='The transaction id as an RFC 8941 string, e.g. `"order-1"` '
         f"({POSTED_ID_RULE}): used when the body has no `transaction_id`; both present and "
         "different answers 422. Keys are kept forever: a retry, however late, is counted once.",
+        openapi_examples={"order-1": {"value": '"order-1"'}},
     ),
 ]
 
