@@ -14,7 +14,7 @@ from bench.report import Report
 
 logger = logging.getLogger("bench")
 
-SCENARIOS = ("ingest", "fold", "stats", "freshness", "stream")  # a full run, in its order
+SCENARIOS = ("ingest", "import", "fold", "stats", "freshness", "stream")  # a full run, in its order
 
 _PINNED = (os.cpu_count() or 1) >= 2
 # The load generator (wrk, or the paced client in this process), and the server under test

@@ -110,7 +110,8 @@ async def test_a_422_refuses_its_items_and_the_rest_of_the_batch_is_accepted(
         "Accepted",
     ] * 1 + ["Accepted"]
     refused = outcomes[3]
-    assert isinstance(refused, Refused) and refused.for_item
+    assert isinstance(refused, Refused)
+    assert refused.for_item
     assert [e.field for e in refused.errors] == ["amount"]
     assert faults.requests == 2  # the 422, then the batch without the refused items
 
