@@ -88,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     imports.add_argument("--state", type=Path, help="progress (default FILE.txstats-import.json)")
     imports.add_argument("--restart", action="store_true", help="ignore the saved progress")
     imports.add_argument("--batch-size", type=int, default=1000)
-    imports.add_argument("--in-flight", type=int, default=4, help="batches sent at once")
+    imports.add_argument("--in-flight", type=int, default=8, help="batches out at once")
     imports.add_argument("--no-progress", action="store_true")
 
     stats = commands.add_parser(
