@@ -68,19 +68,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--token", default=env("TXSTATS_TOKEN"), help="bearer JWT (default: $TXSTATS_TOKEN)"
     )
-    parser.add_argument(
+    commands = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="JSON on stdout, for scripts")
+    common.add_argument(
         "--give-up-after",
         type=float,
         default=120.0,
         metavar="SECONDS",
         help="stop retrying one request after this long (default 120)",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-    json = argparse.ArgumentParser(add_help=False)
-    json.add_argument("--json", action="store_true", help="JSON on stdout, for scripts")
 
     imports = commands.add_parser(
-        "import", help="import a CSV or NDJSON file, resumable", parents=[json]
+        "import", help="import a CSV or NDJSON file, resumable", parents=[common]
     )
     imports.add_argument("file", type=Path)
     imports.add_argument("--format", choices=["csv", "ndjson"], help="default: by extension")
@@ -92,18 +92,18 @@ def _parser() -> argparse.ArgumentParser:
     imports.add_argument("--no-progress", action="store_true")
 
     stats = commands.add_parser(
-        "stats", help="the statistics, all-time or over a window", parents=[json]
+        "stats", help="the statistics, all-time or over a window", parents=[common]
     )
     stats.add_argument("--window", type=int, metavar="SECONDS")
     stats.add_argument("--wait-for", metavar="TOKEN", help="answer once this token is covered")
 
     status = commands.add_parser(
-        "status", help="whether one transaction was counted", parents=[json]
+        "status", help="whether one transaction was counted", parents=[common]
     )
     status.add_argument("transaction_id")
     status.add_argument("--wait-for", metavar="TOKEN", help="answer once this token is covered")
 
-    watch = commands.add_parser("watch", help="live statistics from the stream", parents=[json])
+    watch = commands.add_parser("watch", help="live statistics from the stream", parents=[common])
     watch.add_argument("--window", type=int, action="append", default=[], metavar="SECONDS")
     watch.add_argument("--count", type=int, help="stop after this many updates")
     return parser
