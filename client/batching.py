@@ -122,7 +122,8 @@ class RecordPipeline:
         batch: list[WireItem] = []
         ids: set[str] = set()
         timer: asyncio.TimerHandle | None = None
-        in_flight: list[tuple[asyncio.Task[list[Outcome]], set[str]]] = []
+        in_flight: set[asyncio.Task[list[Outcome]]] = set()
+        sending: set[str] = set()  # the ids of the batches in flight
 
         def flush() -> None:
             nonlocal batch, ids, timer
@@ -131,8 +132,14 @@ class RecordPipeline:
                 timer = None
             if batch:
                 task = asyncio.create_task(self._send(batch))
-                in_flight[:] = [(t, i) for t, i in in_flight if not t.done()]
-                in_flight.append((task, ids))
+                in_flight.add(task)
+                sending.update(ids)
+
+                def answered(task: asyncio.Task[list[Outcome]], ids: set[str] = ids) -> None:
+                    in_flight.discard(task)
+                    sending.difference_update(ids)
+
+                task.add_done_callback(answered)
                 sent.put_nowait(task)
                 batch, ids = [], set()
 
@@ -140,10 +147,9 @@ class RecordPipeline:
             async for transaction in _each(transactions):
                 item = wire(transaction)
                 key = item.transaction_id
-                if key in ids or any(key in i for t, i in in_flight if not t.done()):
+                if key in ids or key in sending:
                     flush()
-                    await asyncio.wait([t for t, _ in in_flight])
-                    in_flight.clear()
+                    await asyncio.wait(in_flight)
                 if not batch:
                     await slots.acquire()
                     timer = loop.call_later(self._linger, flush)
