@@ -83,7 +83,8 @@ async def run(ctx: Context) -> None:
                         client_cpus=CLIENT_CPUS,
                     )
                     driven.append(result.rps * BATCH_ITEMS)
-    data.unlink()
+    for written in data.parent.glob(data.name + "*"):  # the CSV, its state and error files
+        written.unlink()
     rate, base, per = Series.of(imported), Series.of(driven), Series.of(cpu)
     ratios = paired_ratio(rate.values, base.values)
     ctx.report.data["client_import"] = {
