@@ -21,6 +21,7 @@ from bench.infra import bench_infra
 from bench.procs import ROOT, BenchError
 from bench.report import Report, Row
 from bench.scenarios import CLIENT_CPUS, LAYOUT, SCENARIOS, Context
+from bench.scenarios import client_import as import_scenario
 from bench.scenarios import fold as fold_scenario
 from bench.scenarios import freshness as freshness_scenario
 from bench.scenarios import ingest as ingest_scenario
@@ -90,6 +91,8 @@ async def _main(args: argparse.Namespace) -> Report:
         }
         if "ingest" in chosen:
             await _attempt(ctx, "ingest", ingest_scenario.run(ctx, args.before))
+        if "import" in chosen:
+            await _attempt(ctx, "import", import_scenario.run(ctx))
         large_url: str | None = None
         if "fold" in chosen or "stats" in chosen:
             large_url = await _attempt(ctx, "fold", _fold(ctx, fold="fold" in chosen))

@@ -10,7 +10,7 @@ The fast path: msgspec decodes a body straight into commands, in C, and takes on
 models accept, with the same values. Anything else gives None and goes to the models, which
 then say what is wrong. tests/unit/test_body_decoding.py holds the two together on the
 validation table and on generated bodies. What this path takes is a strict subset of what the
-models take: amounts as JSON numbers or plain number strings (no escapes), timestamps as
+models take: amounts as JSON numbers or decimal strings (no escapes), timestamps as
 `YYYY-MM-DDThh:mm:ss[.ffffff]` with `Z` or `±hh:mm`, ids of 1..64 of [A-Za-z0-9._:-]; a
 lower-case `t`, a 7th fractional digit or an escaped character goes to the models.
 """
@@ -31,7 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 from command_api.models import (
-    JSON_NUMBER,
+    DECIMAL_STRING,
     POSTED_ID_PATTERN,
     TransactionBatchRequest,
     TransactionRequest,
@@ -154,7 +154,7 @@ _TIMESTAMP = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
     r"(Z|[+-][0-9]{2}:[0-9]{2})\Z"
 )
-_NUMBER_STRING = re.compile(f'"{JSON_NUMBER.pattern}"'.encode())
+_NUMBER_STRING = re.compile(f'"{DECIMAL_STRING.pattern}"'.encode())
 _QUOTE = ord('"')
 
 

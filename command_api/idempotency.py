@@ -9,12 +9,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from command_api.models import MAX_POSTED_ID_LENGTH, POSTED_ID_PATTERN, TRANSACTION_ID_CHARACTER
+from command_api.models import MAX_POSTED_ID_LENGTH, TRANSACTION_ID_CHARACTER
 
 HEADER = "Idempotency-Key"
 _LOCATION = ("header", HEADER)
-_ID = re.compile(POSTED_ID_PATTERN)
-_SF_STRING = re.compile(r'"([^"\\]*)"\Z')
+# The whole header value, surrounding spaces allowed as in RFC 8941; the OpenAPI document
+# states the same pattern (`$` there is the end of the value, as `fullmatch` is here).
+_KEY = f' *"({TRANSACTION_ID_CHARACTER}{{1,{MAX_POSTED_ID_LENGTH}}})" *'
+IDEMPOTENCY_KEY_PATTERN = f"^{_KEY}$"
+_KEY_VALUE = re.compile(_KEY)
 
 
 class IdempotencyKeyError(ValueError):
@@ -30,8 +33,8 @@ class IdempotencyKeyError(ValueError):
 
 def parse_idempotency_key(value: str) -> str:
     """The key inside a header value `"..."` (surrounding spaces allowed, as in RFC 8941)."""
-    match = _SF_STRING.match(value.strip(" "))
-    if match is None or _ID.match(match.group(1)) is None:
+    match = _KEY_VALUE.fullmatch(value)
+    if match is None:
         msg = (
             f"{HEADER} must be a quoted string (RFC 8941) of 1..{MAX_POSTED_ID_LENGTH} "
             f'characters {TRANSACTION_ID_CHARACTER}, e.g. "order-1"'

@@ -11,7 +11,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Any
 
 import msgspec
@@ -35,8 +35,16 @@ from command_api.services import (
 )
 from shared.money import CENT, MAX_AMOUNT, MAX_AMOUNT_TEXT, amount_violation
 
-# The JSON number grammar (RFC 8259), also the only text accepted inside an amount string.
-JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+# The text an amount string may hold: a JSON number (RFC 8259) without an exponent, so that
+# the OpenAPI pattern below can state exactly which strings are valid amounts.
+DECIMAL_STRING = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
+# A valid amount as a string, the whole rule of shared.money in the grammar above: 0.01 up to
+# 999999999999.99 (trailing zeros after the cents allowed: 1.100 is 1.10), or 10^12 itself.
+AMOUNT_STRING_PATTERN = (
+    r"^(?:[1-9][0-9]{0,11}(?:\.[0-9]{1,2}0*)?"
+    r"|0\.(?:[1-9][0-9]?|0[1-9])0*"
+    rf"|{int(MAX_AMOUNT)}(?:\.0+)?)$"
+)
 # RFC 3339 date-time; the offset is optional here so that a missing one gets its own error.
 _RFC3339 = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
@@ -67,17 +75,12 @@ class ValidationContext:
 def _amount_input(value: Any) -> Any:
     if isinstance(value, Decimal | int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and JSON_NUMBER.fullmatch(value):
-        try:
-            return Decimal(value)
-        except InvalidOperation as err:  # an exponent beyond what Decimal represents
-            raise PydanticCustomError(
-                "amount_range",
-                f"amount is far out of range: at most {MAX_AMOUNT_TEXT}, in whole cents",
-            ) from err
+    if isinstance(value, str) and DECIMAL_STRING.fullmatch(value):
+        return Decimal(value)
     raise PydanticCustomError(
         "amount_type",
-        'amount must be a JSON number or a string holding one, e.g. 12.34 or "12.34"',
+        "amount must be a JSON number or a decimal string without an exponent, "
+        'e.g. 12.34 or "12.34"',
     )
 
 
@@ -132,8 +135,13 @@ Amount = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "number", "exclusiveMinimum": 0, "maximum": int(MAX_AMOUNT)},
-                {"type": "string", "pattern": f"^{JSON_NUMBER.pattern}$"},
+                {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "maximum": int(MAX_AMOUNT),
+                    "multipleOf": float(CENT),
+                },
+                {"type": "string", "pattern": AMOUNT_STRING_PATTERN},
             ],
             "examples": [12.34, "12.34"],
         }
@@ -166,7 +174,8 @@ class TransactionRequest(BaseModel):
 
     amount: Amount = Field(
         description=f"Greater than 0, at most {MAX_AMOUNT_TEXT}, at most 2 fractional digits. "
-        "A JSON number (parsed exactly from its text: 0.1 is 0.1) or a decimal string."
+        "A JSON number (parsed exactly from its text: 0.1 is 0.1) or a decimal string "
+        "without an exponent."
     )
     timestamp: Timestamp = Field(
         description="When the transaction happened: RFC 3339 with a timezone (Z or ±hh:mm), "
@@ -175,7 +184,8 @@ class TransactionRequest(BaseModel):
     transaction_id: TransactionId | None = Field(
         default=None,
         description=f"Idempotency key, {POSTED_ID_RULE}. Generated when absent; "
-        "supply your own so that a retry after a 503 is counted once.",
+        "supply your own so that a retry after a 503 is counted once. Ids are the producer's "
+        "own (the token's `sub`): the same id from two producers is two transactions.",
     )
 
     @field_validator("timestamp")

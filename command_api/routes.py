@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response
 
 from command_api.deps import BatchWrite, TransactionWrite
 from command_api.errors import WRITE_RESPONSES
-from command_api.idempotency import HEADER
+from command_api.idempotency import HEADER, IDEMPOTENCY_KEY_PATTERN
 from command_api.models import (
     POSTED_ID_RULE,
     BatchRecordedResponse,
@@ -35,11 +35,14 @@ _IDEMPOTENCY_KEY_PARAMETER = {
     "in": "header",
     "required": False,
     "description": _IDEMPOTENCY_KEY_DOC,
+    # the schema of a present header: a header cannot be null
     "schema": {
-        "anyOf": [{"type": "string"}, {"type": "null"}],
-        "description": _IDEMPOTENCY_KEY_DOC,
+        "type": "string",
+        "pattern": IDEMPOTENCY_KEY_PATTERN,
+        "examples": ['"order-1"'],
         "title": HEADER,
     },
+    "examples": {"order-1": {"value": '"order-1"'}},
 }
 _BEARER: list[dict[str, list[str]]] = [{name: []} for name in bearer_security_scheme()]
 

@@ -12,17 +12,36 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from pydantic import WithJsonSchema
 
 from query_api.errors import ConsistencyTimeoutError, InvalidQueryError
 from query_api.ports import ProjectionPosition, StatsMetrics
 from query_api.position_board import PositionBoard
-from shared.consistency import InvalidConsistencyToken, decode_token, is_covered
+from shared.consistency import TOKEN_PATTERN, InvalidConsistencyToken, decode_token, is_covered
 
 T = TypeVar("T")
 
 MAX_WAIT_MS = 10_000
 MAX_TOKEN_LENGTH = 32_768  # bounds a token where it enters: a query parameter, Last-Event-ID
+# The OpenAPI schema of a `consistency_token` query parameter: what `accept` takes.
+TOKEN_SCHEMA = WithJsonSchema(
+    {
+        "type": "string",
+        "maxLength": MAX_TOKEN_LENGTH,
+        "pattern": TOKEN_PATTERN,
+        "examples": ["v1.4-17", "v1.0-8.3-120"],
+    }
+)
+# A request line longer than the HTTP server takes (a token of non-ASCII characters, each
+# percent-encoded in up to 12 bytes) is refused by it, before any route, in plain text.
+REQUEST_LINE_RESPONSE: dict[int | str, dict[str, Any]] = {
+    400: {
+        "description": "The HTTP server refused the request line (too long or malformed)",
+        "content": {"text/plain": {}},
+    }
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,11 @@ from collections.abc import Mapping
 from shared.offsets import highest_offsets
 
 _PREFIX = "v1"
-_POSITION = re.compile(r"^(\d{1,6})-(\d{1,19})$")
+_POSITION_GRAMMAR = "([0-9]{1,6})-([0-9]{1,19})"  # ASCII digits only, nothing after
+_POSITION = re.compile(_POSITION_GRAMMAR)
 MAX_PARTITIONS_IN_TOKEN = 1000
+# Every token `decode_token` accepts, as the OpenAPI documents state it.
+TOKEN_PATTERN = rf"^{_PREFIX}(?:\.{_POSITION_GRAMMAR}){{1,{MAX_PARTITIONS_IN_TOKEN}}}$"
 
 
 class InvalidConsistencyToken(ValueError):
@@ -41,7 +44,7 @@ def decode_token(token: str) -> dict[int, int]:
         raise InvalidConsistencyToken(msg)
     positions: list[tuple[int, int]] = []
     for part in parts:
-        match = _POSITION.match(part)
+        match = _POSITION.fullmatch(part)
         if match is None:
             msg = "malformed position in consistency token"
             raise InvalidConsistencyToken(msg)

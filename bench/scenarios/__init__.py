@@ -14,7 +14,8 @@ from bench.report import Report
 
 logger = logging.getLogger("bench")
 
-SCENARIOS = ("ingest", "fold", "stats", "window", "freshness", "stream")  # a full run, in order
+# a full run, in order
+SCENARIOS = ("ingest", "import", "fold", "stats", "window", "freshness", "stream")
 
 _PINNED = (os.cpu_count() or 1) >= 2
 # The load generator (wrk, or the paced client in this process), and the server under test

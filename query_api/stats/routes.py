@@ -6,7 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from query_api.consistency import MAX_TOKEN_LENGTH, MAX_WAIT_MS
+from query_api.consistency import (
+    MAX_TOKEN_LENGTH,
+    MAX_WAIT_MS,
+    REQUEST_LINE_RESPONSE,
+    TOKEN_SCHEMA,
+)
 from query_api.deps import provider
 from query_api.stats.models import StatsResponse
 from query_api.stats.service import StatsService
@@ -35,6 +40,7 @@ WindowParam = Annotated[
 ]
 TokenParam = Annotated[
     str | None,
+    TOKEN_SCHEMA,
     Query(
         max_length=MAX_TOKEN_LENGTH,
         description="Wait until the projection covers this POST's token.",
@@ -48,7 +54,11 @@ WaitParam = Annotated[
 router = APIRouter(tags=["stats"])
 
 
-@router.get("/stats", summary="Transaction statistics", responses=STATS_RESPONSES)
+@router.get(
+    "/stats",
+    summary="Transaction statistics",
+    responses={**STATS_RESPONSES, **REQUEST_LINE_RESPONSE},
+)
 async def get_stats(
     service: StatsServiceDep,
     window: WindowParam = None,

@@ -14,7 +14,12 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 
 from query_api.as_of import AsOf
-from query_api.consistency import MAX_TOKEN_LENGTH, MAX_WAIT_MS
+from query_api.consistency import (
+    MAX_TOKEN_LENGTH,
+    MAX_WAIT_MS,
+    REQUEST_LINE_RESPONSE,
+    TOKEN_SCHEMA,
+)
 from query_api.deps import get_verifier, provider
 from query_api.transactions.models import TransactionResponse
 from query_api.transactions.service import TransactionStatusService
@@ -72,7 +77,7 @@ router = APIRouter(tags=["transactions"])
     "POST) it first waits like `/stats` does, so a 404 then means not counted. One "
     "primary-key read.",
     response_model=TransactionResponse,
-    responses=_RESPONSES,
+    responses={**_RESPONSES, **REQUEST_LINE_RESPONSE},
 )
 async def get_transaction(
     principal: Reader,
@@ -92,7 +97,9 @@ async def get_transaction(
             "absent; another only with the scope transactions:read:any",
         ),
     ] = None,
-    consistency_token: Annotated[str | None, Query(max_length=MAX_TOKEN_LENGTH)] = None,
+    consistency_token: Annotated[
+        str | None, TOKEN_SCHEMA, Query(max_length=MAX_TOKEN_LENGTH)
+    ] = None,
     wait_ms: Annotated[int | None, Query(ge=0, le=MAX_WAIT_MS)] = None,
 ) -> TransactionResponse | JSONResponse:
     view = await service.lookup(

@@ -108,11 +108,12 @@ def script_variables() -> dict[str, str]:
             found.setdefault(name, "")
         for name in re.findall(r"^(?:export\s+)?([A-Z][A-Z0-9_]+)\s*\??=", text, re.M):
             found.setdefault(name, "")
-    for path in sorted((ROOT / "tests").rglob("*.py")) + sorted((ROOT / "bench").rglob("*.py")):
+    code = [ROOT / "tests", ROOT / "bench", ROOT / "client"]
+    for path in sorted(p for folder in code for p in folder.rglob("*.py")):
         text = path.read_text()
         for name, default in re.findall(r'environ\.get\(\s*"([A-Z][A-Z0-9_]+)",\s*"([^"]*)"', text):
             found.setdefault(name, default)
-        for name in re.findall(r'environ(?:\.get\(|\[)\s*"([A-Z][A-Z0-9_]+)"', text):
+        for name in re.findall(r'(?:environ|env)(?:\.get\(|\[|\()\s*"([A-Z][A-Z0-9_]+)"', text):
             found.setdefault(name, "")
     return found
 

@@ -105,3 +105,15 @@ def test_production_code_imports_no_test_code(path: Path) -> None:
     """The in-memory doubles live in tests/doubles; no service selects them at run time."""
     used = {name for name in imports_of(path) if name.split(".")[0] == "tests"}
     assert not used, f"{path.relative_to(ROOT)} imports {sorted(used)}"
+
+
+CLIENT = modules("client")
+
+
+@pytest.mark.parametrize("path", CLIENT, ids=names(CLIENT))
+def test_the_client_is_its_own_package(path: Path) -> None:
+    """`client/` installs alone (client/pyproject.toml): it imports no service, not `shared`."""
+    used = {
+        name for name in imports_of(path) if name.split(".")[0] in (*SERVICES, "shared", "tests")
+    }
+    assert not used, f"{path.relative_to(ROOT)} imports {sorted(used)}"
