@@ -26,6 +26,7 @@ from shared.events import TransactionRecorded, serialize
 from shared.totals import Totals
 from tests.integration.conftest import TopicFactory
 from tests.integration.support import ProjectorProcess, publish
+from tests.scratch_database import ROLES
 
 OCCURRED = datetime(2026, 11, 26, 12, 0, 30, tzinfo=UTC)
 RECORDED = datetime(2026, 11, 26, 12, 0, 31, 250_000, tzinfo=UTC)
@@ -129,7 +130,7 @@ async def old_projection(database_url: str) -> None:
         await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
         await migrated_up_to(conn, 3)
         await fold_as_before(conn)
-        assert await migrate(conn) == ["004_partition_buckets.sql", "005_producer_keys.sql"]
+        assert await migrate(conn, ROLES) == ["004_partition_buckets.sql", "005_producer_keys.sql"]
     finally:
         await conn.close()
 
