@@ -328,8 +328,10 @@ pg_install() {
 }
 
 # initdb and the server refuse to run as root: run them as the postgres user then.
+# As root, from / : the clone may be in a folder the postgres user cannot enter (psql would say
+# so on every call).
 pg_as_owner() {
-  if [[ $EUID -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [[ $EUID -eq 0 ]]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 # As root, the server runs as the postgres user, which must reach the cluster's directory. When
