@@ -2,10 +2,14 @@
 then leave it again (SIGTERM), while events keep arriving on every partition.
 
 Each join or leave is a rebalance: partitions move between members, and each new owner seeks
-to the offsets stored in PostgreSQL. The totals must stay exact (count, sum, max, min over
-distinct ids, with retried ids in the stream), and the test reports the pause: the time from a
+to the offsets stored in PostgreSQL. The projection must stay exact: per partition the next
+offset, count, sum, max and min over distinct ids, and every retried id a repeat (a conflict:
+its amount differs) at its position in the log. The test reports the pause: the time from a
 member joining (or leaving) until every partition has folded again, measured as the longest any
 partition went without advancing its stored offset while the group rebalanced.
+
+The bookkeeping of what was acknowledged, its ground truth and the pause measurement serve the
+kill -9 test too (tests/faults/test_projector_kills.py).
 """
 
 from __future__ import annotations
@@ -233,8 +237,9 @@ async def test_projectors_join_and_leave_while_folding(
             sent=None,
             acknowledged=None,
             not_confirmed="—",
-            counted=f"{totals.count:,} (= distinct ids), exact; pause until every partition "
-            f"folds again: {', '.join(pauses)}",
+            counted=f"{totals.count:,} (= distinct ids), exact per partition, repeats and "
+            f"conflicts where they are in the log; pause until every partition folds again: "
+            f"{', '.join(pauses)}",
         )
     )
 
