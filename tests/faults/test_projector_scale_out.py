@@ -238,7 +238,7 @@ async def test_projectors_join_and_leave_while_folding(
             acknowledged=None,
             not_confirmed="—",
             counted=f"{totals.count:,} (= distinct ids), exact per partition, repeats and "
-            f"conflicts where they are in the log; pause until every partition folds again: "
+            "conflicts where they are in the log; pause until every partition folds again: "
             f"{', '.join(pauses)}",
         )
     )
