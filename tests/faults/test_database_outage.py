@@ -50,9 +50,15 @@ class Read:
 
 
 async def publish_continuously(
-    kafka: KafkaSettings, sent: list[TransactionRecorded], stop: asyncio.Event, *, limit: int
+    kafka: KafkaSettings,
+    sent: list[TransactionRecorded],
+    stop: asyncio.Event,
+    *,
+    limit: int,
+    positions: list[tuple[int, int]] | None = None,
 ) -> None:
-    """50 events every 0.1 s (1 in 25 a retried id), acks=all, until `stop` or `limit`."""
+    """50 events every 0.1 s (1 in 25 a retried id), acks=all, until `stop` or `limit`;
+    `positions` gets the (partition, offset) each one landed at, in `sent`'s order."""
     rng = random.Random(5)
     producer = AIOKafkaProducer(
         bootstrap_servers=kafka.bootstrap_servers, acks="all", enable_idempotence=True
@@ -71,8 +77,10 @@ async def publish_continuously(
                 await producer.send(kafka.topic, serialize(e), key=e.key, headers=event_headers())
                 for e in chunk
             ]
-            await asyncio.gather(*acks)
+            landed = await asyncio.gather(*acks)
             sent.extend(chunk)
+            if positions is not None:
+                positions.extend((ack.partition, ack.offset) for ack in landed)
             await asyncio.sleep(0.1)
     finally:
         await producer.stop()

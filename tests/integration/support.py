@@ -21,6 +21,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+from aiokafka.structs import RecordMetadata
 from pydantic import SecretStr
 
 from query_api.config import QueryConfig
@@ -50,8 +51,10 @@ def event(
     )
 
 
-async def publish_raw(settings: KafkaSettings, messages: Iterable[tuple[bytes, bytes]]) -> None:
-    """Append (key, value) messages to the topic, pipelined, acks=all."""
+async def publish_raw(
+    settings: KafkaSettings, messages: Iterable[tuple[bytes, bytes]]
+) -> list[RecordMetadata]:
+    """Append (key, value) messages to the topic, pipelined, acks=all; where each landed."""
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers,
         acks="all",
@@ -65,7 +68,7 @@ async def publish_raw(settings: KafkaSettings, messages: Iterable[tuple[bytes, b
             await producer.send(settings.topic, value, key=key, headers=event_headers())
             for key, value in messages
         ]
-        await asyncio.gather(*pending)
+        return list(await asyncio.gather(*pending))
     finally:
         await producer.stop()
 
