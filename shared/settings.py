@@ -6,9 +6,11 @@ once, in its composition root.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # hide_input_in_errors: a refused JWT_SECRET must not be echoed in the startup error.
@@ -52,6 +54,16 @@ class KafkaSettings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return value or None
+
+    @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+    @classmethod
+    def _file_is_readable(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # The clients open these only when they connect, and a connection that fails is
+        # retried: a wrong path would be a service that never starts and never says why.
+        if value is not None and not (Path(value).is_file() and os.access(value, os.R_OK)):
+            msg = f"KAFKA_{str(info.field_name).upper()}={value} is not a readable file"
+            raise ValueError(msg)
+        return value
 
     @field_validator("sasl_password")
     @classmethod
