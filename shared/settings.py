@@ -223,7 +223,10 @@ class CommandSettings(BaseSettings):
     model_config = _ENV
 
     publish_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # A body is held whole while it is parsed. The default takes the largest valid batch; the
+    # cap leaves room for whitespace and escaped strings, while one request cannot take a
+    # replica's memory.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=16 * 1024 * 1024)
     # How long a partition's record batch may fill before it goes to the producer; 0: until
     # the event loop has run what is ready (the publishes of the same turn).
     producer_linger_ms: int = Field(default=0, ge=0, le=1000)
