@@ -209,6 +209,9 @@ class LogSettings(BaseSettings):
     log_format: Literal["auto", "json", "text"] = "auto"
 
 
+DEFAULT_CLOCK_SKEW_SECONDS = 5.0
+
+
 class ClockSkewSettings(BaseSettings):
     """How far in the future an event's timestamp may be: the command API refuses later ones,
     the query API's windows include events up to that far ahead."""
@@ -216,7 +219,7 @@ class ClockSkewSettings(BaseSettings):
     model_config = _ENV
 
     # At most 60: a window read then touches at most 120 bucket rows (see query_api/windows.py).
-    max_clock_skew_seconds: float = Field(default=5.0, ge=0, le=60)
+    max_clock_skew_seconds: float = Field(default=DEFAULT_CLOCK_SKEW_SECONDS, ge=0, le=60)
 
 
 class CommandSettings(BaseSettings):
