@@ -21,7 +21,7 @@ from command_api.instrumented_publisher import InstrumentedPublisher
 from command_api.metrics import CommandMetrics
 from command_api.models import TransactionBatchRequest, TransactionRequest
 from command_api.ports import EventPublisher
-from command_api.routes import router
+from command_api.routes import build_router
 from command_api.services import Clock, TransactionRecorder
 from shared.auth import JwtVerifier, VerifiedTokens, bearer_security_scheme
 from shared.errors import install_error_handlers
@@ -92,7 +92,7 @@ def create_app(
     )
     # The write routes join the app's own router rather than being included: FastAPI matches
     # an included router twice per request (to choose it, then to handle it).
-    app.router.routes.extend(router.routes)
+    app.router.routes.extend(build_router(max_body_bytes=config.command.max_body_bytes).routes)
     install_common(
         app,
         registry=registry,

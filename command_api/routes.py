@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from command_api.deps import BatchWrite, TransactionWrite
-from command_api.errors import WRITE_RESPONSES
+from command_api.errors import write_responses
 from command_api.idempotency import HEADER, IDEMPOTENCY_KEY_PATTERN
 from command_api.models import (
     POSTED_ID_RULE,
@@ -20,8 +20,6 @@ from command_api.models import (
 )
 from shared.auth import bearer_security_scheme
 from shared.openapi import json_request_body
-
-router = APIRouter(tags=["transactions"])
 
 # The dependencies read the bearer token and the Idempotency-Key header themselves (see
 # deps.py), so the routes say in their OpenAPI what FastAPI would have said for them.
@@ -61,37 +59,11 @@ _DURABLE = (
 )
 
 
-@router.post(
-    "/transactions",
-    status_code=201,
-    summary="Record one transaction",
-    description=_DURABLE + "\n\nThe `consistency_token` names the partition and offset of the "
-    "event itself; the query API treats it as covered once the projection is past it.",
-    response_model=TransactionRecordedResponse,
-    responses=WRITE_RESPONSES,
-    openapi_extra=_openapi(TransactionRequest, parameters=[_IDEMPOTENCY_KEY_PARAMETER]),
-)
 async def record_transaction(write: TransactionWrite) -> Response:
     receipt = await write.recorder.record(write.command, producer=write.producer)
     return _created(recorded_json(receipt))
 
 
-@router.post(
-    "/transactions/batch",
-    status_code=201,
-    summary="Record up to 1,000 transactions",
-    description=_DURABLE + "\n\nThe whole batch is validated first: one invalid item answers "
-    "422 naming it (`transactions.<index>.<field>`) and nothing is written. The events are "
-    "then sent together (pipelined) and the 201 comes once **all** are acknowledged; it lists "
-    "one position per item, in request order, and a `consistency_token` with the highest "
-    "offset written per partition. If any publish fails the answer is 503, and some items may "
-    "already be in the log: **send your own `transaction_id`s** so that retrying the same "
-    "batch is safe (the projector counts each id once). Ids generated for items without one "
-    "are only reported in a 201.",
-    response_model=BatchRecordedResponse,
-    responses=WRITE_RESPONSES,
-    openapi_extra=_openapi(TransactionBatchRequest),
-)
 async def record_transactions(write: BatchWrite) -> Response:
     receipt = await write.recorder.record_batch(write.command, producer=write.producer)
     return _created(batch_recorded_json(receipt))
@@ -99,3 +71,40 @@ async def record_transactions(write: BatchWrite) -> Response:
 
 def _created(document: bytes) -> Response:
     return Response(document, status_code=201, media_type="application/json")
+
+
+def build_router(*, max_body_bytes: int) -> APIRouter:
+    """The write routes, their OpenAPI stating this deployment's body limit."""
+    responses = write_responses(max_body_bytes=max_body_bytes)
+    router = APIRouter(tags=["transactions"])
+    router.add_api_route(
+        "/transactions",
+        record_transaction,
+        methods=["POST"],
+        status_code=201,
+        summary="Record one transaction",
+        description=_DURABLE + "\n\nThe `consistency_token` names the partition and offset of "
+        "the event itself; the query API treats it as covered once the projection is past it.",
+        response_model=TransactionRecordedResponse,
+        responses=responses,
+        openapi_extra=_openapi(TransactionRequest, parameters=[_IDEMPOTENCY_KEY_PARAMETER]),
+    )
+    router.add_api_route(
+        "/transactions/batch",
+        record_transactions,
+        methods=["POST"],
+        status_code=201,
+        summary="Record up to 1,000 transactions",
+        description=_DURABLE + "\n\nThe whole batch is validated first: one invalid item "
+        "answers 422 naming it (`transactions.<index>.<field>`) and nothing is written. The "
+        "events are then sent together (pipelined) and the 201 comes once **all** are "
+        "acknowledged; it lists one position per item, in request order, and a "
+        "`consistency_token` with the highest offset written per partition. If any publish "
+        "fails the answer is 503, and some items may already be in the log: **send your own "
+        "`transaction_id`s** so that retrying the same batch is safe (the projector counts "
+        "each id once). Ids generated for items without one are only reported in a 201.",
+        response_model=BatchRecordedResponse,
+        responses=responses,
+        openapi_extra=_openapi(TransactionBatchRequest),
+    )
+    return router

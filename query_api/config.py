@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.settings import (
+    DEFAULT_CLOCK_SKEW_SECONDS,
     ClockSkewSettings,
     DatabaseSettings,
     JwtSettings,
@@ -19,7 +20,8 @@ class QueryConfig:
     jwt: JwtSettings
     query: QuerySettings
     log: LogSettings
-    clock_skew_seconds: float = 5.0  # how far in the future the write side accepts events
+    # How far in the future the write side accepts events (MAX_CLOCK_SKEW_SECONDS).
+    clock_skew_seconds: float = DEFAULT_CLOCK_SKEW_SECONDS
     progress_recheck_seconds: float = 0.5  # the listener's safety re-check while requests wait
 
     @classmethod

@@ -26,7 +26,8 @@ from query_api.ports import BucketRange
 from shared.projection import SECONDS_PER_MINUTE
 
 # The one home of the window range: routes declare it as their parameters' bounds (so the
-# OpenAPI document shows it), and `check_window` holds every other caller to it.
+# OpenAPI document shows it and HTTP answers 422 before anything else), and `plan_window`, the
+# one way to a window read, is its one runtime check: no caller can plan an unbounded read.
 MIN_WINDOW_SECONDS = 1
 MAX_WINDOW_SECONDS = 3600
 
@@ -45,15 +46,12 @@ def future_allowance(clock_skew_seconds: float) -> int:
     return max(0, math.ceil(clock_skew_seconds))
 
 
-def check_window(seconds: int) -> None:
-    """Refuse a window length outside the range, as a field error of `window`."""
+def plan_window(*, now: float, seconds: int, allowance: int) -> WindowPlan:
+    """The buckets of the window of `seconds` ending at `now`; a length outside the range is
+    a field error of `window`."""
     if not MIN_WINDOW_SECONDS <= seconds <= MAX_WINDOW_SECONDS:
         msg = f"window must be {MIN_WINDOW_SECONDS}..{MAX_WINDOW_SECONDS} seconds"
         raise InvalidQueryError("window", msg)
-
-
-def plan_window(*, now: float, seconds: int, allowance: int) -> WindowPlan:
-    check_window(seconds)
     current = math.floor(now)
     start = current - seconds + 1
     first_minute = -(-start // SECONDS_PER_MINUTE)  # ceil: the first minute wholly inside

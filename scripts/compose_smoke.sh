@@ -18,7 +18,8 @@
 # Needs Docker with the Compose v2 plugin (`docker compose`), curl and python3, and host ports
 # 8000 and 8001 free (the load balancer publishes them). It runs as its own compose project
 # (txstats-smoke-<configuration>) and deletes only that project's containers and volumes.
-#   JWT_SECRET, POSTGRES_PASSWORD, PG_OWNER_PASSWORD, PG_PROJECTOR_PASSWORD, PG_QUERY_PASSWORD
+#   JWT_SECRET, POSTGRES_PASSWORD, PG_OWNER_PASSWORD, PG_PROJECTOR_PASSWORD, PG_QUERY_PASSWORD,
+#   GRAFANA_ADMIN_PASSWORD
 #                    used when set, else throwaway ones are generated
 #   SMOKE_REPLICAS   replicas of each API and of the projector in step 4 (2..9, default 2)
 #   SMOKE_KEEP=1     leave the stack running at the end, to look at it
@@ -235,7 +236,8 @@ if [[ -z "${JWT_SECRET:-}" ]]; then
   JWT_SECRET="$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
 fi
 export JWT_SECRET
-for secret in POSTGRES_PASSWORD PG_OWNER_PASSWORD PG_PROJECTOR_PASSWORD PG_QUERY_PASSWORD; do
+for secret in POSTGRES_PASSWORD PG_OWNER_PASSWORD PG_PROJECTOR_PASSWORD PG_QUERY_PASSWORD \
+  GRAFANA_ADMIN_PASSWORD; do
   [[ -n "${!secret:-}" ]] || printf -v "$secret" '%s' "$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
   export "${secret?}"
 done

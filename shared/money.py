@@ -2,7 +2,8 @@
 
 The one home of the amount rule: a transaction's amount is finite, greater than 0, at most
 `MAX_AMOUNT` and a whole number of cents. The command API's models, its commands and the event
-decoder all ask `amount_violation` / `is_valid_amount`.
+decoder all ask `amount_violation`, `is_valid_amount` or `in_cents`, which share
+`_cents_or_violation`.
 """
 
 from __future__ import annotations
@@ -22,15 +23,8 @@ AmountViolation = Literal["not_finite", "not_positive", "above_maximum", "sub_ce
 def amount_violation(amount: Decimal) -> AmountViolation | None:
     """The first part of the amount rule `amount` breaks, or None when it is a valid amount.
     Trailing zeros beyond the second fractional digit do not count: 1.100 is 1.10."""
-    if not amount.is_finite():  # first: NaN cannot even be compared
-        return "not_finite"
-    if amount <= 0:
-        return "not_positive"
-    if amount > MAX_AMOUNT:
-        return "above_maximum"
-    if amount.quantize(CENT) != amount:
-        return "sub_cent"
-    return None
+    checked = _cents_or_violation(amount)
+    return checked if isinstance(checked, str) else None
 
 
 def is_valid_amount(amount: Decimal) -> bool:
@@ -38,12 +32,22 @@ def is_valid_amount(amount: Decimal) -> bool:
 
 
 def in_cents(amount: Decimal) -> Decimal | None:
-    """A valid `amount` with exactly two fractional digits, else None: `amount_violation`'s
-    rule and the canonical form in one `quantize` (the decoders' path, once per item)."""
-    if not amount.is_finite() or amount <= 0 or amount > MAX_AMOUNT:
-        return None
+    """A valid `amount` with exactly two fractional digits, else None (the decoders' path,
+    once per item: the rule and the canonical form in one `quantize`)."""
+    checked = _cents_or_violation(amount)
+    return None if isinstance(checked, str) else checked
+
+
+def _cents_or_violation(amount: Decimal) -> Decimal | AmountViolation:
+    """The amount rule, written once: the first part `amount` breaks, or its cents."""
+    if not amount.is_finite():  # first: NaN cannot even be compared
+        return "not_finite"
+    if amount <= 0:
+        return "not_positive"
+    if amount > MAX_AMOUNT:
+        return "above_maximum"
     cents = amount.quantize(CENT)
-    return cents if cents == amount else None
+    return cents if cents == amount else "sub_cent"
 
 
 def to_cents_string(amount: Decimal) -> str:

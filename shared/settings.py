@@ -6,9 +6,11 @@ once, in its composition root.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # hide_input_in_errors: a refused JWT_SECRET must not be echoed in the startup error.
@@ -52,6 +54,16 @@ class KafkaSettings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return value or None
+
+    @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+    @classmethod
+    def _file_is_readable(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # The clients open these only when they connect, and a connection that fails is
+        # retried: a wrong path would be a service that never starts and never says why.
+        if value is not None and not (Path(value).is_file() and os.access(value, os.R_OK)):
+            msg = f"KAFKA_{str(info.field_name).upper()}={value} is not a readable file"
+            raise ValueError(msg)
+        return value
 
     @field_validator("sasl_password")
     @classmethod
@@ -197,6 +209,9 @@ class LogSettings(BaseSettings):
     log_format: Literal["auto", "json", "text"] = "auto"
 
 
+DEFAULT_CLOCK_SKEW_SECONDS = 5.0
+
+
 class ClockSkewSettings(BaseSettings):
     """How far in the future an event's timestamp may be: the command API refuses later ones,
     the query API's windows include events up to that far ahead."""
@@ -204,14 +219,17 @@ class ClockSkewSettings(BaseSettings):
     model_config = _ENV
 
     # At most 60: a window read then touches at most 120 bucket rows (see query_api/windows.py).
-    max_clock_skew_seconds: float = Field(default=5.0, ge=0, le=60)
+    max_clock_skew_seconds: float = Field(default=DEFAULT_CLOCK_SKEW_SECONDS, ge=0, le=60)
 
 
 class CommandSettings(BaseSettings):
     model_config = _ENV
 
     publish_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # A body is held whole while it is parsed. The default takes the largest valid batch; the
+    # cap leaves room for whitespace and escaped strings, while one request cannot take a
+    # replica's memory.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=16 * 1024 * 1024)
     # How long a partition's record batch may fill before it goes to the producer; 0: until
     # the event loop has run what is ready (the publishes of the same turn).
     producer_linger_ms: int = Field(default=0, ge=0, le=1000)

@@ -7,7 +7,12 @@ import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import TopicAlreadyExistsError, for_code
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+    for_code,
+)
 
 from shared.kafka_client import client_options
 from shared.settings import KafkaSettings
@@ -16,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 METADATA_WAIT_SECONDS = 15.0
 RETENTION_FOREVER = "-1"
+_NOT_ALLOWED = (TopicAuthorizationFailedError, ClusterAuthorizationFailedError)
 
 
 def topic_config(replication_factor: int) -> dict[str, str]:
@@ -60,7 +66,16 @@ async def _warn_if_not_kept_forever(admin: AIOKafkaAdminClient, topic: str) -> N
     """An existing topic made by someone else may delete old events: then the log is no
     longer the source of truth and a rebuild would lose them. Say so loudly."""
     [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
-    entries = {entry[0]: entry[1] for entry in response.resources[0][4]}
+    error_code, _, _, _, config_entries = response.resources[0]
+    if error_code != 0:
+        # The entries are empty then: they say nothing about the retention either way.
+        error = for_code(error_code)
+        if error in _NOT_ALLOWED:
+            logger.warning("topic %s: cannot verify retention (no DESCRIBE_CONFIGS)", topic)
+        else:
+            logger.warning("topic %s: cannot verify retention (%s)", topic, error.__name__)
+        return
+    entries = {entry[0]: entry[1] for entry in config_entries}
     if entries.get("retention.ms") != RETENTION_FOREVER:
         logger.error(
             "topic %s deletes events after retention.ms=%s: the log is not kept forever, so a"

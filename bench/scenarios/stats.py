@@ -23,7 +23,9 @@ async def small_projection(ctx: Context) -> str:
     return url
 
 
-def _query_api(ctx: Context, name: str, database_url: str) -> Service:
+def query_api_service(ctx: Context, name: str, database_url: str) -> Service:
+    """A query API process over `database_url`, on the server cores (the window scenario's
+    too)."""
     env = ctx.infra.service_env(database_url=database_url)
     return Service.uvicorn(
         name,
@@ -35,10 +37,12 @@ def _query_api(ctx: Context, name: str, database_url: str) -> Service:
     )
 
 
-def _run(ctx: Context, service: Service) -> LoadResult:
+def measured_load(ctx: Context, service: Service, request: Request) -> LoadResult:
+    """One measured wrk run of `request` against `service`, the service and the infrastructure
+    watched (the window scenario's too)."""
     result = run_wrk(
         service.url,
-        GET_STATS,
+        request,
         seconds=ctx.seconds,
         connections=ctx.connections,
         client_cpus=CLIENT_CPUS,
@@ -61,8 +65,8 @@ def _summary(results: list[LoadResult]) -> dict[str, Any]:
 
 async def run(ctx: Context, large_url: str) -> None:
     small_url = await small_projection(ctx)
-    small = _query_api(ctx, "query_api_1k", small_url)
-    large = _query_api(ctx, "query_api_1m", large_url)
+    small = query_api_service(ctx, "query_api_1k", small_url)
+    large = query_api_service(ctx, "query_api_1m", large_url)
     noop = Service.uvicorn(
         "noop_stats",
         "bench.baselines:noop_stats_app",
@@ -85,7 +89,7 @@ async def run(ctx: Context, large_url: str) -> None:
             ctx.progress(f"stats: run {index + 1}/{ctx.runs}")
             order = [("1k", small), ("1m", large), ("noop", noop)]
             for key, service in order if index % 2 == 0 else reversed(order):
-                results[key].append(_run(ctx, service))
+                results[key].append(measured_load(ctx, service, GET_STATS))
     _record(ctx, results)
 
 

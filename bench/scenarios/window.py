@@ -16,7 +16,8 @@ import asyncpg
 
 from bench.procs import Service, running
 from bench.report import Row, Series, cpu_summary, paired_ratio
-from bench.scenarios import CLIENT_CPUS, SERVER_CPUS, Context
+from bench.scenarios import CLIENT_CPUS, Context
+from bench.scenarios.stats import measured_load, query_api_service
 from bench.wrk import LoadResult, Request, run_wrk
 from projector.adapters.postgres_store import PostgresProjectionStore
 from projector.rollup import SEALED_AFTER_SECONDS
@@ -102,20 +103,6 @@ async def read_cost(url: str) -> tuple[int, float]:
     return touched["second_buckets"] + touched["minute_buckets"], statistics.median(times) * 1e3
 
 
-def _run(ctx: Context, service: Service) -> LoadResult:
-    result = run_wrk(
-        service.url,
-        GET_WINDOW,
-        seconds=ctx.seconds,
-        connections=ctx.connections,
-        client_cpus=CLIENT_CPUS,
-        watch=[service.watched(), *ctx.watch_infra],
-    )
-    if result.failed:
-        ctx.progress(f"{service.name}: failed requests {result.errors}; see {service.log_path}")
-    return result
-
-
 Layout = tuple[int, str]
 """(partitions, how the buckets are kept: one of `KINDS`)."""
 
@@ -137,16 +124,7 @@ async def run(ctx: Context) -> None:
         url = await ctx.infra.new_database()
         urls.append(url)
         await seed(url, *layout)
-        services.append(
-            Service.uvicorn(
-                _name(layout),
-                "query_api.main:create_app",
-                env=ctx.infra.service_env(database_url=url),
-                cpus=SERVER_CPUS,
-                log_dir=ctx.log_dir,
-                ready_path="/ready",
-            )
-        )
+        services.append(query_api_service(ctx, _name(layout), url))
     results: dict[Layout, list[LoadResult]] = {layout: [] for layout in LAYOUTS}
     statement_ms: dict[Layout, list[float]] = {layout: [] for layout in LAYOUTS}
     try:
@@ -171,7 +149,7 @@ async def run(ctx: Context) -> None:
                 for layout, service in order if index % 2 == 0 else reversed(order):
                     if layout[1] == "rolled up":
                         await roll_up(urls[LAYOUTS.index(layout)])
-                    results[layout].append(_run(ctx, service))
+                    results[layout].append(measured_load(ctx, service, GET_WINDOW))
     finally:
         for url in urls:
             await ctx.infra.drop_database(url)

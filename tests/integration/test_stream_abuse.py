@@ -1,7 +1,12 @@
 """One client cannot take the query API's streams: a hostile client that asks for every window
 (1..3600, eight per connection) and for every stream slot gets its share and no more; the
 readers stay one per streamed window, on a pool of their own; and `GET /stats` keeps
-answering within the latency it had before, measured in the same test.
+answering within the latency it had without the attack, measured in the same test.
+
+The machine is shared, so the latency check is built not to flake: many samples, medians, the
+baseline measured both before the attack and after it ends (the slower of the two: a machine
+that got busier during the test raises both), and a generous bound. The share counts are exact
+and decide the outcome of code without the stream bounds.
 
 The query API runs on a real socket with a real PostgreSQL; the test connects from 127.0.0.1,
 which it configures as the trusted proxy, so `X-Forwarded-For` tells the clients apart as it
@@ -19,14 +24,18 @@ import asyncpg
 import httpx
 
 from shared.settings import DEFAULT_STREAM_WINDOWS
-from tests.integration.stream_support import EventReader, serve_query
+from tests.integration.stream_support import EventReader, Served, serve_query
 from tests.integration.test_query_api import seed_partition
 
 HOSTILE = "203.0.113.7"
 VICTIM = "198.51.100.1"
 SLOTS = 450  # as many as it takes to ask every window once: 3600 / 8
 PER_CLIENT = 4
-SAMPLES = 60
+SAMPLES = 150
+# `GET /stats` under the attack: at most this many times the baseline, plus a margin that
+# absorbs a scheduler hiccup on a request of a few milliseconds.
+SLOWER = 3
+MARGIN_SECONDS = 0.02
 
 
 async def stats_latencies(client: httpx.AsyncClient) -> list[float]:
@@ -42,6 +51,12 @@ async def stats_latencies(client: httpx.AsyncClient) -> list[float]:
 
 def p90(values: list[float]) -> float:
     return statistics.quantiles(values, n=10)[-1]
+
+
+async def until_streams(served: Served, count: int) -> None:
+    async with asyncio.timeout(10):
+        while served.broadcaster.clients != count:
+            await asyncio.sleep(0.01)
 
 
 async def open_stream(client: httpx.AsyncClient, stack: AsyncExitStack, windows: list[int]) -> int:
@@ -78,33 +93,37 @@ async def test_a_hostile_client_asking_every_window_and_slot_leaves_stats_answer
             timeout=30,
             limits=httpx.Limits(max_connections=SLOTS * 2),
         ) as hostile,
-        AsyncExitStack() as held,
     ):
-        normal = await stats_latencies(victim)
+        before = await stats_latencies(victim)
+        async with AsyncExitStack() as held:
+            answers: Counter[int] = Counter()
+            for first in range(1, 3601, 8):  # every window there is, eight per stream
+                windows = list(range(first, min(first + 8, 3601)))
+                answers[await open_stream(hostile, held, windows)] += 1
+            streamed = list(DEFAULT_STREAM_WINDOWS)
+            for _ in range(SLOTS):  # then every slot, with windows that are streamed
+                answers[await open_stream(hostile, held, streamed[:8])] += 1
+            assert answers[200] == PER_CLIENT, answers  # its share, no more
+            assert answers[429] == SLOTS - PER_CLIENT, answers
+            assert answers[422] == 450, answers  # every window outside the streamed set
+            await until_streams(served, PER_CLIENT)
+            assert served.broadcaster.readers <= len(DEFAULT_STREAM_WINDOWS) + 1
 
-        answers: Counter[int] = Counter()
-        for first in range(1, 3601, 8):  # every window there is, eight per stream
-            answers[await open_stream(hostile, held, list(range(first, min(first + 8, 3601))))] += 1
-        streamed = list(DEFAULT_STREAM_WINDOWS)
-        for _ in range(SLOTS):  # then every slot, with windows that are streamed
-            answers[await open_stream(hostile, held, streamed[:8])] += 1
-        async with asyncio.timeout(10):
-            while served.broadcaster.clients < answers[200]:
-                await asyncio.sleep(0.01)
+            during = await stats_latencies(victim)
+            async with victim.stream("GET", "/stats/stream") as mine:
+                assert mine.status_code == 200  # another client still gets a stream
+                assert (await EventReader(mine).next()).data["count"] == 1
+        await until_streams(served, 0)
+        after = await stats_latencies(victim)
 
-        assert answers[200] == PER_CLIENT, answers  # its share, no more
-        assert answers[429] == SLOTS - PER_CLIENT, answers
-        assert answers[422] == 450, answers  # every window outside the streamed set
-        assert served.broadcaster.readers <= len(DEFAULT_STREAM_WINDOWS) + 1
-
-        under_attack = await stats_latencies(victim)
-        async with victim.stream("GET", "/stats/stream") as mine:
-            assert mine.status_code == 200  # another client still gets a stream
-            assert (await EventReader(mine).next()).data["count"] == 1
-
-    before, during = statistics.median(normal), statistics.median(under_attack)
-    assert during <= 3 * before + 0.01, (before, during)
-    assert p90(under_attack) <= 3 * p90(normal) + 0.02, (p90(normal), p90(under_attack))
+    for summary in (statistics.median, p90):
+        baseline = max(summary(before), summary(after))
+        assert summary(during) <= SLOWER * baseline + MARGIN_SECONDS, (
+            summary.__name__,
+            summary(before),
+            summary(during),
+            summary(after),
+        )
 
 
 async def test_without_a_trusted_proxy_the_peer_is_the_client(database_url: str) -> None:

@@ -52,13 +52,14 @@ def command_config(
     kafka: KafkaSettings | None = None,
     publish_timeout_seconds: float = 5.0,
     max_clock_skew_seconds: float = 5.0,
+    max_body_bytes: int = 1024 * 1024,
 ) -> CommandConfig:
     return CommandConfig(
         kafka=kafka or KafkaSettings(bootstrap_servers="127.0.0.1:9092", topic="unit.unused"),
         clock_skew=ClockSkewSettings(max_clock_skew_seconds=max_clock_skew_seconds),
         command=CommandSettings(
             publish_timeout_seconds=publish_timeout_seconds,
-            max_body_bytes=1024 * 1024,
+            max_body_bytes=max_body_bytes,
             producer_linger_ms=2,
         ),
         jwt=jwt or jwt_settings(),

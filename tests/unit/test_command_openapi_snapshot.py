@@ -10,6 +10,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from tests.doubles.memory_publisher import InMemoryEventPublisher
 from tests.unit.command_kit import client_for, make_app
 
@@ -26,3 +28,21 @@ async def test_the_openapi_document_is_the_committed_snapshot() -> None:
         f"the command API's OpenAPI document differs from {SNAPSHOT.name}; if that is meant, "
         "regenerate it (see this module's docstring) and commit it"
     )
+
+
+@pytest.mark.parametrize(
+    ("max_body_bytes", "said"),
+    [
+        (1024 * 1024, "1 MiB"),
+        (64 * 1024, "64 KiB"),
+        (3 * 1024 * 1024, "3 MiB"),
+        (5000, "5000 bytes"),
+    ],
+)
+async def test_the_413_says_the_configured_body_limit(max_body_bytes: int, said: str) -> None:
+    app = make_app(InMemoryEventPublisher(), max_body_bytes=max_body_bytes)
+    async with client_for(app) as client:
+        document = (await client.get("/openapi.json")).json()
+    for path in ("/transactions", "/transactions/batch"):
+        description = document["paths"][path]["post"]["responses"]["413"]["description"]
+        assert description == f"The body exceeds {said} (refused before it is read whole)."

@@ -475,6 +475,34 @@ def test_the_apis_require_a_jwt_secret(services: dict[str, dict[str, Any]]) -> N
         assert re.fullmatch(r"\$\{JWT_SECRET:\?[^}]+\}", secret), f"{name}: {secret!r}"
 
 
+def dev_env() -> dict[str, str]:
+    lines = (ROOT / "deploy" / "dev.env").read_text("utf-8").splitlines()
+    return dict(ln.split("=", 1) for ln in lines if ln.strip() and not ln.startswith("#"))
+
+
+def test_grafana_has_no_default_password_outside_the_development_profile(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    password = environment(services["grafana"]).get("GF_SECURITY_ADMIN_PASSWORD") or ""
+    assert re.fullmatch(r"\$\{GRAFANA_ADMIN_PASSWORD:\?[^}]+\}", password), password
+    assert dev_env().get("GRAFANA_ADMIN_PASSWORD"), "deploy/dev.env: the development value"
+    for script in ("scripts/compose_smoke.sh", "scripts/docker_lint.sh"):
+        assert "GRAFANA_ADMIN_PASSWORD" in (ROOT / script).read_text("utf-8"), script
+
+
+def test_the_query_api_believes_forwarded_headers_from_the_front_network_alone(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    front = as_mapping(as_mapping(compose["networks"], "networks")["front"], "front")
+    [pool] = as_mapping(front.get("ipam"), "front.ipam")["config"]
+    subnet = str(pool["subnet"])
+    trusted = environment(services["query-api"]).get("TRUSTED_PROXIES")
+    assert trusted == subnet, f"TRUSTED_PROXIES {trusted!r}, the front network is {subnet!r}"
+    default = re.fullmatch(r"\$\{FRONT_SUBNET:-([^}]+)\}", subnet)
+    assert default is not None, subnet
+    assert ipaddress.ip_network(default.group(1)).is_private
+
+
 def test_apps_reach_kafka_and_postgres_by_service_name(services: dict[str, dict[str, Any]]) -> None:
     for name, (needs, _) in APP_DEPENDENCIES.items():
         env = environment(services[name])
@@ -551,14 +579,43 @@ def test_nginx_limits_each_client_address_and_names_it_alone() -> None:
     # The APIs trust X-Forwarded-For from nginx: it must hold the peer, never the client's own.
     assert "proxy_set_header X-Forwarded-For $remote_addr;" in conf
     assert "$proxy_add_x_forwarded_for" not in conf
-    assert re.search(r"limit_req_zone \$binary_remote_addr zone=(\w+):\w+ rate=\d+r/s;", conf)
-    assert re.search(r"^\s*limit_req zone=\w+ burst=\d+", conf, re.MULTILINE)
     stream = re.search(r"location = /stats/stream \{(.*?)\}", conf, re.S)
     assert stream is not None
     assert re.search(r"limit_conn \w+ \d+;", stream.group(1))
     assert "limit_req_status 429;" in conf
     assert "limit_conn_status 429;" in conf
     assert conf.count("default_type application/problem+json;") == len(PUBLISHED_PORTS)
+
+
+def server_blocks(conf: str) -> dict[int, str]:
+    blocks = re.split(r"^\s*server \{", conf, flags=re.MULTILINE)[1:]
+    return {int(re.findall(r"listen (\d+);", block)[0]): block for block in blocks}
+
+
+def test_nginx_holds_reads_to_a_reader_rate_and_writes_to_a_producer_rate() -> None:
+    """Each port its own zone: a producer POSTing one transaction at a time from one host is not
+    held to the 20 requests a second that bound a reader's polls and streams."""
+    conf = (ROOT / "deploy" / "nginx.conf").read_text("utf-8")
+    zones = {
+        name: int(rate)
+        for name, rate in re.findall(
+            r"limit_req_zone \$binary_remote_addr zone=(\w+):\w+ rate=(\d+)r/s;", conf
+        )
+    }
+    http_level = re.split(r"^\s*server \{", conf, flags=re.MULTILINE)[0]
+    assert not re.search(r"^\s*limit_req ", http_level, re.MULTILINE), "one zone per port"
+    rates = {}
+    for port, block in server_blocks(conf).items():
+        [zone] = re.findall(r"^\s*limit_req zone=(\w+) burst=\d+", block, re.MULTILINE)
+        rates[port] = zones[zone]
+    reads, writes = rates[PUBLISHED_PORTS["query-api"]], rates[PUBLISHED_PORTS["command-api"]]
+    assert reads <= 20
+    assert writes >= 50 * reads, f"writes capped at {writes} req/s per address"
+
+
+def test_nginx_tells_the_apis_the_scheme_the_client_used() -> None:
+    conf = (ROOT / "deploy" / "nginx.conf").read_text("utf-8")
+    assert "proxy_set_header X-Forwarded-Proto $scheme;" in conf
 
 
 def test_projector_runs_from_the_query_image_and_can_scale(

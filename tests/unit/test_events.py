@@ -109,6 +109,9 @@ POISON: dict[str, bytes | None] = {
     "version as boolean": _raw(schema_version=True),
     "amount over 10^12": _raw(amount="1000000000000.01"),
     "amount with exponent": _raw(amount="1E+2"),
+    # Decimal() reads any Unicode digit: the log's amounts are ASCII, or they are not amounts.
+    "amount in Arabic-Indic digits": _raw(amount="\u0661\u0662.\u0663\u0664"),
+    "amount with a fullwidth digit": _raw(amount="1\uff12.34"),
     "timestamp overflowing UTC": _raw(occurred_at="0001-01-01T00:00:00+14:00"),
     "transaction id with NUL": _raw(transaction_id="a\u0000b"),
     "transaction id too long": _raw(transaction_id="x" * 256),
@@ -141,6 +144,9 @@ def test_any_producer_or_id_without_control_characters_up_to_the_cap_is_valid(te
 @pytest.mark.parametrize("text", ["", "a\x00b", "a\x1fb", "a\x7fb", "a\x9fb", "x" * 256])
 def test_the_shared_rule_refuses_control_characters_and_lengths_past_the_cap(text: str) -> None:
     assert not is_valid_producer(text)
+    for field in ("producer", "transaction_id"):
+        with pytest.raises(EventDecodeError, match=field):
+            deserialize(_raw(**{field: text}))
 
 
 @given(

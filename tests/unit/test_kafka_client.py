@@ -89,6 +89,9 @@ async def test_the_settings_reach_the_consumer_and_its_client(tmp_path: Path) ->
     assert client._ssl_context is not None
 
 
+A_FILE = "<a file that exists>"
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
@@ -98,20 +101,32 @@ async def test_the_settings_reach_the_consumer_and_its_client(tmp_path: Path) ->
             "KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME",
         ),
         ({"security_protocol": "PLAINTEXT"}, "PLAINTEXT does not use KAFKA_SASL_MECHANISM"),
-        ({"ssl_cafile": "/etc/ca.pem"}, "SASL_PLAINTEXT does not use KAFKA_SSL_CAFILE"),
-        (
-            {"security_protocol": "SASL_SSL", "ssl_certfile": "/etc/client.pem"},
-            "go together",
-        ),
+        ({"ssl_cafile": A_FILE}, "SASL_PLAINTEXT does not use KAFKA_SSL_CAFILE"),
+        ({"security_protocol": "SASL_SSL", "ssl_certfile": A_FILE}, "go together"),
         ({"sasl_mechanism": "GSSAPI"}, "sasl_mechanism"),
     ],
 )
 def test_incomplete_or_contradictory_security_is_refused_at_start(
-    settings: dict[str, Any], message: str
+    settings: dict[str, Any], message: str, tmp_path: Path
 ) -> None:
+    settings = {k: str(ca_file(tmp_path)) if v == A_FILE else v for k, v in settings.items()}
     with pytest.raises(ValidationError, match=message) as refused:
         sasl(**settings)
     assert PASSWORD not in str(refused.value)
+
+
+@pytest.mark.parametrize("name", ["ssl_cafile", "ssl_certfile", "ssl_keyfile"])
+@pytest.mark.parametrize("wrong", ["missing.pem", "."])
+def test_a_tls_file_that_is_not_there_is_refused_at_start(
+    name: str, wrong: str, tmp_path: Path
+) -> None:
+    """Refused when the settings load, instead of a client that retries its connection forever
+    (the file is opened only when a connection is attempted)."""
+    present = str(ca_file(tmp_path))
+    files = {"ssl_cafile": present, "ssl_certfile": present, "ssl_keyfile": present}
+    files[name] = str(tmp_path / wrong)
+    with pytest.raises(ValidationError, match=f"KAFKA_{name.upper()}=.* is not a readable file"):
+        sasl(security_protocol="SASL_SSL", **files)
 
 
 def test_the_security_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

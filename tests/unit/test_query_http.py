@@ -113,10 +113,17 @@ async def test_window_stats(reader: InMemoryProjectionReader) -> None:
     assert body["as_of"]["offsets"] == {"0": 1, "1": 1}
 
 
+@pytest.mark.parametrize("waiting", [False, True], ids=["alone", "with-a-token-not-reached"])
 @pytest.mark.parametrize("window", ["0", "-1", "3601", "abc", "1.5", ""])
-async def test_window_out_of_range_is_422(reader: InMemoryProjectionReader, window: str) -> None:
-    async with serve(reader) as (client, _):
-        response = await client.get("/stats", params={"window": window})
+async def test_window_out_of_range_is_422(
+    reader: InMemoryProjectionReader, window: str, waiting: bool
+) -> None:
+    """Refused before any wait: the route's bounds are the window range's first check."""
+    params = {"window": window}
+    if waiting:
+        params |= {"consistency_token": "v1.0-99", "wait_ms": "10000"}
+    async with serve(reader) as (client, _), asyncio.timeout(5):
+        response = await client.get("/stats", params=params)
     body = assert_problem(response, 422)
     assert [(e["location"], e["field"]) for e in body["errors"]] == [("query", "window")]
 

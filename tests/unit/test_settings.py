@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from shared.settings import ClockSkewSettings, JwtSettings, QuerySettings
+from shared.settings import ClockSkewSettings, CommandSettings, JwtSettings, QuerySettings
 
 
 def test_a_short_jwt_secret_is_refused_and_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -27,6 +27,12 @@ def test_blank_optional_jwt_settings_mean_unset(monkeypatch: pytest.MonkeyPatch)
 def test_clock_skew_is_capped_to_keep_window_reads_bounded() -> None:
     with pytest.raises(ValidationError):
         ClockSkewSettings(max_clock_skew_seconds=61)
+
+
+def test_the_body_limit_is_capped_to_keep_one_request_from_taking_a_replicas_memory() -> None:
+    assert CommandSettings(max_body_bytes=16 * 1024 * 1024).max_body_bytes == 16 * 1024 * 1024
+    with pytest.raises(ValidationError):
+        CommandSettings(max_body_bytes=16 * 1024 * 1024 + 1)
 
 
 def test_stream_windows_are_read_comma_separated_and_bounded(
