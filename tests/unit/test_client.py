@@ -4,6 +4,7 @@ piece of the server's format the client re-implements, the merge of consistency 
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -179,6 +180,14 @@ def test_the_sync_client_is_the_same_client(publisher: InMemoryEventPublisher) -
     assert receipt.transaction_id == "a"
     assert len(outcomes) == 1500
     assert len(publisher.events) == 1501
+
+
+@pytest.mark.parametrize("settings", [{"unknown": 1}, {"command_url": "http://[::1"}])
+def test_a_sync_client_that_cannot_be_built_leaves_no_thread(settings: dict[str, object]) -> None:
+    before = set(threading.enumerate())
+    with pytest.raises((TypeError, httpx.InvalidURL)):
+        TxStats(**settings)
+    assert set(threading.enumerate()) == before
 
 
 positions = st.dictionaries(
