@@ -5,6 +5,7 @@ one-line message of every way it can fail."""
 from __future__ import annotations
 
 import functools
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -211,3 +212,12 @@ def test_the_exit_statuses_are_documented() -> None:
     table = doc.split("### Exit statuses", 1)[1].split("\n## ", 1)[0]
     cells = [row.split("|")[1].strip() for row in table.splitlines() if row.startswith("|")]
     assert {int(cell) for cell in cells if cell.isdigit()} == {int(status) for status in Exit}
+
+
+def test_the_checkout_and_the_client_package_declare_the_same_command() -> None:
+    root = Path(__file__).parents[2]
+    scripts = [
+        tomllib.loads((where / "pyproject.toml").read_text())["project"]["scripts"]
+        for where in (root, root / "client")
+    ]
+    assert scripts[0] == scripts[1] == {"txstats": "client.cli:main"}
