@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import msgspec
@@ -33,7 +34,7 @@ from client.models import (
     TransactionStatus,
     decode,
 )
-from client.retry import RETRIED_STATUSES, RetryPolicy, retry_after_seconds
+from client.retry import RetryPolicy, retried, retry_after_seconds
 
 TokenProvider = Callable[[], str] | Callable[[], Awaitable[str]]
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
@@ -129,7 +130,7 @@ class AsyncTxStats:
             except httpx.TransportError as err:
                 reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
             else:
-                if response.status_code not in RETRIED_STATUSES:
+                if not retried(response.status_code):
                     return response
                 reason = f"{response.status_code} {problem_of(response).describe()}"
                 retry_after = retry_after_seconds(response.headers.get("retry-after"))
@@ -210,7 +211,7 @@ class AsyncTxStats:
         """`GET /transactions/{id}`: `Counted` (with duplicates and conflicts) or
         `NotCounted`. After waiting for the write's `consistency_token`, `NotCounted` is final."""
         params = _params(consistency_token=consistency_token, wait_ms=wait_ms)
-        path = "/transactions/" + httpx.URL(transaction_id).raw_path.decode()
+        path = "/transactions/" + path_segment(transaction_id)
         response = await self.send(self._query, "GET", path, params=params)
         if response.status_code == 200:
             counted: Counted = decode(Counted, response.content)
@@ -238,7 +239,7 @@ class AsyncTxStats:
                     self._query, "GET", "/stats/stream", params=params, headers=headers
                 ) as source:
                     response = source.response
-                    if response.status_code in RETRIED_STATUSES:
+                    if retried(response.status_code):
                         await response.aread()
                         reason = f"{response.status_code} {problem_of(response).describe()}"
                         retry_after = retry_after_seconds(response.headers.get("retry-after"))
@@ -259,6 +260,15 @@ class AsyncTxStats:
             if self.retry.exhausted(attempt, time.monotonic() - failing_since, delay):
                 raise UnavailableError(reason, attempts=attempt)
             await asyncio.sleep(delay)
+
+
+def path_segment(value: str) -> str:
+    """`value` as one path segment: every reserved character escaped, and a dot segment
+    ('.', '..') escaped too, which clients and proxies would otherwise resolve away (RFC 3986
+    5.2.4) and so ask for another resource."""
+    if value in (".", ".."):
+        return value.replace(".", "%2E")
+    return quote(value, safe="")
 
 
 def _params(**values: object) -> dict[str, object]:

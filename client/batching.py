@@ -35,6 +35,7 @@ from client.models import (
 if TYPE_CHECKING:
     from client.aio import AsyncTxStats
 
+MAX_BATCH_SIZE = 1000  # the command API's limit of items per /transactions/batch
 _ITEM_FIELD = "transactions."
 _encode = msgspec.json.Encoder().encode
 
@@ -72,8 +73,8 @@ class RecordPipeline:
     def __init__(
         self, client: AsyncTxStats, *, batch_size: int, linger: float, max_in_flight: int
     ) -> None:
-        if not 1 <= batch_size <= 1000:
-            msg = "batch_size is 1..1000 (the API's batch limit)"
+        if not 1 <= batch_size <= MAX_BATCH_SIZE:
+            msg = f"batch_size is 1..{MAX_BATCH_SIZE} (the API's batch limit)"
             raise ValueError(msg)
         if max_in_flight < 1 or linger < 0:
             msg = "max_in_flight is at least 1 and linger at least 0"

@@ -1,18 +1,20 @@
 """The `txstats` command (also `python -m client`): import, stats, status, watch.
 
 Settings come from options or the environment: `--command-url` / `TXSTATS_COMMAND_URL`,
-`--query-url` / `TXSTATS_QUERY_URL`, `--token` / `TXSTATS_TOKEN`. Human output goes to the
-terminal (progress on stderr); `--json` prints JSON documents on stdout for scripts. Exit
-statuses: `client.importer.Exit`.
+`--query-url` / `TXSTATS_QUERY_URL`, `--token-file` or `TXSTATS_TOKEN` (or `--token`, which
+every user of the machine can read in `ps`). Human output goes to the terminal (progress on
+stderr); `--json` prints JSON documents on stdout for scripts. Exit statuses:
+`client.importer.Exit`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +34,14 @@ from rich.table import Table
 from rich.text import Text
 
 from client.aio import AsyncTxStats
-from client.batching import RecordPipeline
+from client.batching import MAX_BATCH_SIZE, RecordPipeline
 from client.errors import ApiError, UnavailableError
 from client.importer import (
     Exit,
     Format,
-    ImportAbort,
     Importer,
     ImportState,
+    UsageError,
     file_facts,
     namespace_of,
     summary,
@@ -48,6 +50,8 @@ from client.importer import (
 from client.models import Counted, Stats
 from client.retry import RetryPolicy
 
+# Batches out at once: each holds a connection and up to a batch of outcomes in memory.
+MAX_IN_FLIGHT = 64
 _console = Console()
 _errors = Console(stderr=True)
 
@@ -58,6 +62,47 @@ class _Rate(ProgressColumn):
         return Text("" if speed is None else f"{speed:,.0f} lines/s")
 
 
+def _whole(low: int, high: int | None) -> Callable[[str], int]:
+    """An argparse type: a whole number in low..high (no upper bound when `high` is None)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            msg = f"not a whole number: {text!r}"
+            raise argparse.ArgumentTypeError(msg) from None
+        if value < low or (high is not None and value > high):
+            msg = f"{value} is not in {low}..{high}" if high else f"{value} is less than {low}"
+            raise argparse.ArgumentTypeError(msg)
+        return value
+
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        msg = f"not a positive number of seconds: {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def read_token(path: Path) -> str:
+    """The token held in `path` (surrounding blanks and the final newline taken off)."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as err:
+        msg = f"cannot read the token file {path}: {getattr(err, 'strerror', None) or err}"
+        raise UsageError(msg) from err
+    if not token:
+        msg = f"the token file {path} is empty"
+        raise UsageError(msg)
+    return token
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="txstats", description=__doc__)
     env = os.environ.get
@@ -65,15 +110,19 @@ def _parser() -> argparse.ArgumentParser:
         "--command-url", default=env("TXSTATS_COMMAND_URL", "http://127.0.0.1:8000")
     )
     parser.add_argument("--query-url", default=env("TXSTATS_QUERY_URL", "http://127.0.0.1:8001"))
-    parser.add_argument(
-        "--token", default=env("TXSTATS_TOKEN"), help="bearer JWT (default: $TXSTATS_TOKEN)"
+    token = parser.add_mutually_exclusive_group()
+    token.add_argument(
+        "--token",
+        default=env("TXSTATS_TOKEN"),
+        help="bearer JWT (default: $TXSTATS_TOKEN); shows in ps: prefer --token-file",
     )
+    token.add_argument("--token-file", type=Path, help="a file holding the bearer JWT")
     commands = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="JSON on stdout, for scripts")
     common.add_argument(
         "--give-up-after",
-        type=float,
+        type=_seconds,
         default=120.0,
         metavar="SECONDS",
         help="stop retrying one request after this long (default 120)",
@@ -87,8 +136,18 @@ def _parser() -> argparse.ArgumentParser:
     imports.add_argument("--errors", type=Path, help="refused lines (default FILE.errors.csv)")
     imports.add_argument("--state", type=Path, help="progress (default FILE.txstats-import.json)")
     imports.add_argument("--restart", action="store_true", help="ignore the saved progress")
-    imports.add_argument("--batch-size", type=int, default=1000)
-    imports.add_argument("--in-flight", type=int, default=8, help="batches out at once")
+    imports.add_argument(
+        "--batch-size",
+        type=_whole(1, MAX_BATCH_SIZE),
+        default=MAX_BATCH_SIZE,
+        help=f"lines per request, 1..{MAX_BATCH_SIZE} (default {MAX_BATCH_SIZE})",
+    )
+    imports.add_argument(
+        "--in-flight",
+        type=_whole(1, MAX_IN_FLIGHT),
+        default=8,
+        help=f"requests out at once, 1..{MAX_IN_FLIGHT} (default 8)",
+    )
     imports.add_argument("--no-progress", action="store_true")
 
     stats = commands.add_parser(
@@ -105,7 +164,7 @@ def _parser() -> argparse.ArgumentParser:
 
     watch = commands.add_parser("watch", help="live statistics from the stream", parents=[common])
     watch.add_argument("--window", type=int, action="append", default=[], metavar="SECONDS")
-    watch.add_argument("--count", type=int, help="stop after this many updates")
+    watch.add_argument("--count", type=_whole(1, None), help="stop after this many updates")
     return parser
 
 
@@ -136,15 +195,19 @@ def _format_of(path: Path, chosen: str | None) -> Format:
     if suffix == ".csv":
         return "csv"
     msg = f"cannot tell the format of {path.name}: give --format csv or --format ndjson"
-    raise ImportAbort(msg)
+    raise UsageError(msg)
 
 
 def _state_for(args: argparse.Namespace, state_path: Path) -> ImportState:
     path: Path = args.file
     if not path.is_file():
         msg = f"{path}: no such file"
-        raise ImportAbort(msg)
-    digest, lines = file_facts(path)
+        raise UsageError(msg)
+    try:
+        digest, lines = file_facts(path)
+    except OSError as err:
+        msg = f"cannot read {path}: {err.strerror or err}"
+        raise UsageError(msg) from err
     producer = token_subject(args.token)
     fresh = ImportState(
         file=str(path.resolve()),
@@ -161,10 +224,10 @@ def _state_for(args: argparse.Namespace, state_path: Path) -> ImportState:
             f"{path} changed since {state_path} was written: ids derived from it would "
             "differ. Import the new file with --restart (or another --state)."
         )
-        raise ImportAbort(msg)
+        raise UsageError(msg)
     if saved.producer != producer:
         msg = f"{state_path} belongs to producer {saved.producer!r}, the token is {producer!r}"
-        raise ImportAbort(msg)
+        raise UsageError(msg)
     return saved
 
 
@@ -173,9 +236,11 @@ async def _import(args: argparse.Namespace) -> Exit:
     fmt = _format_of(path, args.format)
     state_path = args.state or path.with_name(path.name + ".txstats-import.json")
     errors_path = args.errors or path.with_name(path.name + ".errors.csv")
-    state = _state_for(args, state_path)
-    importer = Importer(
-        path=path, fmt=fmt, state=state, state_path=state_path, errors_path=errors_path
+    # Reading the whole file (its digest, the ids an earlier run settled) takes a thread: the
+    # loop stays free to see Ctrl-C.
+    state = await asyncio.to_thread(_state_for, args, state_path)
+    importer = await asyncio.to_thread(
+        Importer, path=path, fmt=fmt, state=state, state_path=state_path, errors_path=errors_path
     )
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -201,6 +266,8 @@ async def _import(args: argparse.Namespace) -> Exit:
                         progress.advance(task, importer.settle(outcomes))
                         if importer.stopped is not None:
                             break
+                        if importer.persist_due:
+                            await asyncio.to_thread(importer.persist)
                     else:
                         progress.advance(task, importer.finish())
                 finally:
@@ -208,6 +275,8 @@ async def _import(args: argparse.Namespace) -> Exit:
     except (KeyboardInterrupt, asyncio.CancelledError):
         interrupted = True
     finally:
+        # Every request is over (the pipeline is closed): blocking here stalls nothing, and
+        # an await could be cut short by a second Ctrl-C before the state is saved.
         importer.persist()
         importer.close()
     return _report_import(
@@ -333,21 +402,31 @@ async def _watch(args: argparse.Namespace) -> Exit:
     return Exit.OK
 
 
+def _fail(message: str) -> None:
+    """One line on stderr, as is (a path may hold rich markup; a script reads one line)."""
+    _errors.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
 _COMMANDS = {"import": _import, "stats": _stats, "status": _status, "watch": _watch}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.token_file is not None:
+            args.token = read_token(args.token_file)
         return int(asyncio.run(_COMMANDS[args.command](args)))
-    except ImportAbort as err:
-        _errors.print(f"txstats: {err}", highlight=False)
+    except UsageError as err:
+        _fail(f"txstats: {err}")
         return Exit.USAGE
     except ApiError as err:
-        _errors.print(f"txstats: refused: {err}", highlight=False)
+        _fail(f"txstats: refused: {err}")
         return Exit.REQUEST_REFUSED
     except UnavailableError as err:
-        _errors.print(f"txstats: unavailable: {err}", highlight=False)
+        _fail(f"txstats: unavailable: {err}")
         return Exit.UNAVAILABLE
     except KeyboardInterrupt:
         return Exit.INTERRUPTED
+    except Exception as err:  # noqa: BLE001 - the last resort: one line and a status of its own
+        _fail(f"txstats: unexpected failure: {type(err).__name__}: {err}")
+        return Exit.FAILED

@@ -27,7 +27,7 @@ class ApiError(TxStatsError):
 
 
 class UnavailableError(TxStatsError):
-    """Retries ran out (503s, connection errors, timeouts): not confirmed either way."""
+    """Retries ran out (5xx answers, connection errors, timeouts): not confirmed either way."""
 
     def __init__(self, reason: str, *, attempts: int) -> None:
         super().__init__(f"gave up after {attempts} attempts: {reason}")

@@ -45,8 +45,10 @@ class TransactionIds:
 
 
 def _amount(amount: object) -> str:
-    if isinstance(amount, Decimal | str):
-        return str(amount)
+    if isinstance(amount, str):
+        return amount
+    if isinstance(amount, Decimal):
+        return format(amount, "f")  # str() may write an exponent ("1E+3"), which the API refuses
     msg = f"an amount is a Decimal or a decimal string, not {type(amount).__name__}"
     raise TypeError(msg)
 

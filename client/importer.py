@@ -16,9 +16,11 @@ it did not know, with the same ids, and its totals count each line once.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import csv
 import hashlib
+import itertools
 import json
 import os
 import time
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import msgspec
 
@@ -39,9 +41,12 @@ Format = Literal["csv", "ndjson"]
 STATE_VERSION = 1
 FIRST_REASONS = 5
 # The state (and the error file) reach the disk at most this often while lines settle, and at
-# every stop: an fsync per batch would stall the event loop that sends the next ones. What a
-# crash loses is resent with the same ids.
+# every stop: an fsync per batch would hold back the next ones. What a crash loses is resent
+# with the same ids.
 PERSIST_SECONDS = 0.5
+READ_LINES = 1000
+# A transaction fits in a few hundred bytes: a longer line is refused, and is never read whole.
+MAX_LINE_BYTES = 64 * 1024
 _FIELDS = ("amount", "timestamp", "transaction_id")
 _ndjson = msgspec.json.Decoder(float_hook=Decimal)
 
@@ -51,14 +56,19 @@ class Exit(IntEnum):
 
     OK = 0
     REFUSED_LINES = 1  # import: some lines refused (see the error file); status: not counted
-    USAGE = 2  # bad arguments, unreadable file, a state file of another file or producer
+    USAGE = 2  # bad arguments, an unreadable file, a corrupt state file or one of another file
     UNAVAILABLE = 3  # retries ran out (service down, network lost): run again to resume
     REQUEST_REFUSED = 4  # the request itself was refused (token, scope, ...)
+    FAILED = 70  # an unexpected failure (a bug, a full disk); the state file is saved if it can be
     INTERRUPTED = 130  # Ctrl-C; the state file is saved
 
 
-class ImportAbort(Exception):
-    """The import cannot start (the message says why)."""
+class UsageError(Exception):
+    """The command cannot run as asked (the message says why): exit status `Exit.USAGE`."""
+
+
+def _take(lines: Iterator[Line], count: int) -> list[Line]:
+    return list(itertools.islice(lines, count))
 
 
 def token_subject(token: str | None) -> str:
@@ -113,6 +123,8 @@ def parse_line(text: str, fmt: Format) -> tuple[Transaction | None, str | None]:
         value = _ndjson.decode(text)
     except msgspec.DecodeError as err:
         return None, f"not JSON: {err}"
+    except RecursionError:
+        return None, "not a transaction: JSON nested too deeply"
     if not isinstance(value, dict):
         return None, "not a JSON object"
     unknown = sorted(set(value) - set(_FIELDS))
@@ -128,15 +140,34 @@ def parse_line(text: str, fmt: Format) -> tuple[Transaction | None, str | None]:
     return Transaction(amount=str(amount), timestamp=timestamp, transaction_id=transaction_id), None
 
 
+def _bounded_lines(source: BinaryIO) -> Iterator[tuple[int, bytes | None]]:
+    """Each line's length in bytes and its bytes, or None for a line longer than
+    `MAX_LINE_BYTES` (read past in chunks, never held whole)."""
+    while raw := source.readline(MAX_LINE_BYTES + 1):
+        if len(raw) <= MAX_LINE_BYTES or raw.endswith(b"\n"):
+            yield len(raw), raw
+            continue
+        length = len(raw)
+        while (rest := source.readline(1 << 16)) and not rest.endswith(b"\n"):
+            length += len(rest)
+        yield length + len(rest), None
+
+
 def read_lines(path: Path, fmt: Format, start_line: int, start_byte: int) -> Iterator[Line]:
     """The data lines from line `start_line` (1-based) at byte `start_byte` on."""
     number, offset = start_line - 1, start_byte
     with path.open("rb") as source:
         source.seek(start_byte)
-        for raw in source:
+        for length, raw in _bounded_lines(source):
             number += 1
-            offset += len(raw)
-            text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            offset += length
+            if raw is None:
+                too_long = f"longer than {MAX_LINE_BYTES:,} bytes"
+                yield Line(number, offset, f"<{length:,} bytes>", problem=too_long)
+                continue
+            # utf-8-sig: a file saved with a byte order mark (Excel) starts with one.
+            encoding = "utf-8-sig" if number == 1 else "utf-8"
+            text = raw.decode(encoding, errors="replace").rstrip("\r\n")
             if number == 1 and fmt == "csv" and text.split(",")[0].strip().lower() == "amount":
                 yield Line(number, offset, text)  # the header: settled as soon as reached
                 continue
@@ -188,11 +219,18 @@ class ImportState:
 
     @classmethod
     def load(cls, path: Path) -> ImportState:
-        raw = msgspec.json.decode(path.read_bytes())
-        if not isinstance(raw, dict) or raw.pop("version", None) != STATE_VERSION:
-            msg = f"{path} is not a state file of this client"
-            raise ImportAbort(msg)
-        return msgspec.convert(raw, cls)
+        """The state saved in `path`; `UsageError` when it cannot be read or is not one."""
+        not_ours = f"{path} is not a state file of this client (give --restart or another --state)"
+        try:
+            raw = msgspec.json.decode(path.read_bytes())
+            if not isinstance(raw, dict) or raw.pop("version", None) != STATE_VERSION:
+                raise UsageError(not_ours)
+            return msgspec.convert(raw, cls)
+        except OSError as err:
+            msg = f"cannot read the state file {path}: {err.strerror or err}"
+            raise UsageError(msg) from err
+        except (msgspec.DecodeError, msgspec.ValidationError) as err:
+            raise UsageError(f"{not_ours}: {err}") from err
 
 
 class Importer:
@@ -212,7 +250,11 @@ class Importer:
             self.tracker.add(state.token)
         self.stopped: Exit | None = None
         self.stop_reason = ""
-        self._errors = errors_path.open("ab")
+        try:
+            self._errors = errors_path.open("ab")
+        except OSError as err:
+            msg = f"cannot write the error file {errors_path}: {err.strerror or err}"
+            raise UsageError(msg) from err
         self._errors.truncate(state.errors_bytes)
         self._errors.seek(state.errors_bytes)
         self._writer_lines: list[list[str]] = []
@@ -240,19 +282,23 @@ class Importer:
         return earlier == content
 
     async def transactions(self) -> AsyncIterator[Transaction]:
-        """The transactions to send, every line read kept in order for `settle`."""
+        """The transactions to send, every line read kept in order for `settle`. The file is
+        read in a thread, `READ_LINES` lines at a time, so a slow disk never stalls the
+        requests in flight."""
         state = self.state
-        for line in read_lines(self.path, self.fmt, state.next_line, state.next_byte):
-            self.pending.append(line)
-            if line.transaction is None:
-                continue
-            if line.transaction.transaction_id is None:
-                line.transaction = Transaction(
-                    amount=line.transaction.amount,
-                    timestamp=line.transaction.timestamp,
-                    transaction_id=f"{state.namespace}-{line.number}",
-                )
-            yield line.transaction
+        lines = read_lines(self.path, self.fmt, state.next_line, state.next_byte)
+        while chunk := await asyncio.to_thread(_take, lines, READ_LINES):
+            for line in chunk:
+                self.pending.append(line)
+                if line.transaction is None:
+                    continue
+                if line.transaction.transaction_id is None:
+                    line.transaction = Transaction(
+                        amount=line.transaction.amount,
+                        timestamp=line.transaction.timestamp,
+                        transaction_id=f"{state.namespace}-{line.number}",
+                    )
+                yield line.transaction
 
     def settle(self, outcomes: list[Outcome]) -> int:
         """Settle the lines these outcomes are for (and unsent lines before them); the number
@@ -274,15 +320,15 @@ class Importer:
             settled += 1
         else:
             settled += self._settle_unsent()
-        if self.stopped is not None or time.monotonic() - self._persisted >= PERSIST_SECONDS:
-            self.persist()
         return settled
+
+    @property
+    def persist_due(self) -> bool:
+        return time.monotonic() - self._persisted >= PERSIST_SECONDS
 
     def finish(self) -> int:
         """At the end of the input: the unsent lines left."""
-        settled = self._settle_unsent()
-        self.persist()
-        return settled
+        return self._settle_unsent()
 
     def _settle_unsent(self) -> int:
         settled = 0

@@ -164,8 +164,8 @@ class Refused(msgspec.Struct, frozen=True):
 
 
 class GivenUp(msgspec.Struct, frozen=True):
-    """Not confirmed: retries ran out (503s, connection errors, timeouts). It may or may not
-    be in the log; sending it again with the same `transaction_id` is safe."""
+    """Not confirmed: retries ran out (5xx answers, connection errors, timeouts). It may or
+    may not be in the log; sending it again with the same `transaction_id` is safe."""
 
     transaction_id: str
     reason: str

@@ -1,8 +1,9 @@
-"""When to retry and how long to wait: 503 and other gateway answers that mean "not done,
-come back", 429, and transport errors (refused or lost connections, timeouts) are retried
-with jittered exponential back-off that never waits less than the server's `Retry-After`;
-every other 4xx is final. A request is given up after `give_up_after` seconds or
-`max_attempts` attempts."""
+"""When to retry and how long to wait: every 5xx (503 and the gateway answers that mean "not
+done, come back", and a 500, which may come after the events reached the log), 429, and
+transport errors (refused or lost connections, timeouts) are retried with jittered
+exponential back-off that never waits less than the server's `Retry-After`; every other
+answer is final. A request is given up after `give_up_after` seconds or `max_attempts`
+attempts."""
 
 from __future__ import annotations
 
@@ -11,10 +12,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-# 502/504 come from a proxy in front (nginx in compose): the request may or may not have
-# reached the API, which is exactly a 503's "not confirmed". Retrying is safe because every
-# write carries its transaction id.
-RETRIED_STATUSES = frozenset({429, 502, 503, 504})
+
+def retried(status: int) -> bool:
+    """Whether an answer with `status` means "not confirmed, ask again". A 5xx never says the
+    request was not done: 502/504 come from a proxy in front (nginx in compose) whether or
+    not the request reached the API, and a 500 may come after the publish succeeded. So a
+    write answered so is retried, which is safe because it carries the transaction ids of its
+    first attempt, and it ends as given up (not confirmed), never as refused."""
+    return status == 429 or 500 <= status <= 599
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,11 @@ class TxStats:
     def __init__(self, **settings: Any) -> None:
         self._portal_context: AbstractContextManager[BlockingPortal] = start_blocking_portal()
         self._portal = self._portal_context.__enter__()
-        self._client: AsyncTxStats = self._portal.call(lambda: _build(settings))
+        try:
+            self._client: AsyncTxStats = self._portal.call(lambda: _build(settings))
+        except BaseException:
+            self._portal_context.__exit__(None, None, None)  # no client: stop its thread now
+            raise
 
     def __enter__(self) -> TxStats:
         return self

@@ -6,6 +6,7 @@ every transaction counted exactly once."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import signal
 import subprocess
@@ -96,30 +97,65 @@ async def transactions(count: int) -> AsyncIterator[Transaction]:
             await asyncio.sleep(0)
 
 
+class Attempts(httpx.AsyncBaseTransport):
+    """The network, counting each request body sent (a retry sends its body again), the
+    requests out right now, and the ones that got no answer (by error type)."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.bodies: Counter[bytes] = Counter()
+        self.out = 0
+        self.failed: Counter[str] = Counter()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.bodies[hashlib.sha256(request.content).digest()] += 1
+        self.out += 1
+        try:
+            response = await self.inner.handle_async_request(request)
+            await response.aread()
+        except httpx.TransportError as err:
+            self.failed[type(err).__name__] += 1
+            raise
+        finally:
+            self.out -= 1
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
 async def test_record_many_counts_exactly_through_a_kill_9_of_the_command_api(
     deployment: Deployment,
 ) -> None:
     api = deployment.command_api()
     deployment.projector()
     await api.wait_ready()
-    count, killed_at = 30_000, 5_000
+    count, killed_after = 30_000, 5_000
     outcomes: list[Accepted] = []
     retry = RetryPolicy(base=0.05, cap=1.0, give_up_after=120)
-    async with AsyncTxStats(command_url=api.url, token=client_token(), retry=retry) as client:
+    attempts = Attempts()
+    async with AsyncTxStats(
+        command_url=api.url, token=client_token(), retry=retry, command_transport=attempts
+    ) as client:
         restarted = None
         async for outcome in client.record_many(transactions(count), batch_size=500):
             assert isinstance(outcome, Accepted), outcome
             outcomes.append(outcome)
-            if len(outcomes) == killed_at:
-                api.kill(signal.SIGKILL)  # batches are in flight: their answers are lost
+            # Killed once a request is out: its answer is lost, whatever the server did.
+            if restarted is None and len(outcomes) >= killed_after and attempts.out:
+                api.kill(signal.SIGKILL)
                 restarted = deployment.command_api(port=api.port)
-        assert restarted is not None
+        assert restarted is not None, "no request was ever out when the kill was due"
         assert restarted.alive()
     assert [o.transaction_id for o in outcomes] == [f"k-{i}" for i in range(count)]
 
     records = await read_all(deployment.kafka)
     keys = Counter(record.key.decode() for record in records)
     assert set(keys) == {f"k-{i}" for i in range(count)}  # nothing lost, nothing foreign
+    # The kill hit work in flight: the client retried, or a batch landed twice (same keys).
+    retried = max(attempts.bodies.values()) > 1
+    assert retried or max(keys.values()) > 1, attempts.failed
+    assert attempts.failed, "no request lost its answer or its connection"
     await folded_everything(deployment)
     totals = await projection(deployment.database_url)
     expected = sum((Decimal(1 + i % 997) / 100 + 1 for i in range(count)), Decimal(0))

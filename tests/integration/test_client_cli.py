@@ -5,6 +5,7 @@ reader waiting for the import's consistency token. Every count is exact."""
 from __future__ import annotations
 
 import csv
+import json
 import signal
 import time
 from decimal import Decimal
@@ -77,5 +78,46 @@ async def test_an_interrupted_import_resumes_and_counts_each_line_once(
         status, stats = stack.cli("stats", "--wait-for", result["consistency_token"])
         assert stats["count"] == 60_000
         assert Decimal(stats["sum"]) == Decimal(cents) / 100
+    finally:
+        deployment.stop_all()
+
+
+async def test_ids_with_reserved_characters_and_dot_segments_are_found(
+    kafka_settings: TopicFactory, database_url: str, tmp_path: Path
+) -> None:
+    """Ids the command API accepts (`[A-Za-z0-9._:-]`) that a path would mangle unescaped:
+    each is found by `txstats status`, with its own amount."""
+    deployment = Deployment(await kafka_settings(), database_url, tmp_path)
+    try:
+        stack = await start_stack(deployment)
+        ids = ["a:b", "..", ".", "...", "x.y", ":", "-"]
+        data = tmp_path / "odd.ndjson"
+        data.write_text(
+            "".join(
+                json.dumps(
+                    {
+                        "amount": f"{i + 1}.25",
+                        "timestamp": "2026-01-01T00:00:00Z",
+                        "transaction_id": t,
+                    }
+                )
+                + "\n"
+                for i, t in enumerate(ids)
+            )
+        )
+        token_file = tmp_path / "token"
+        token_file.write_text(stack.token + "\n")
+        stack.token = ""  # the token file alone
+        status, result = stack.cli("--token-file", str(token_file), "import", str(data))
+        assert status == 0, result
+        assert result["accepted"] == len(ids)
+        written = result["consistency_token"]
+        for i, transaction_id in enumerate(ids):
+            status, found = stack.cli(
+                "--token-file", str(token_file), "status", transaction_id, "--wait-for", written
+            )
+            assert status == 0, found
+            assert (found["state"], found["transaction_id"]) == ("counted", transaction_id)
+            assert Decimal(found["amount"]) == Decimal(f"{i + 1}.25")
     finally:
         deployment.stop_all()

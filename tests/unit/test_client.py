@@ -4,9 +4,12 @@ piece of the server's format the client re-implements, the merge of consistency 
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from decimal import Decimal
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -18,26 +21,38 @@ from client import (
     ApiError,
     AsyncTxStats,
     GivenUp,
+    NotCounted,
     Refused,
     RetryPolicy,
     Transaction,
     TxStats,
+    UnavailableError,
     merge_tokens,
 )
 from client.tokens import InvalidTokenError
+from query_api.main import create_app
+from query_api.ports import TransactionRecord
+from shared.auth import SCOPE_TRANSACTIONS_READ, mint_token
 from shared.consistency import InvalidConsistencyToken, decode_token, encode_token
 from shared.offsets import highest_offsets
+from shared.projection import Occurrence
 from tests.doubles.memory_publisher import InMemoryEventPublisher
+from tests.doubles.memory_reader import InMemoryProjectionReader
 from tests.unit.command_kit import make_app, token
+from tests.unit.test_query_http import JWT as QUERY_JWT
+from tests.unit.test_query_http import NOW as QUERY_NOW
+from tests.unit.test_query_http import config as query_config
 
 STAMP = "2026-11-26T11:59:00Z"
+AT = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 FAST = RetryPolicy(base=0.001, cap=0.01, give_up_after=5)
 
 
 class Faults(httpx.AsyncBaseTransport):
     """Forwards to `inner`; the next requests can be made to fail: `unavailable` answers 503
     (Retry-After 0) without forwarding, `refused` raises ConnectError without forwarding,
-    `lost` forwards and then raises ReadError (the server did the work, the answer is lost)."""
+    `lost` forwards and then raises ReadError (the server did the work, the answer is lost),
+    `after-<status>` forwards and then answers `status` instead (the work done, then a 5xx)."""
 
     def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
         self.inner = inner
@@ -55,6 +70,9 @@ class Faults(httpx.AsyncBaseTransport):
         if fault == "lost":
             await response.aread()
             raise httpx.ReadError("connection reset", request=request)
+        if fault is not None and fault.startswith("after-"):
+            await response.aread()
+            return httpx.Response(int(fault.removeprefix("after-")), text="upstream failed")
         return response
 
 
@@ -164,6 +182,14 @@ def test_the_sync_client_is_the_same_client(publisher: InMemoryEventPublisher) -
     assert len(publisher.events) == 1501
 
 
+@pytest.mark.parametrize("settings", [{"unknown": 1}, {"command_url": "http://[::1"}])
+def test_a_sync_client_that_cannot_be_built_leaves_no_thread(settings: dict[str, object]) -> None:
+    before = set(threading.enumerate())
+    with pytest.raises((TypeError, httpx.InvalidURL)):
+        TxStats(**settings)
+    assert set(threading.enumerate()) == before
+
+
 positions = st.dictionaries(
     st.integers(0, 999_999), st.integers(0, 2**63 - 1), min_size=1, max_size=8
 )
@@ -188,3 +214,97 @@ def test_the_client_refuses_what_the_server_refuses(text: str) -> None:
         decode_token(text)
     with pytest.raises(InvalidTokenError):
         merge_tokens([text])
+
+
+ODD_IDS = ["a:b", "..", ".", "a#b", "a/b", "a?b", "x.y", "a b", "a%2Fb"]
+
+
+async def test_an_id_is_one_path_segment_whatever_it_holds() -> None:
+    paths: list[bytes] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        paths.append(request.url.raw_path)
+        return httpx.Response(503)
+
+    once = RetryPolicy(max_attempts=1)
+    transport = httpx.MockTransport(answer)
+    async with AsyncTxStats(retry=once, query_transport=transport) as txstats:
+        for transaction_id in ODD_IDS:
+            with pytest.raises(UnavailableError):
+                await txstats.transaction(transaction_id)
+    segments = [path.removeprefix(b"/transactions/").decode() for path in paths]
+    assert segments == [
+        "a%3Ab",
+        "%2E%2E",
+        "%2E",
+        "a%23b",
+        "a%2Fb",
+        "a%3Fb",
+        "x.y",
+        "a%20b",
+        "a%252Fb",
+    ]
+    assert [unquote(segment) for segment in segments] == ODD_IDS
+
+
+async def test_the_query_api_finds_the_transaction_of_an_odd_id() -> None:
+    reader = InMemoryProjectionReader()
+    reader.set_log_end(0, 1)
+    routable = [each for each in ODD_IDS if "/" not in unquote(each)]  # a route holds no '/'
+    for offset, transaction_id in enumerate(routable):
+        counted = Occurrence(0, offset, Decimal(f"{offset + 1}.00"), AT, AT, "shop-a")
+        reader.put_transaction(TransactionRecord(transaction_id, counted, 0, 0, ()))
+    app = create_app(query_config(), reader=reader, clock=lambda: QUERY_NOW)
+    own = mint_token(QUERY_JWT, subject="shop-a", scopes=[SCOPE_TRANSACTIONS_READ])
+    async with (
+        app.router.lifespan_context(app),
+        AsyncTxStats(token=own, query_transport=httpx.ASGITransport(app=app)) as txstats,
+    ):
+        found = [await txstats.transaction(transaction_id) for transaction_id in routable]
+        missing = await txstats.transaction("..a")
+    assert [(each.transaction_id, getattr(each, "amount", None)) for each in found] == [
+        (transaction_id, Decimal(f"{offset + 1}.00"))
+        for offset, transaction_id in enumerate(routable)
+    ]
+    assert isinstance(missing, NotCounted)
+
+
+@pytest.mark.parametrize(
+    ("amount", "sent"),
+    [
+        (Decimal("1E+3"), "1000"),
+        (Decimal("1.5E+2"), "150"),
+        (Decimal("12.30"), "12.30"),
+        (Decimal("1E-2"), "0.01"),
+        (Decimal("0E-7"), "0.0000000"),
+        ("7.5", "7.5"),
+    ],
+)
+async def test_an_amount_is_sent_in_fixed_point(
+    client: AsyncTxStats, publisher: InMemoryEventPublisher, amount: Decimal | str, sent: str
+) -> None:
+    assert client.ids.wire(Transaction(amount=amount, timestamp=STAMP)).amount == sent
+    if Decimal(sent) > 0:
+        await client.record(Transaction(amount=amount, timestamp=STAMP))
+        assert publisher.events[-1].amount == Decimal(sent)
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 507])
+async def test_a_5xx_is_not_confirmed_retried_then_given_up(
+    faults: Faults, publisher: InMemoryEventPublisher, status: int
+) -> None:
+    """A 5xx may come after the events reached the log: never a refusal. Here the first
+    answer is a 5xx that comes after the publish, the retry is answered, and the server
+    holds the ids of the first attempt (counted once)."""
+    faults.plan = [f"after-{status}"]
+    async with AsyncTxStats(token=token(), retry=FAST, command_transport=faults) as txstats:
+        outcomes = [o async for o in txstats.record_many(transactions(3))]
+        assert all(isinstance(o, Accepted) for o in outcomes)
+        assert faults.requests == 2
+        assert len({e.transaction_id for e in publisher.events}) == 3
+        txstats.retry = RetryPolicy(base=0.001, cap=0.001, max_attempts=3)
+        faults.plan = [f"after-{status}"] * 3
+        [given_up] = [o async for o in txstats.record_many(transactions(1))]
+    assert isinstance(given_up, GivenUp)
+    assert given_up.reason.startswith(str(status))
+    assert faults.requests == 5
