@@ -55,7 +55,9 @@ if TYPE_CHECKING:
 
 
 class SchemaNotReadyError(Exception):
-    """The database misses migrations this code needs: run `python -m projector migrate`."""
+    """The database's schema is not the one this code was written for: it misses migrations
+    (run `python -m projector migrate`), or has some this code does not know (a newer release
+    migrated it: run that release)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,20 +124,30 @@ async def migrate(conn: Connection, roles: Roles | None = None) -> list[str]:
     return applied_now
 
 
-async def pending_migrations(conn: Connection) -> list[str]:
-    """The migrations this code has that the database has not applied. Reads only."""
+async def _applied_migrations(conn: Connection) -> dict[int, str]:
+    """The migrations the database has applied, by number. Reads only."""
     ledger = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
-    done = (
-        {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
-        if ledger
-        else set()
-    )
-    return [name for number, name, _ in _migrations() if number not in done]
+    if not ledger:
+        return {}
+    rows = await conn.fetch("SELECT version, name FROM schema_migrations")
+    return {row["version"]: row["name"] for row in rows}
 
 
 async def check_schema(conn: Connection) -> None:
-    """Raise `SchemaNotReadyError` (naming what is missing) unless every migration is applied."""
-    pending = await pending_migrations(conn)
+    """Raise `SchemaNotReadyError` (naming them) unless the database has applied exactly the
+    migrations this code has. A migration this code does not know may have changed what a
+    table or a key means (as 005 did), so older code must not write or read by the old rules."""
+    applied = await _applied_migrations(conn)
+    known = {number for number, _, _ in _migrations()}
+    unknown = [name for number, name in sorted(applied.items()) if number not in known]
+    if unknown:
+        msg = (
+            f"the database has {len(unknown)} migration(s) this code does not know"
+            f" ({', '.join(unknown)}): a newer release migrated it; run that release (or a"
+            " newer one), never an older one"
+        )
+        raise SchemaNotReadyError(msg)
+    pending = [name for number, name, _ in _migrations() if number not in applied]
     if pending:
         msg = (
             f"the database misses {len(pending)} migration(s) ({', '.join(pending)}): run"

@@ -14,15 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 
 from projector.adapters.postgres_store import PostgresProjectionStore
 from projector.batch import Batch
 from projector.commit import commit
+from projector.main import EXIT_SCHEMA_NOT_READY
 from projector.records import decode
 from query_api.adapters.postgres_reader import PostgresProjectionReader
 from query_api.ports import BucketRange
-from shared.database import migrate
+from shared.database import SchemaNotReadyError, check_schema, migrate
 from shared.events import TransactionRecorded, serialize
+from shared.settings import KafkaSettings
 from shared.totals import Totals
 from tests.integration.conftest import TopicFactory
 from tests.integration.support import ProjectorProcess, publish
@@ -196,3 +199,20 @@ async def test_an_id_folded_before_producers_were_kept_is_claimed_for_every_prod
     legacy = (await reader.transaction("shop-d", "old-1")).record
     assert legacy is not None
     assert (legacy.counted, legacy.duplicates) == (None, 2)
+
+
+async def test_a_process_refuses_a_database_a_newer_release_migrated(
+    database_url: str, pg_pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    await pg_pool.execute(
+        "INSERT INTO schema_migrations (version, name) VALUES (999, '999_from_the_future.sql')"
+    )
+    async with pg_pool.acquire() as conn:
+        with pytest.raises(SchemaNotReadyError, match="999_from_the_future.sql"):
+            await check_schema(conn)
+    log = tmp_path / "status.log"
+    status = ProjectorProcess(
+        kafka=KafkaSettings(), database_url=database_url, group_id="none", log_path=log
+    ).start("status")
+    assert status.wait(60) == EXIT_SCHEMA_NOT_READY, log.read_text()
+    assert "999_from_the_future.sql" in log.read_text()
