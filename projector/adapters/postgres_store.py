@@ -6,8 +6,8 @@ keys and conflicts of their records, their poison), so projectors folding other 
 never write the same rows. Each writer locks its partitions' rows in partition order; a swap
 waits for the active version row every live commit reads FOR SHARE.
 
-The driver's failures leave as `StoreUnavailable` (the fold loop retries those), except a data
-error (SQLSTATE classes 22, 23 and 54: a value of the batch refused), which leaves as
+The driver's failures leave as `StoreUnavailable` (the fold loop retries those), except an
+error one value of the batch can cause (`REFUSED_VALUE_STATES`), which leaves as
 `RecordRefusedError`.
 """
 
@@ -44,10 +44,14 @@ FAILURES = (
     OSError,
     TimeoutError,
 )
-# SQLSTATE classes of an error a value causes: data exception, integrity constraint violation,
-# program limit exceeded (e.g. an index entry too large).
-DATA_ERROR_CLASSES = frozenset({"22", "23", "54"})
-UNIQUE_VIOLATION = "23505"
+# The errors one record's value can cause, whatever the rest of the batch: a string too long
+# (22001), a number out of range (22003), a time PostgreSQL cannot read or hold (22007, 22008),
+# a character the database cannot store (22021: not valid in its encoding; 22P05: none in it),
+# a value too large for an index entry (54000). Never a constraint (class 23: NOT NULL, FK,
+# CHECK are ours; our validation matches them, so their violation is a bug or a schema drift)
+# nor any other data error: those leave as `StoreUnavailable`, loudly, instead of turning
+# every record into poison (docs/reliability.md, "What is refused, and why").
+REFUSED_VALUE_STATES = frozenset({"22001", "22003", "22007", "22008", "22021", "22P05", "54000"})
 
 if TYPE_CHECKING:
     from shared.database import Connection
@@ -208,14 +212,13 @@ def unavailable_on_failure() -> Iterator[None]:
 
 @contextmanager
 def refused_or_unavailable_on_failure() -> Iterator[None]:
-    """As `unavailable_on_failure`, except that a value the server refuses is
-    `RecordRefusedError`. A unique violation is not one: the insert of first occurrences
-    handles the one it expects, any other is a fault of ours, not of a record."""
+    """As `unavailable_on_failure`, except that a value the server refuses
+    (`REFUSED_VALUE_STATES`) is `RecordRefusedError`."""
     try:
         yield
     except asyncpg.PostgresError as err:
         state = err.sqlstate or ""
-        if state[:2] in DATA_ERROR_CLASSES and state != UNIQUE_VIOLATION:
+        if state in REFUSED_VALUE_STATES:
             raise RecordRefusedError(f"{state}: {err}") from err
         raise StoreUnavailable(repr(err)) from err
     except FAILURES as err:

@@ -208,7 +208,7 @@ async def test_a_process_refuses_a_database_a_newer_release_migrated(
         "INSERT INTO schema_migrations (version, name) VALUES (999, '999_from_the_future.sql')"
     )
     async with pg_pool.acquire() as conn:
-        with pytest.raises(SchemaNotReadyError, match="999_from_the_future.sql"):
+        with pytest.raises(SchemaNotReadyError, match=r"999_from_the_future\.sql"):
             await check_schema(conn)
     log = tmp_path / "status.log"
     status = ProjectorProcess(

@@ -22,6 +22,7 @@ from projector.errors import (
     OffsetGapError,
     RecordRefusedError,
     StaleBatchError,
+    StoreUnavailable,
     VersionChangedError,
 )
 from projector.fold import Delta, FirstColumns
@@ -54,8 +55,9 @@ class Rows(Protocol):
         """Second buckets by (partition, epoch second)."""
         ...
 
-    async def refuse_amount(self, amount: Decimal) -> None:
-        """Make the store refuse to keep an occurrence of `amount` (a constraint)."""
+    async def refuse_amounts_from(self, digits: int) -> None:
+        """Make the store refuse to keep an amount of `digits` integer digits or more, a valid
+        amount all the same (a value out of its column's range: SQLSTATE 22003)."""
         ...
 
 
@@ -74,8 +76,8 @@ class MemoryRows:
     async def seconds(self, version: int) -> dict[tuple[int, int], Totals]:
         return dict(self.fake.versions[version].seconds)
 
-    async def refuse_amount(self, amount: Decimal) -> None:
-        self.fake.refuse(lambda occurrence: occurrence.amount == amount)
+    async def refuse_amounts_from(self, digits: int) -> None:
+        self.fake.refuse(lambda occurrence: occurrence.amount >= 10 ** (digits - 1))
 
 
 class PostgresRows:
@@ -113,9 +115,9 @@ class PostgresRows:
             for r in rows
         }
 
-    async def refuse_amount(self, amount: Decimal) -> None:
+    async def refuse_amounts_from(self, digits: int) -> None:
         await self.pool.execute(
-            f"ALTER TABLE seen_transactions ADD CONSTRAINT test_refused CHECK (amount <> {amount})"
+            f"ALTER TABLE seen_transactions ALTER COLUMN amount TYPE numeric({digits + 1}, 2)"
         )
 
 
@@ -237,13 +239,13 @@ async def test_a_transaction_that_raises_leaves_nothing(rows: Rows) -> None:
 
 
 async def test_a_value_the_store_refuses_is_a_record_refused_error(rows: Rows) -> None:
-    await rows.refuse_amount(Decimal("13.13"))
+    await rows.refuse_amounts_from(6)
 
     async def insert() -> None:
         async with rows.store.transaction(1) as tx:
             await tx.lock_partitions([0])
             await tx.insert_first_occurrences(
-                first_columns(("shop-a", "x", 0, 0, "1.00"), ("shop-a", "y", 0, 1, "13.13"))
+                first_columns(("shop-a", "x", 0, 0, "1.00"), ("shop-a", "y", 0, 1, "131313.13"))
             )
 
     with pytest.raises(RecordRefusedError):
@@ -345,18 +347,35 @@ async def test_poison_advances_the_offset_and_is_never_counted(rows: Rows) -> No
 async def test_a_record_the_store_refuses_becomes_poison_and_the_rest_is_folded(
     rows: Rows,
 ) -> None:
-    await rows.refuse_amount(Decimal("13.13"))
+    await rows.refuse_amounts_from(6)
     store = rows.store
     records = [(p, o, ev(f"{o + 1}.00", f"t-{p}-{o}")) for p in (0, 1) for o in range(5)]
-    refused = (1, 2, ev("13.13", "refused"))
+    refused = (1, 2, ev("131313.13", "refused"))
     records[7] = refused
     result = await commit(store, batch(*records, ends={0: 5, 1: 9}), version=1, live=True)
     assert [(p, o, why.reason[:21]) for p, o, why in result.poison] == [
         (1, 2, "refused by the store:")
     ]
-    assert len(result.folded) == 9
+    assert (len(result.folded), result.refused) == (9, 1)
     assert await store.totals(1) == Totals(9, Decimal("27.00"), Decimal("5.00"), Decimal("1.00"))
     assert await store.stored_offsets(1, [0, 1]) == {0: 5, 1: 5}
+
+
+async def test_a_second_refused_record_in_a_batch_is_the_stores_fault_not_poison(
+    rows: Rows,
+) -> None:
+    await rows.refuse_amounts_from(6)
+    store = rows.store
+    records = [(0, o, ev(f"{o + 1}.00", f"t-{o}")) for o in range(8)]
+    records[3] = (0, 3, ev("131313.13", "refused"))
+    records[6] = (0, 6, ev("262626.26", "refused too"))
+    with pytest.raises(StoreUnavailable, match="more than one record"):
+        await commit(store, batch(*records, ends={0: 8}), version=1, live=True)
+    # what precedes the first refused record is committed; nothing is poison
+    assert await store.stored_offsets(1, [0]) == {0: 3}
+    assert await store.totals(1) == Totals(3, Decimal("6.00"), Decimal("3.00"), Decimal("1.00"))
+    result = await commit(store, batch(*records[3:6], ends={0: 8}), version=1, live=True)
+    assert ([o for _, o, _ in result.poison], result.refused) == ([3], 1)  # one is a record's
 
 
 async def test_a_repeat_with_another_payload_is_a_conflict_and_a_retry_is_not(
