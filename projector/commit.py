@@ -98,7 +98,8 @@ async def commit_batch(
         active = await tx.active_version()
         if active != version:
             raise VersionChangedError(active)
-    stored = await tx.lock_partitions(batch.partitions)
+    locked = await tx.lock_partitions(batch.partitions)
+    stored = locked.offsets
     # The batch must start exactly at the stored offsets: past them it would skip records,
     # below them fold some again (a re-delivery, a zombie member after a rebalance, a seek that
     # failed); either way the consumer re-seeks.
@@ -109,7 +110,9 @@ async def commit_batch(
         msg = f"the batch starts below the stored offsets {stored}"
         raise StaleBatchError(msg)
     stored_before = (
-        await tx.insert_first_occurrences(fold.first) if fold.first is not None else set()
+        await tx.insert_first_occurrences(fold.first, legacy_ids=locked.legacy_ids)
+        if fold.first is not None
+        else set()
     )
     conflicts: tuple[Conflict, ...] = ()
     if fold.all_new is not None and not stored_before:

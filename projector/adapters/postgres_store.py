@@ -25,6 +25,7 @@ import asyncpg
 from projector.conflicts import Repeats
 from projector.errors import RecordRefusedError, StoreUnavailable
 from projector.fold import Bucket, Delta, FirstColumns
+from projector.ports import LockedPartitions
 from projector.records import Poison
 from shared.projection import (
     ALL_PARTITIONS,
@@ -303,19 +304,22 @@ class PostgresProjectionTransaction:
     def __init__(self, conn: Connection, version: int) -> None:
         self._conn = conn
         self._version = version
-        self._legacy_ids = False
 
     async def active_version(self) -> int:
         version: int = await self._conn.fetchval(LOCK_ACTIVE_VERSION)
         return version
 
-    async def lock_partitions(self, partitions: Sequence[int]) -> dict[int, int]:
+    async def lock_partitions(self, partitions: Sequence[int]) -> LockedPartitions:
         await self._conn.execute(ENSURE_PARTITIONS, self._version, partitions)
         locked = await self._conn.fetch(LOCK_PARTITIONS, self._version, partitions)
-        self._legacy_ids = any(row["legacy_ids"] for row in locked)
-        return {row["partition"]: row["next_offset"] for row in locked}
+        return LockedPartitions(
+            {row["partition"]: row["next_offset"] for row in locked},
+            any(row["legacy_ids"] for row in locked),
+        )
 
-    async def insert_first_occurrences(self, first: FirstColumns) -> set[TransactionKey]:
+    async def insert_first_occurrences(
+        self, first: FirstColumns, *, legacy_ids: bool = False
+    ) -> set[TransactionKey]:
         ids, partitions, offsets, amounts, occurred, recorded, producers = first
         conn = self._conn
         await conn.execute(CREATE_INCOMING)
@@ -331,7 +335,7 @@ class PostgresProjectionTransaction:
         )
         await conn.copy_records_to_table("incoming_occurrences", records=rows)
         claimed: set[TransactionKey] = set()
-        if self._legacy_ids:
+        if legacy_ids:
             claimed = {(r[0], r[1]) for r in await conn.fetch(DROP_LEGACY_CLAIMED, self._version)}
         try:
             async with conn.transaction():

@@ -26,12 +26,12 @@ from projector.errors import (
     VersionChangedError,
 )
 from projector.fold import Delta, FirstColumns
-from projector.ports import ProjectionStore
+from projector.ports import LockedPartitions, ProjectionStore
 from projector.records import Poison, decode
 from shared.events import serialize
 from shared.projection import ALL_PARTITIONS, Occurrence, TransactionKey
 from shared.totals import Totals
-from tests.doubles.memory_store import InMemoryProjectionStore
+from tests.doubles.memory_store import InMemoryProjectionStore, SeenRow
 from tests.integration.support import event
 
 AT = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
@@ -55,6 +55,11 @@ class Rows(Protocol):
         """Second buckets by (partition, epoch second)."""
         ...
 
+    async def plant_legacy_id(self, version: int, transaction_id: str) -> None:
+        """Store `transaction_id` as migration 005 left an id folded before producers were
+        recorded: producer '', no payload, its version marked `legacy_ids`."""
+        ...
+
     async def refuse_amounts_from(self, digits: int) -> None:
         """Make the store refuse to keep an amount of `digits` integer digits or more, a valid
         amount all the same (a value out of its column's range: SQLSTATE 22003)."""
@@ -75,6 +80,11 @@ class MemoryRows:
 
     async def seconds(self, version: int) -> dict[tuple[int, int], Totals]:
         return dict(self.fake.versions[version].seconds)
+
+    async def plant_legacy_id(self, version: int, transaction_id: str) -> None:
+        state = self.fake.versions[version]
+        state.seen[("", transaction_id)] = SeenRow(None)
+        state.legacy_ids = True
 
     async def refuse_amounts_from(self, digits: int) -> None:
         self.fake.refuse(lambda occurrence: occurrence.amount >= 10 ** (digits - 1))
@@ -114,6 +124,16 @@ class PostgresRows:
             )
             for r in rows
         }
+
+    async def plant_legacy_id(self, version: int, transaction_id: str) -> None:
+        await self.pool.execute(
+            "INSERT INTO seen_transactions (version, producer, transaction_id) VALUES ($1, '', $2)",
+            version,
+            transaction_id,
+        )
+        await self.pool.execute(
+            "UPDATE projection_versions SET legacy_ids = true WHERE version = $1", version
+        )
 
     async def refuse_amounts_from(self, digits: int) -> None:
         await self.pool.execute(
@@ -155,10 +175,10 @@ def first_columns(*keys: tuple[str, str, int, int, str]) -> FirstColumns:
 
 async def test_locked_partitions_start_at_zero_and_move_with_apply(rows: Rows) -> None:
     async with rows.store.transaction(1) as tx:
-        assert await tx.lock_partitions([0, 3]) == {0: 0, 3: 0}
+        assert await tx.lock_partitions([0, 3]) == LockedPartitions({0: 0, 3: 0}, legacy_ids=False)
         await tx.apply(Delta(), next_offsets={0: 5, 3: 2}, log_end={0: 9}, poison=[])
     async with rows.store.transaction(1) as tx:
-        assert await tx.lock_partitions([3, 0, 4]) == {0: 5, 3: 2, 4: 0}
+        assert (await tx.lock_partitions([3, 0, 4])).offsets == {0: 5, 3: 2, 4: 0}
     assert await rows.store.stored_offsets(1, [0, 3, 4]) == {0: 5, 3: 2, 4: 0}
 
 
@@ -168,13 +188,15 @@ async def test_insert_says_which_keys_were_stored_before_and_an_id_is_per_produc
     async with rows.store.transaction(1) as tx:
         await tx.lock_partitions([0])
         before = await tx.insert_first_occurrences(
-            first_columns(("shop-a", "x", 0, 0, "1.00"), ("shop-a", "y", 0, 1, "2.00"))
+            first_columns(("shop-a", "x", 0, 0, "1.00"), ("shop-a", "y", 0, 1, "2.00")),
+            legacy_ids=False,
         )
         assert before == set()
     async with rows.store.transaction(1) as tx:
         await tx.lock_partitions([0])
         before = await tx.insert_first_occurrences(
-            first_columns(("shop-a", "x", 0, 2, "1.00"), ("shop-b", "x", 0, 3, "9.00"))
+            first_columns(("shop-a", "x", 0, 2, "1.00"), ("shop-b", "x", 0, 3, "9.00")),
+            legacy_ids=False,
         )
         assert before == {("shop-a", "x")}
         counted = await tx.counted_occurrences([("shop-a", "x"), ("shop-b", "x"), ("shop-c", "x")])
@@ -185,12 +207,33 @@ async def test_insert_says_which_keys_were_stored_before_and_an_id_is_per_produc
     }
 
 
+async def test_a_legacy_id_is_claimed_for_every_producer_when_the_lock_says_so(
+    rows: Rows,
+) -> None:
+    await rows.plant_legacy_id(1, "old")
+    async with rows.store.transaction(1) as tx:
+        locked = await tx.lock_partitions([0])
+        assert locked.legacy_ids
+        before = await tx.insert_first_occurrences(
+            first_columns(("shop-d", "old", 0, 0, "7.00"), ("shop-d", "new", 0, 1, "1.00")),
+            legacy_ids=locked.legacy_ids,
+        )
+        assert before == {("shop-d", "old")}
+        assert await tx.counted_occurrences([("shop-d", "old")]) == {("shop-d", "old"): None}
+        await tx.record_repeats(Repeats(duplicates={("shop-d", "old"): 1}))
+    assert await rows.seen(1, ("", "old")) == (1, 0)
+    assert await rows.seen(1, ("shop-d", "old")) is None
+    assert await rows.seen(1, ("shop-d", "new")) == (0, 0)
+
+
 async def test_repeats_add_to_the_counts_and_conflicts_are_stored(rows: Rows) -> None:
     first = Occurrence(0, 0, Decimal("1.00"), AT, AT, "shop-a")
     repeat = first._replace(offset=4, amount=Decimal("2.00"))
     async with rows.store.transaction(1) as tx:
         await tx.lock_partitions([0])
-        await tx.insert_first_occurrences(first_columns(("shop-a", "x", 0, 0, "1.00")))
+        await tx.insert_first_occurrences(
+            first_columns(("shop-a", "x", 0, 0, "1.00")), legacy_ids=False
+        )
     async with rows.store.transaction(1) as tx:
         await tx.lock_partitions([0])
         await tx.record_repeats(
@@ -228,7 +271,9 @@ async def test_a_transaction_that_raises_leaves_nothing(rows: Rows) -> None:
     async def fold_then_fail() -> None:
         async with rows.store.transaction(1) as tx:
             await tx.lock_partitions([0])
-            await tx.insert_first_occurrences(first_columns(("shop-a", "x", 0, 0, "1.00")))
+            await tx.insert_first_occurrences(
+                first_columns(("shop-a", "x", 0, 0, "1.00")), legacy_ids=False
+            )
             await tx.apply(Delta(), next_offsets={0: 1}, log_end={}, poison=[])
             raise RuntimeError
 
@@ -245,7 +290,8 @@ async def test_a_value_the_store_refuses_is_a_record_refused_error(rows: Rows) -
         async with rows.store.transaction(1) as tx:
             await tx.lock_partitions([0])
             await tx.insert_first_occurrences(
-                first_columns(("shop-a", "x", 0, 0, "1.00"), ("shop-a", "y", 0, 1, "131313.13"))
+                first_columns(("shop-a", "x", 0, 0, "1.00"), ("shop-a", "y", 0, 1, "131313.13")),
+                legacy_ids=False,
             )
 
     with pytest.raises(RecordRefusedError):
