@@ -191,3 +191,39 @@ async def test_scratch_databases_are_made_the_same_way(admin_database_url: str) 
             await conn.close()
     finally:
         await drop_database(admin_database_url, url)
+
+
+def services_sh(*args: str, database_url: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`scripts/services.sh` as `make` runs it, with only the owner's URL configured."""
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"MIGRATION_DATABASE_URL", "PROJECTOR_DATABASE_URL", "QUERY_DATABASE_URL"}
+    }
+    return subprocess.run(
+        ["scripts/services.sh", *args],
+        cwd=ROOT,
+        env={**base, "DATABASE_URL": database_url, "LOG_FORMAT": "text", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_make_status_reads_as_the_query_role_and_rebuild_runs_as_the_projectors(
+    database_url: str,
+) -> None:
+    status = await asyncio.to_thread(services_sh, "projection-status", database_url=database_url)
+    assert status.returncode == 0, status.stderr
+    assert '"active_version": 1' in status.stdout
+    # the roles are derived from the owner's URL: a role that does not exist shows which
+    for command, setting in (
+        (("projection-status",), "MIGRATION_QUERY_ROLE"),
+        (("rebuild", "--abort"), "MIGRATION_PROJECTOR_ROLE"),
+    ):
+        refused = await asyncio.to_thread(
+            services_sh, *command, database_url=database_url, **{setting: "txstats_nobody"}
+        )
+        assert refused.returncode != 0
+        assert 'role "txstats_nobody" does not exist' in refused.stderr, refused.stderr
