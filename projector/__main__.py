@@ -60,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         return asyncio.run(run_migrate(config.database, MigrationSettings()))
     if args.command == "run":
-        asyncio.run(run_live(config))
-        return 0
+        return asyncio.run(run_live(config))
     if args.command == "status":
         return asyncio.run(run_status(config))
     if args.abort:
