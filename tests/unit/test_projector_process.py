@@ -31,7 +31,10 @@ async def test_a_background_task_that_fails_is_logged_and_stops_the_process(
 
 async def test_a_background_task_cancelled_at_shutdown_stops_nothing() -> None:
     stop = asyncio.Event()
-    task = asyncio.create_task(asyncio.Event().wait())
+    async def roll_up() -> None:
+        await asyncio.Event().wait()
+
+    task = asyncio.create_task(roll_up())
     stop_when_failed(task, stop)
     task.cancel()
     await asyncio.wait([task])
