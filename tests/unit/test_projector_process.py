@@ -31,6 +31,7 @@ async def test_a_background_task_that_fails_is_logged_and_stops_the_process(
 
 async def test_a_background_task_cancelled_at_shutdown_stops_nothing() -> None:
     stop = asyncio.Event()
+
     async def roll_up() -> None:
         await asyncio.Event().wait()
 
