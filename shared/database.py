@@ -73,15 +73,19 @@ def _quoted(role: str) -> str:
     return '"' + role.replace('"', '""') + '"'
 
 
-def _grants(roles: Roles) -> list[str]:
+def _grants(roles: Roles, database: str) -> list[str]:
     """Idempotent. Default privileges cover the tables later migrations add (the owner creates
     them); `ALL TABLES` covers those made before. Nobody but the owner may create in the
-    schema, and the migrations' own ledger is the owner's to write."""
+    schema, and the migrations' own ledger is the owner's to write. The projector stages each
+    commit in temporary tables of its own session (`projector/adapters/postgres_store.py`):
+    it is granted TEMPORARY by name rather than through PUBLIC's default, which is revoked."""
     projector, query = _quoted(roles.projector), _quoted(roles.query)
     dml = "SELECT, INSERT, UPDATE, DELETE"
     future = "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT"
     return [
         "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+        f"REVOKE TEMPORARY ON DATABASE {_quoted(database)} FROM PUBLIC",
+        f"GRANT TEMPORARY ON DATABASE {_quoted(database)} TO {projector}",
         f"GRANT USAGE ON SCHEMA public TO {projector}, {query}",
         f"GRANT {dml} ON ALL TABLES IN SCHEMA public TO {projector}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {projector}",
@@ -116,8 +120,9 @@ async def migrate(conn: Connection, roles: Roles | None = None) -> list[str]:
             logger.info("applied migration %s", name)
             applied_now.append(name)
         if roles is not None:
+            database: str = await conn.fetchval("SELECT current_database()")
             async with conn.transaction():
-                for statement in _grants(roles):
+                for statement in _grants(roles, database):
                     await conn.execute(statement)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)

@@ -1,6 +1,6 @@
 """Least privilege in PostgreSQL: the owner migrates (`python -m projector migrate`), the
-projector's role changes rows and nothing else, the query API's role reads and LISTENs and
-nothing else, tables a later migration adds are covered, and no command but `migrate` ever
+projector's role changes rows and creates its own temporary tables and nothing else, the query
+API's role reads and LISTENs and nothing else, tables a later migration adds are covered, and no command but `migrate` ever
 changes the schema."""
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ async def test_the_query_role_reads_and_listens_and_cannot_write(database_url: s
         await refused(conn, "TRUNCATE seen_transactions")
         await refused(conn, "CREATE TABLE intruder (x int)")
         await refused(conn, "DROP TABLE partition_totals")
+        await refused(conn, "CREATE TEMPORARY TABLE intruder (x int)")
     finally:
         await conn.close()
 
@@ -72,6 +73,8 @@ async def test_the_projector_role_changes_rows_and_never_the_schema(database_url
             )
             await conn.execute("UPDATE partition_totals SET next_offset = 1 WHERE version = 1")
             await conn.execute("DELETE FROM second_buckets WHERE version = 1")
+            # its own staging tables, granted by name (TEMPORARY), not through PUBLIC
+            await conn.execute("CREATE TEMPORARY TABLE staging (x int) ON COMMIT DROP")
             for table in TABLES:
                 await conn.fetch(f"SELECT * FROM {table} LIMIT 1")  # noqa: S608 - fixed names
         await refused(conn, "ALTER TABLE partition_totals ADD COLUMN intruder int")
