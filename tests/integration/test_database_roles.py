@@ -1,7 +1,7 @@
 """Least privilege in PostgreSQL: the owner migrates (`python -m projector migrate`), the
 projector's role changes rows and creates its own temporary tables and nothing else, the query
-API's role reads and LISTENs and nothing else, tables a later migration adds are covered, and no command but `migrate` ever
-changes the schema."""
+API's role reads and LISTENs and nothing else, tables a later migration adds are covered, and
+no command but `migrate` ever changes the schema."""
 
 from __future__ import annotations
 
