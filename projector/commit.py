@@ -66,7 +66,9 @@ async def commit(store: ProjectionStore, batch: Batch, *, version: int, live: bo
             done = done.merge(result if part is not refused else replace(result, refused=1))
         except RecordRefusedError as err:
             if part is refused:
-                msg = f"the store refuses more than one record of a batch: {err}"
+                msg = (
+                    f"the store refuses more than one record of a batch (or a poison record): {err}"
+                )
                 logger.error("%s; the rest of the batch is retried, none stored as poison", msg)
                 raise StoreUnavailable(msg) from err
             if len(part.records) > 1:
