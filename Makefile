@@ -107,8 +107,8 @@ docker-lint: venv ## hadolint both Dockerfiles, validate docker-compose.yml
 token: venv env ## print a development JWT (scopes transactions:write stats:read transactions:read; valid 1 h, ARGS="--ttl 86400")
 	@$(PY) -m shared.devtoken $(ARGS)
 
-rebuild: infra ## rebuild the projection from the log, verify, swap (ARGS="--dry-run" etc.)
-	$(PY) -m projector rebuild $(ARGS)
+rebuild: infra ## rebuild the projection from the log, verify, swap (ARGS="--dry-run" etc.), as the projector's role
+	@scripts/services.sh rebuild $(ARGS)
 
 bench: infra env ## benchmarks against same-run baselines: Markdown table, JSON in .local/bench/
 	$(PY) -m bench $(ARGS)
@@ -122,7 +122,7 @@ status: venv ## services, Kafka, PostgreSQL, projection versions and lag, on one
 	@scripts/services.sh status
 	@scripts/stack.sh status
 	@if scripts/stack.sh status | grep -q '^postgres: running'; then \
-	  $(PY) -m projector status; else echo "projection: PostgreSQL is stopped"; fi
+	  scripts/services.sh projection-status; else echo "projection: PostgreSQL is stopped"; fi
 
 logs: ## follow the services' logs (.local/logs/*.log); Ctrl-C ends
 	@scripts/services.sh logs
@@ -130,5 +130,5 @@ logs: ## follow the services' logs (.local/logs/*.log); Ctrl-C ends
 migrate: infra ## apply the schema migrations as the owner and grant the services' roles (make up/run do it first)
 	@scripts/services.sh migrate
 
-projector-status: venv ## the projector's `status` CLI (active version, every version, lag)
-	@$(PY) -m projector status
+projector-status: venv ## the projector's `status` CLI (active version, every version, lag), as the read-only query role
+	@scripts/services.sh projection-status

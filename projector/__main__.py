@@ -12,9 +12,10 @@ from shared.logs import configure_logging
 from shared.settings import MigrationSettings
 
 EPILOG = """exit codes of rebuild: 0 done (or verified with --dry-run), 1 verification failed
-(nothing swapped), 2 bad arguments, 3 another rebuild is running, 4 failed (error logged;
-resumable), 5 could not catch up with the live projection (resumable), 6 the database misses
-migrations (run `migrate`; every command but `migrate` exits so), 130 interrupted (resumable)"""
+(nothing swapped), 2 bad arguments (or --accept-difference without legacy ids), 3 another
+rebuild is running, 4 failed (error logged; resumable), 5 could not catch up with the live
+projection (resumable), 6 the database misses migrations or has newer ones (run `migrate`; every
+command but `migrate` exits so), 130 interrupted (resumable)"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +40,13 @@ def main(argv: list[str] | None = None) -> int:
         " (unlisted partitions: to their end); prints the totals, never swaps",
     )
     rebuild.add_argument(
+        "--accept-difference",
+        action="store_true",
+        help="swap even if the totals differ (printed), only when the active version holds"
+        " legacy ids (see `status`): ids stored before migration 005 that dropped other"
+        " producers' transactions, so no rebuild of it verifies equal",
+    )
+    rebuild.add_argument(
         "--abort",
         action="store_true",
         help="remove versions a rebuild left: unfinished, or replaced but not dropped",
@@ -52,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         return asyncio.run(run_migrate(config.database, MigrationSettings()))
     if args.command == "run":
-        asyncio.run(run_live(config))
-        return 0
+        return asyncio.run(run_live(config))
     if args.command == "status":
         return asyncio.run(run_status(config))
     if args.abort:
@@ -63,7 +70,14 @@ def main(argv: list[str] | None = None) -> int:
             parse_until(args.until)
         except ValueError as err:
             parser.error(str(err))
-    options = RebuildOptions(dry_run=args.dry_run, keep_old=args.keep_old, until=args.until)
+    if args.accept_difference and (args.dry_run or args.until is not None):
+        parser.error("--accept-difference swaps: not with --dry-run or --until")
+    options = RebuildOptions(
+        dry_run=args.dry_run,
+        keep_old=args.keep_old,
+        until=args.until,
+        accept_difference=args.accept_difference,
+    )
     return asyncio.run(run_rebuild(config, options))
 
 

@@ -11,7 +11,8 @@ makes all of it visible at once, or none of it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 
 from projector.batch import Batch
 from projector.conflicts import Conflict, classify_repeats
@@ -26,6 +27,8 @@ from projector.ports import ProjectionStore, ProjectionTransaction
 from projector.records import ConsumedRecord, Poison
 from shared.events import TransactionRecorded, serialize
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class CommitResult:
@@ -33,6 +36,7 @@ class CommitResult:
     duplicates: int = 0
     poison: tuple[tuple[int, int, Poison], ...] = ()  # (partition, offset, why)
     conflicts: tuple[Conflict, ...] = ()  # repeats with another payload (among `duplicates`)
+    refused: int = 0  # records the store refused, stored as poison (among `poison`)
 
     def merge(self, other: CommitResult) -> CommitResult:
         return CommitResult(
@@ -40,21 +44,33 @@ class CommitResult:
             self.duplicates + other.duplicates,
             self.poison + other.poison,
             self.conflicts + other.conflicts,
+            self.refused + other.refused,
         )
 
 
 async def commit(store: ProjectionStore, batch: Batch, *, version: int, live: bool) -> CommitResult:
     """Commit `batch` into `version` in one transaction (`live`: only while it is the active
     version). A value the store refuses stalls nothing: the batch is committed in halves, down
-    to the record the store refuses, which is committed as poison with the store's reason."""
+    to the record the store refuses, which is committed as poison with the store's reason,
+    together with the rest of the batch. A second refused record in that rest is no record's
+    doing any more but the store's (a schema drift, a bug of ours): `StoreUnavailable`, logged
+    as an error, and the poison is not stored: the loop retries, nothing is undercounted."""
     done = CommitResult()
     parts = [batch]
+    refused: Batch | None = None  # the refused record, as poison, and every record after it
     while parts:
         part = parts.pop()
         try:
             async with store.transaction(version) as tx:
-                done = done.merge(await commit_batch(tx, part, version=version, live=live))
+                result = await commit_batch(tx, part, version=version, live=live)
+            done = done.merge(result if part is not refused else replace(result, refused=1))
         except RecordRefusedError as err:
+            if part is refused:
+                msg = (
+                    f"the store refuses more than one record of a batch (or a poison record): {err}"
+                )
+                logger.error("%s; the rest of the batch is retried, none stored as poison", msg)
+                raise StoreUnavailable(msg) from err
             if len(part.records) > 1:
                 first, second = part.halves()
                 parts += [second, first]  # the first half next
@@ -62,9 +78,14 @@ async def commit(store: ProjectionStore, batch: Batch, *, version: int, live: bo
             [(partition, offset, item)] = part.records
             if isinstance(item, Poison):  # refused even as poison: not this record's doing
                 msg = f"the store refuses to store a poison record: {err}"
+                logger.error("%s; the batch is retried", msg)
                 raise StoreUnavailable(msg) from err
             poison = Poison(f"refused by the store: {err}", serialize(item))
-            parts.append(Batch([ConsumedRecord(partition, offset, poison)], part.log_end_offsets))
+            rest = [record for later in reversed(parts) for record in later.records]
+            refused = Batch(
+                [ConsumedRecord(partition, offset, poison), *rest], batch.log_end_offsets
+            )
+            parts = [refused]
     return done
 
 
@@ -79,7 +100,8 @@ async def commit_batch(
         active = await tx.active_version()
         if active != version:
             raise VersionChangedError(active)
-    stored = await tx.lock_partitions(batch.partitions)
+    locked = await tx.lock_partitions(batch.partitions)
+    stored = locked.offsets
     # The batch must start exactly at the stored offsets: past them it would skip records,
     # below them fold some again (a re-delivery, a zombie member after a rebalance, a seek that
     # failed); either way the consumer re-seeks.
@@ -90,7 +112,9 @@ async def commit_batch(
         msg = f"the batch starts below the stored offsets {stored}"
         raise StaleBatchError(msg)
     stored_before = (
-        await tx.insert_first_occurrences(fold.first) if fold.first is not None else set()
+        await tx.insert_first_occurrences(fold.first, legacy_ids=locked.legacy_ids)
+        if fold.first is not None
+        else set()
     )
     conflicts: tuple[Conflict, ...] = ()
     if fold.all_new is not None and not stored_before:

@@ -63,6 +63,22 @@ def stop_on_signals(stop: asyncio.Event) -> None:
         signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
 
 
+def stop_when_failed(task: asyncio.Task[None], stop: asyncio.Event) -> None:
+    """A background task that ends with an error logs it and stops the process at once, instead
+    of the error surfacing only when something else stops it."""
+
+    def ended(done: asyncio.Task[None]) -> None:
+        if not done.cancelled() and (err := done.exception()) is not None:
+            logger.error("%s failed: stopping", done.get_name(), exc_info=err)
+            stop.set()
+
+    task.add_done_callback(ended)
+
+
+def failed(task: asyncio.Task[None]) -> bool:
+    return task.done() and not task.cancelled() and task.exception() is not None
+
+
 @contextlib.asynccontextmanager
 async def migrated_pool(
     config: ProjectorConfig, *, min_connections: int = 1
@@ -93,7 +109,7 @@ async def prepare_to_fold(config: ProjectorConfig) -> asyncio.Event:
     return stop
 
 
-async def run_live(config: ProjectorConfig) -> None:
+async def run_live(config: ProjectorConfig) -> int:
     stop = await prepare_to_fold(config)
     async with (
         migrated_pool(config) as pool,
@@ -125,7 +141,8 @@ async def run_live(config: ProjectorConfig) -> None:
         serving = asyncio.create_task(server.serve())
         serving.add_done_callback(lambda _: stop.set())
         rollup = Rollup(store=store, caught_up_within=config.projector.max_batch)
-        rolling = asyncio.create_task(rollup.run(stop))
+        rolling = asyncio.create_task(rollup.run(stop), name="the bucket roll-up")
+        stop_when_failed(rolling, stop)
         logger.info(
             "projector started",
             extra={"topic": config.kafka.topic, "group": config.projector.group_id},
@@ -134,12 +151,12 @@ async def run_live(config: ProjectorConfig) -> None:
             await loop.run(stop)
         finally:
             rolling.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await rolling
+            await asyncio.wait([rolling])  # an error of its own is logged by `stop_when_failed`
             server.should_exit = True
             with contextlib.suppress(Exception):
                 await serving
             logger.info("projector stopped", extra={"folded": loop.folded_total})
+        return EXIT_FAILED if failed(rolling) else 0
 
 
 async def run_rebuild(config: ProjectorConfig, options: RebuildOptions) -> int:

@@ -24,6 +24,11 @@ class ProjectorMetrics:
         self.poison = Counter(
             "projector_poison_events", "Undecodable events skipped", registry=registry
         )
+        self.refused = Counter(
+            "projector_refused_records",
+            "Records the store refused (a value it cannot hold), stored as poison",
+            registry=registry,
+        )
         self.late = Counter(
             "projector_late_events",
             "Folded events whose event time was older than the longest window (1 h)",

@@ -50,6 +50,7 @@ class CommitObserver:
         metrics.duplicates.inc(result.duplicates)
         metrics.conflicts.inc(len(result.conflicts))
         metrics.poison.inc(len(result.poison))
+        metrics.refused.inc(result.refused)
         metrics.late.inc(late)
         metrics.batch_size.observe(records)
         metrics.fold_seconds.observe(seconds)

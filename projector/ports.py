@@ -93,6 +93,16 @@ class RecordSource(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class LockedPartitions:
+    """What locking a batch's partitions reads: their next offsets (0 for a partition never
+    folded), and whether the version holds ids stored before producers were recorded
+    (migration 005: producer '', claiming the id for every producer)."""
+
+    offsets: dict[int, int]
+    legacy_ids: bool = False
+
+
 class ProjectionTransaction(Protocol):
     """One transaction of the store, opened by `ProjectionStore.transaction`: the steps a batch
     commit is made of, each a few set-based statements. It records; what to record is decided
@@ -105,14 +115,17 @@ class ProjectionTransaction(Protocol):
         """The active version, held still until this transaction ends (a swap waits)."""
         ...
 
-    async def lock_partitions(self, partitions: Sequence[int]) -> dict[int, int]:
+    async def lock_partitions(self, partitions: Sequence[int]) -> LockedPartitions:
         """Lock the partitions' rows of the version (no other writer folds them until this
-        transaction ends) and return their next offsets (0 for a partition never folded)."""
+        transaction ends) and read them."""
         ...
 
-    async def insert_first_occurrences(self, first: FirstColumns) -> set[TransactionKey]:
+    async def insert_first_occurrences(
+        self, first: FirstColumns, *, legacy_ids: bool
+    ) -> set[TransactionKey]:
         """Store each occurrence whose key is not stored yet, and return the keys that were
-        (the others are new): almost always none, so the answer is small."""
+        (the others are new): almost always none, so the answer is small. With `legacy_ids`
+        (as `lock_partitions` read it), a key whose id a legacy id claims was stored too."""
         ...
 
     async def counted_occurrences(
@@ -181,6 +194,7 @@ class VersionInfo:
     offsets: dict[int, int]
     log_end: dict[int, int]
     count: int
+    legacy_ids: bool = False  # see `LockedPartitions`; a rebuild replaces such a version
 
 
 class ActiveHold(Protocol):

@@ -32,7 +32,8 @@ from shared.totals import Totals
 
 logger = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_MISMATCH, EXIT_LOCKED, EXIT_FAILED, EXIT_BEHIND, EXIT_INTERRUPTED = 0, 1, 3, 4, 5, 130
+EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_LOCKED, EXIT_FAILED = 0, 1, 2, 3, 4
+EXIT_BEHIND, EXIT_INTERRUPTED = 5, 130
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,13 @@ class CatchUp:
 
     rounds: int = 20
     close_enough: int = 5_000  # events behind the live version before the final, locking round
+
+
+LEGACY_NEXT = (
+    "the active version holds legacy ids (stored before migration 005), which drop other"
+    " producers' transactions with the same id: no rebuild of it verifies equal. Review the"
+    " difference, then run `rebuild --accept-difference` (it resumes this version) to swap it in"
+)
 
 
 class InterruptedRebuild(Exception):
@@ -52,6 +60,9 @@ class RebuildOptions:
     dry_run: bool = False
     keep_old: bool = False
     until: str | None = None
+    # Swap even when the totals differ: only for an active version holding legacy ids, which
+    # drop other producers' transactions with those ids, so no rebuild of it verifies equal.
+    accept_difference: bool = False
 
 
 def parse_until(spec: str) -> datetime | dict[int, int]:
@@ -77,6 +88,11 @@ def summary(totals: Totals) -> dict[str, str | int | None]:
         "max": None if totals.max is None else str(totals.max),
         "min": None if totals.min is None else str(totals.min),
     }
+
+
+def difference(active: Totals, rebuilt: Totals) -> dict[str, str | int]:
+    """What the rebuilt version counts beyond the active one (negative: fewer)."""
+    return {"count": rebuilt.count - active.count, "sum": str(rebuilt.sum - active.sum)}
 
 
 class Rebuild:
@@ -107,6 +123,14 @@ class Rebuild:
 
     async def run(self, options: RebuildOptions) -> int:
         async with self._catalog.rebuild_lock():
+            if options.accept_difference and not await self._legacy_ids(
+                await self._catalog.active()
+            ):
+                logger.error(
+                    "--accept-difference is only for an active version holding legacy ids"
+                    " (`status` shows legacy_ids); this one must verify equal"
+                )
+                return EXIT_USAGE
             version = await self._catalog.building(options.until)
             if version is None:
                 version = await self._catalog.create(options.until)
@@ -168,9 +192,20 @@ class Rebuild:
                 "rebuilt": summary(new_totals),
             }
             if old_totals != new_totals:
-                report["result"] = "MISMATCH: not swapped"
-                self._report(report)
-                return EXIT_MISMATCH
+                report["difference"] = difference(old_totals, new_totals)
+                if not options.accept_difference:
+                    report["result"] = "MISMATCH: not swapped"
+                    if await self._legacy_ids(old):
+                        report["next"] = LEGACY_NEXT
+                    self._report(report)
+                    return EXIT_MISMATCH
+                logger.warning(
+                    "swapping in version %d although its totals differ from version %d's, as"
+                    " --accept-difference asks: %s",
+                    version,
+                    old,
+                    report["difference"],
+                )
             if not options.dry_run:
                 await hold.swap(version)
         if options.dry_run:
@@ -179,7 +214,9 @@ class Rebuild:
             report["next"] = "run `make rebuild` to swap it in (it resumes and verifies again)"
             self._report(report)
             return EXIT_OK
-        report["result"] = "verified and swapped"
+        report["result"] = (
+            "difference accepted and swapped" if "difference" in report else "verified and swapped"
+        )
         report["swap_held_ms"] = round((time.perf_counter() - held_at) * 1000, 1)
         self._report(report)
         if not options.keep_old:
@@ -192,6 +229,9 @@ class Rebuild:
                     err,
                 )
         return EXIT_OK
+
+    async def _legacy_ids(self, version: int) -> bool:
+        return any(v.legacy_ids for v in await self._catalog.describe() if v.version == version)
 
     async def _fold_to(self, loop: FoldLoop, partitions: list[int], target: dict[int, int]) -> None:
         await loop.positions.seek_to_stored(partitions)

@@ -10,6 +10,9 @@
 #                              90 s) it stops the services, Kafka and PostgreSQL it started
 #   scripts/services.sh status one line per service: pid, port, /ready
 #   scripts/services.sh migrate  only the schema step (`up` and `run` do it first)
+#   scripts/services.sh rebuild [ARGS]  `python -m projector rebuild` as the projector's role
+#   scripts/services.sh projection-status  `python -m projector status` as the query API's
+#                              (read-only) role
 #   scripts/services.sh logs   follow every log under .local/logs/ (Ctrl-C ends)
 #
 # Ports: COMMAND_API_PORT, QUERY_API_PORT, PROJECTOR_HTTP_PORT (8000, 8001, 8002); pid files
@@ -19,7 +22,8 @@
 # owner (MIGRATION_DATABASE_URL, else DATABASE_URL); then the projector connects as
 # txstats_projector and the query API as txstats_query (the roles scripts/stack.sh creates), on
 # the owner's URL with the user swapped, unless PROJECTOR_DATABASE_URL / QUERY_DATABASE_URL say
-# otherwise. The command API gets no database URL.
+# otherwise. The command API gets no database URL. The rebuild writes what the projector
+# writes, so it gets the projector's role; `status` only reads, so it gets the query API's.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -206,12 +210,20 @@ run_foreground() {
   ((status == 0)) || exit 1
 }
 
+projector_cli() { # projector_cli <database URL> <args>: `python -m projector <args>` as that role
+  local url="$1"
+  shift
+  cd "$ROOT" && exec env "DATABASE_URL=$url" "$PY" -m projector "$@"
+}
+
 case "${1:-}" in
   up) start_all; wait_ready ;;
   migrate) migrate ;;
+  rebuild) shift; projector_cli "$PROJECTOR_DATABASE_URL" rebuild "$@" ;;
+  projection-status) projector_cli "$QUERY_DATABASE_URL" status ;;
   down) stop_all ;;
   run) run_foreground ;;
   status) status ;;
   logs) follow_logs ;;
-  *) die "usage: $0 {up|down|run|status|logs|migrate}" ;;
+  *) die "usage: $0 {up|down|run|status|logs|migrate|rebuild [ARGS]|projection-status}" ;;
 esac

@@ -55,7 +55,9 @@ if TYPE_CHECKING:
 
 
 class SchemaNotReadyError(Exception):
-    """The database misses migrations this code needs: run `python -m projector migrate`."""
+    """The database's schema is not the one this code was written for: it misses migrations
+    (run `python -m projector migrate`), or has some this code does not know (a newer release
+    migrated it: run that release)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,15 +73,19 @@ def _quoted(role: str) -> str:
     return '"' + role.replace('"', '""') + '"'
 
 
-def _grants(roles: Roles) -> list[str]:
+def _grants(roles: Roles, database: str) -> list[str]:
     """Idempotent. Default privileges cover the tables later migrations add (the owner creates
     them); `ALL TABLES` covers those made before. Nobody but the owner may create in the
-    schema, and the migrations' own ledger is the owner's to write."""
+    schema, and the migrations' own ledger is the owner's to write. The projector stages each
+    commit in temporary tables of its own session (`projector/adapters/postgres_store.py`):
+    it is granted TEMPORARY by name rather than through PUBLIC's default, which is revoked."""
     projector, query = _quoted(roles.projector), _quoted(roles.query)
     dml = "SELECT, INSERT, UPDATE, DELETE"
     future = "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT"
     return [
         "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+        f"REVOKE TEMPORARY ON DATABASE {_quoted(database)} FROM PUBLIC",
+        f"GRANT TEMPORARY ON DATABASE {_quoted(database)} TO {projector}",
         f"GRANT USAGE ON SCHEMA public TO {projector}, {query}",
         f"GRANT {dml} ON ALL TABLES IN SCHEMA public TO {projector}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {projector}",
@@ -114,28 +120,39 @@ async def migrate(conn: Connection, roles: Roles | None = None) -> list[str]:
             logger.info("applied migration %s", name)
             applied_now.append(name)
         if roles is not None:
+            database: str = await conn.fetchval("SELECT current_database()")
             async with conn.transaction():
-                for statement in _grants(roles):
+                for statement in _grants(roles, database):
                     await conn.execute(statement)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
     return applied_now
 
 
-async def pending_migrations(conn: Connection) -> list[str]:
-    """The migrations this code has that the database has not applied. Reads only."""
+async def _applied_migrations(conn: Connection) -> dict[int, str]:
+    """The migrations the database has applied, by number. Reads only."""
     ledger = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
-    done = (
-        {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
-        if ledger
-        else set()
-    )
-    return [name for number, name, _ in _migrations() if number not in done]
+    if not ledger:
+        return {}
+    rows = await conn.fetch("SELECT version, name FROM schema_migrations")
+    return {row["version"]: row["name"] for row in rows}
 
 
 async def check_schema(conn: Connection) -> None:
-    """Raise `SchemaNotReadyError` (naming what is missing) unless every migration is applied."""
-    pending = await pending_migrations(conn)
+    """Raise `SchemaNotReadyError` (naming them) unless the database has applied exactly the
+    migrations this code has. A migration this code does not know may have changed what a
+    table or a key means (as 005 did), so older code must not write or read by the old rules."""
+    applied = await _applied_migrations(conn)
+    known = {number for number, _, _ in _migrations()}
+    unknown = [name for number, name in sorted(applied.items()) if number not in known]
+    if unknown:
+        msg = (
+            f"the database has {len(unknown)} migration(s) this code does not know"
+            f" ({', '.join(unknown)}): a newer release migrated it; run that release (or a"
+            " newer one), never an older one"
+        )
+        raise SchemaNotReadyError(msg)
+    pending = [name for number, name, _ in _migrations() if number not in applied]
     if pending:
         msg = (
             f"the database misses {len(pending)} migration(s) ({', '.join(pending)}): run"

@@ -39,7 +39,7 @@ DATA_TABLES = (
 )
 DROP_CHUNK = 50_000
 DESCRIBE_VERSIONS = """
-SELECT v.version, v.state, v.until_spec,
+SELECT v.version, v.state, v.until_spec, v.legacy_ids,
        coalesce(jsonb_object_agg(t.partition, t.next_offset)
                 FILTER (WHERE t.partition IS NOT NULL), '{}') AS offsets,
        coalesce(jsonb_object_agg(t.partition, t.log_end_offset)
@@ -137,6 +137,7 @@ class PostgresVersionCatalog:
                 offsets=_int_map(row["offsets"]),
                 log_end=_int_map(row["log_end"]),
                 count=row["count"],
+                legacy_ids=row["legacy_ids"],
             )
             for row in rows
         ]

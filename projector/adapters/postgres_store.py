@@ -6,8 +6,8 @@ keys and conflicts of their records, their poison), so projectors folding other 
 never write the same rows. Each writer locks its partitions' rows in partition order; a swap
 waits for the active version row every live commit reads FOR SHARE.
 
-The driver's failures leave as `StoreUnavailable` (the fold loop retries those), except a data
-error (SQLSTATE classes 22, 23 and 54: a value of the batch refused), which leaves as
+The driver's failures leave as `StoreUnavailable` (the fold loop retries those), except an
+error one value of the batch can cause (`REFUSED_VALUE_STATES`), which leaves as
 `RecordRefusedError`.
 """
 
@@ -25,6 +25,7 @@ import asyncpg
 from projector.conflicts import Repeats
 from projector.errors import RecordRefusedError, StoreUnavailable
 from projector.fold import Bucket, Delta, FirstColumns
+from projector.ports import LockedPartitions
 from projector.records import Poison
 from shared.projection import (
     ALL_PARTITIONS,
@@ -44,10 +45,14 @@ FAILURES = (
     OSError,
     TimeoutError,
 )
-# SQLSTATE classes of an error a value causes: data exception, integrity constraint violation,
-# program limit exceeded (e.g. an index entry too large).
-DATA_ERROR_CLASSES = frozenset({"22", "23", "54"})
-UNIQUE_VIOLATION = "23505"
+# The errors one record's value can cause, whatever the rest of the batch: a string too long
+# (22001), a number out of range (22003), a time PostgreSQL cannot read or hold (22007, 22008),
+# a character the database cannot store (22021: not valid in its encoding; 22P05: none in it),
+# a value too large for an index entry (54000). Never a constraint (class 23: NOT NULL, FK,
+# CHECK are ours; our validation matches them, so their violation is a bug or a schema drift)
+# nor any other data error: those leave as `StoreUnavailable`, loudly, instead of turning
+# every record into poison (docs/reliability.md, "What is refused, and why").
+REFUSED_VALUE_STATES = frozenset({"22001", "22003", "22007", "22008", "22021", "22P05", "54000"})
 
 if TYPE_CHECKING:
     from shared.database import Connection
@@ -208,14 +213,13 @@ def unavailable_on_failure() -> Iterator[None]:
 
 @contextmanager
 def refused_or_unavailable_on_failure() -> Iterator[None]:
-    """As `unavailable_on_failure`, except that a value the server refuses is
-    `RecordRefusedError`. A unique violation is not one: the insert of first occurrences
-    handles the one it expects, any other is a fault of ours, not of a record."""
+    """As `unavailable_on_failure`, except that a value the server refuses
+    (`REFUSED_VALUE_STATES`) is `RecordRefusedError`."""
     try:
         yield
     except asyncpg.PostgresError as err:
         state = err.sqlstate or ""
-        if state[:2] in DATA_ERROR_CLASSES and state != UNIQUE_VIOLATION:
+        if state in REFUSED_VALUE_STATES:
             raise RecordRefusedError(f"{state}: {err}") from err
         raise StoreUnavailable(repr(err)) from err
     except FAILURES as err:
@@ -300,19 +304,22 @@ class PostgresProjectionTransaction:
     def __init__(self, conn: Connection, version: int) -> None:
         self._conn = conn
         self._version = version
-        self._legacy_ids = False
 
     async def active_version(self) -> int:
         version: int = await self._conn.fetchval(LOCK_ACTIVE_VERSION)
         return version
 
-    async def lock_partitions(self, partitions: Sequence[int]) -> dict[int, int]:
+    async def lock_partitions(self, partitions: Sequence[int]) -> LockedPartitions:
         await self._conn.execute(ENSURE_PARTITIONS, self._version, partitions)
         locked = await self._conn.fetch(LOCK_PARTITIONS, self._version, partitions)
-        self._legacy_ids = any(row["legacy_ids"] for row in locked)
-        return {row["partition"]: row["next_offset"] for row in locked}
+        return LockedPartitions(
+            {row["partition"]: row["next_offset"] for row in locked},
+            any(row["legacy_ids"] for row in locked),
+        )
 
-    async def insert_first_occurrences(self, first: FirstColumns) -> set[TransactionKey]:
+    async def insert_first_occurrences(
+        self, first: FirstColumns, *, legacy_ids: bool = False
+    ) -> set[TransactionKey]:
         ids, partitions, offsets, amounts, occurred, recorded, producers = first
         conn = self._conn
         await conn.execute(CREATE_INCOMING)
@@ -328,7 +335,7 @@ class PostgresProjectionTransaction:
         )
         await conn.copy_records_to_table("incoming_occurrences", records=rows)
         claimed: set[TransactionKey] = set()
-        if self._legacy_ids:
+        if legacy_ids:
             claimed = {(r[0], r[1]) for r in await conn.fetch(DROP_LEGACY_CLAIMED, self._version)}
         try:
             async with conn.transaction():

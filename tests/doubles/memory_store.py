@@ -20,13 +20,15 @@ from typing import TypeVar
 from projector.conflicts import Conflict, Repeats
 from projector.errors import RebuildLockedError, RecordRefusedError, StoreUnavailable
 from projector.fold import Bucket, Delta, FirstColumns
-from projector.ports import VersionInfo
+from projector.ports import LockedPartitions, VersionInfo
 from projector.records import Poison
 from shared.offsets import highest_offsets
 from shared.projection import ALL_PARTITIONS, SECONDS_PER_MINUTE, Occurrence, TransactionKey
 from shared.totals import Totals
 
 K = TypeVar("K")
+
+LEGACY = ""  # the producer of ids stored before producers were recorded (migration 005)
 
 
 @dataclass(slots=True)
@@ -51,6 +53,7 @@ class VersionState:
     seen: dict[TransactionKey, SeenRow] = field(default_factory=dict)
     conflicts: dict[tuple[str, str, int, int], Conflict] = field(default_factory=dict)
     poison: dict[tuple[int, int], str] = field(default_factory=dict)
+    legacy_ids: bool = False  # `seen` may hold ids stored without a producer (producer '')
 
     def totals(self) -> Totals:
         out = Totals()
@@ -173,7 +176,7 @@ class InMemoryProjectionTransaction:
         await self._locks.enter_async_context(self._store.active_lock)
         return self._store.active
 
-    async def lock_partitions(self, partitions: Sequence[int]) -> dict[int, int]:
+    async def lock_partitions(self, partitions: Sequence[int]) -> LockedPartitions:
         if self._working is None:
             await self._locks.enter_async_context(self._store.write_lock(self._version))
             state = self._store.versions.get(self._version, VersionState())
@@ -188,9 +191,12 @@ class InMemoryProjectionTransaction:
                 conflicts=dict(state.conflicts),
                 poison=dict(state.poison),
             )
-        return {p: self._working.offsets.get(p, 0) for p in partitions}
+        offsets = {p: self._working.offsets.get(p, 0) for p in partitions}
+        return LockedPartitions(offsets, self._working.legacy_ids)
 
-    async def insert_first_occurrences(self, first: FirstColumns) -> set[TransactionKey]:
+    async def insert_first_occurrences(
+        self, first: FirstColumns, *, legacy_ids: bool
+    ) -> set[TransactionKey]:
         working = self._state()
         new: dict[TransactionKey, Occurrence] = {}
         before: set[TransactionKey] = set()
@@ -199,7 +205,7 @@ class InMemoryProjectionTransaction:
             if self._store.refused(occurrence):
                 msg = f"{producer}/{tx}: refused by a constraint"
                 raise RecordRefusedError(msg)
-            if (producer, tx) in working.seen:
+            if (producer, tx) in working.seen or (legacy_ids and (LEGACY, tx) in working.seen):
                 before.add((producer, tx))
             else:
                 new[(producer, tx)] = occurrence
@@ -210,16 +216,18 @@ class InMemoryProjectionTransaction:
         self, keys: Sequence[TransactionKey]
     ) -> dict[TransactionKey, Occurrence | None]:
         seen = self._state().seen
-        return {key: seen[key].counted for key in keys if key in seen}
+        rows = {key: seen.get(key) or seen.get((LEGACY, key[1])) for key in keys}
+        return {key: row.counted for key, row in rows.items() if row is not None}
 
     async def record_repeats(self, repeats: Repeats) -> None:
         working = self._state()
-        for key, count in repeats.duplicates.items():
+        for repeated, count in repeats.duplicates.items():
+            key = repeated if repeated in working.seen else (LEGACY, repeated[1])
             row = working.seen[key]
             working.seen[key] = SeenRow(
                 row.counted,
                 row.duplicates + count,
-                row.conflicts + repeats.conflict_counts.get(key, 0),
+                row.conflicts + repeats.conflict_counts.get(repeated, 0),
             )
         for conflict in repeats.conflicts:
             repeat = conflict.repeat
@@ -336,6 +344,7 @@ class InMemoryVersionCatalog:
                 offsets=dict(state.offsets),
                 log_end=dict(state.log_end),
                 count=state.totals().count,
+                legacy_ids=state.legacy_ids,
             )
             for version, state in sorted(self._store.versions.items())
         ]

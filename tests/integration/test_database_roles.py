@@ -1,7 +1,7 @@
 """Least privilege in PostgreSQL: the owner migrates (`python -m projector migrate`), the
-projector's role changes rows and nothing else, the query API's role reads and LISTENs and
-nothing else, tables a later migration adds are covered, and no command but `migrate` ever
-changes the schema."""
+projector's role changes rows and creates its own temporary tables and nothing else, the query
+API's role reads and LISTENs and nothing else, tables a later migration adds are covered, and
+no command but `migrate` ever changes the schema."""
 
 from __future__ import annotations
 
@@ -58,6 +58,7 @@ async def test_the_query_role_reads_and_listens_and_cannot_write(database_url: s
         await refused(conn, "TRUNCATE seen_transactions")
         await refused(conn, "CREATE TABLE intruder (x int)")
         await refused(conn, "DROP TABLE partition_totals")
+        await refused(conn, "CREATE TEMPORARY TABLE intruder (x int)")
     finally:
         await conn.close()
 
@@ -72,6 +73,8 @@ async def test_the_projector_role_changes_rows_and_never_the_schema(database_url
             )
             await conn.execute("UPDATE partition_totals SET next_offset = 1 WHERE version = 1")
             await conn.execute("DELETE FROM second_buckets WHERE version = 1")
+            # its own staging tables, granted by name (TEMPORARY), not through PUBLIC
+            await conn.execute("CREATE TEMPORARY TABLE staging (x int) ON COMMIT DROP")
             for table in TABLES:
                 await conn.fetch(f"SELECT * FROM {table} LIMIT 1")  # noqa: S608 - fixed names
         await refused(conn, "ALTER TABLE partition_totals ADD COLUMN intruder int")
@@ -191,3 +194,39 @@ async def test_scratch_databases_are_made_the_same_way(admin_database_url: str) 
             await conn.close()
     finally:
         await drop_database(admin_database_url, url)
+
+
+def services_sh(*args: str, database_url: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`scripts/services.sh` as `make` runs it, with only the owner's URL configured."""
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"MIGRATION_DATABASE_URL", "PROJECTOR_DATABASE_URL", "QUERY_DATABASE_URL"}
+    }
+    return subprocess.run(
+        ["scripts/services.sh", *args],
+        cwd=ROOT,
+        env={**base, "DATABASE_URL": database_url, "LOG_FORMAT": "text", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_make_status_reads_as_the_query_role_and_rebuild_runs_as_the_projectors(
+    database_url: str,
+) -> None:
+    status = await asyncio.to_thread(services_sh, "projection-status", database_url=database_url)
+    assert status.returncode == 0, status.stderr
+    assert '"active_version": 1' in status.stdout
+    # the roles are derived from the owner's URL: a role that does not exist shows which
+    for command, setting in (
+        (("projection-status",), "MIGRATION_QUERY_ROLE"),
+        (("rebuild", "--abort"), "MIGRATION_PROJECTOR_ROLE"),
+    ):
+        refused = await asyncio.to_thread(
+            services_sh, *command, database_url=database_url, **{setting: "txstats_nobody"}
+        )
+        assert refused.returncode != 0
+        assert 'role "txstats_nobody" does not exist' in refused.stderr, refused.stderr

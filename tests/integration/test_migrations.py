@@ -14,15 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 
+from projector.adapters.postgres_catalog import PostgresVersionCatalog
 from projector.adapters.postgres_store import PostgresProjectionStore
 from projector.batch import Batch
 from projector.commit import commit
+from projector.main import EXIT_SCHEMA_NOT_READY
 from projector.records import decode
 from query_api.adapters.postgres_reader import PostgresProjectionReader
 from query_api.ports import BucketRange
-from shared.database import migrate
+from shared.database import SchemaNotReadyError, check_schema, migrate
 from shared.events import TransactionRecorded, serialize
+from shared.settings import KafkaSettings
 from shared.totals import Totals
 from tests.integration.conftest import TopicFactory
 from tests.integration.support import ProjectorProcess, publish
@@ -196,3 +200,49 @@ async def test_an_id_folded_before_producers_were_kept_is_claimed_for_every_prod
     legacy = (await reader.transaction("shop-d", "old-1")).record
     assert legacy is not None
     assert (legacy.counted, legacy.duplicates) == (None, 2)
+
+
+async def test_a_process_refuses_a_database_a_newer_release_migrated(
+    database_url: str, pg_pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    await pg_pool.execute(
+        "INSERT INTO schema_migrations (version, name) VALUES (999, '999_from_the_future.sql')"
+    )
+    async with pg_pool.acquire() as conn:
+        with pytest.raises(SchemaNotReadyError, match=r"999_from_the_future\.sql"):
+            await check_schema(conn)
+    log = tmp_path / "status.log"
+    status = ProjectorProcess(
+        kafka=KafkaSettings(), database_url=database_url, group_id="none", log_path=log
+    ).start("status")
+    assert status.wait(60) == EXIT_SCHEMA_NOT_READY, log.read_text()
+    assert "999_from_the_future.sql" in log.read_text()
+
+
+async def test_a_legacy_projection_that_dropped_a_transaction_is_replaced_when_accepted(
+    kafka_settings: TopicFactory, database_url: str, pg_pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    await old_projection(database_url)
+    [legacy] = [v for v in await PostgresVersionCatalog(pg_pool).describe() if v.version == 1]
+    assert legacy.legacy_ids  # `status` shows it
+    theirs = tx("old-1", "shop-d", "3.00")  # shop-d's own transaction, dropped by the claim
+    store = PostgresProjectionStore(pg_pool)
+    await commit(store, Batch([decode(0, 7, serialize(theirs))]), version=1, live=True)
+    assert (await store.totals(1)).count == 4
+    kafka = await kafka_settings(partitions=1)
+    await publish(kafka, [*LOG, theirs])
+
+    def rebuild(*args: str) -> int:
+        log = tmp_path / "rb.log"
+        process = ProjectorProcess(
+            kafka=kafka, database_url=database_url, group_id="live", log_path=log
+        ).start("rebuild", *args)
+        return process.wait(120)
+
+    assert rebuild() == 1, (tmp_path / "rb.log").read_text()  # the difference, nothing swapped
+    assert await pg_pool.fetchval("SELECT version FROM projection_active") == 1
+    assert rebuild("--accept-difference") == 0, (tmp_path / "rb.log").read_text()
+    assert await pg_pool.fetchval("SELECT version FROM projection_active") == 2
+    assert await store.totals(2) == Totals(5, Decimal("124.99"), Decimal("99.99"), Decimal("3.00"))
+    [rebuilt] = [v for v in await PostgresVersionCatalog(pg_pool).describe() if v.version == 2]
+    assert not rebuilt.legacy_ids

@@ -22,15 +22,16 @@ from projector.errors import (
     OffsetGapError,
     RecordRefusedError,
     StaleBatchError,
+    StoreUnavailable,
     VersionChangedError,
 )
 from projector.fold import Delta, FirstColumns
-from projector.ports import ProjectionStore
+from projector.ports import LockedPartitions, ProjectionStore
 from projector.records import Poison, decode
 from shared.events import serialize
 from shared.projection import ALL_PARTITIONS, Occurrence, TransactionKey
 from shared.totals import Totals
-from tests.doubles.memory_store import InMemoryProjectionStore
+from tests.doubles.memory_store import InMemoryProjectionStore, SeenRow
 from tests.integration.support import event
 
 AT = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
@@ -54,8 +55,14 @@ class Rows(Protocol):
         """Second buckets by (partition, epoch second)."""
         ...
 
-    async def refuse_amount(self, amount: Decimal) -> None:
-        """Make the store refuse to keep an occurrence of `amount` (a constraint)."""
+    async def plant_legacy_id(self, version: int, transaction_id: str) -> None:
+        """Store `transaction_id` as migration 005 left an id folded before producers were
+        recorded: producer '', no payload, its version marked `legacy_ids`."""
+        ...
+
+    async def refuse_amounts_from(self, digits: int) -> None:
+        """Make the store refuse to keep an amount of `digits` integer digits or more, a valid
+        amount all the same (a value out of its column's range: SQLSTATE 22003)."""
         ...
 
 
@@ -74,8 +81,13 @@ class MemoryRows:
     async def seconds(self, version: int) -> dict[tuple[int, int], Totals]:
         return dict(self.fake.versions[version].seconds)
 
-    async def refuse_amount(self, amount: Decimal) -> None:
-        self.fake.refuse(lambda occurrence: occurrence.amount == amount)
+    async def plant_legacy_id(self, version: int, transaction_id: str) -> None:
+        state = self.fake.versions[version]
+        state.seen[("", transaction_id)] = SeenRow(None)
+        state.legacy_ids = True
+
+    async def refuse_amounts_from(self, digits: int) -> None:
+        self.fake.refuse(lambda occurrence: occurrence.amount >= 10 ** (digits - 1))
 
 
 class PostgresRows:
@@ -113,9 +125,19 @@ class PostgresRows:
             for r in rows
         }
 
-    async def refuse_amount(self, amount: Decimal) -> None:
+    async def plant_legacy_id(self, version: int, transaction_id: str) -> None:
         await self.pool.execute(
-            f"ALTER TABLE seen_transactions ADD CONSTRAINT test_refused CHECK (amount <> {amount})"
+            "INSERT INTO seen_transactions (version, producer, transaction_id) VALUES ($1, '', $2)",
+            version,
+            transaction_id,
+        )
+        await self.pool.execute(
+            "UPDATE projection_versions SET legacy_ids = true WHERE version = $1", version
+        )
+
+    async def refuse_amounts_from(self, digits: int) -> None:
+        await self.pool.execute(
+            f"ALTER TABLE seen_transactions ALTER COLUMN amount TYPE numeric({digits + 1}, 2)"
         )
 
 
@@ -153,10 +175,10 @@ def first_columns(*keys: tuple[str, str, int, int, str]) -> FirstColumns:
 
 async def test_locked_partitions_start_at_zero_and_move_with_apply(rows: Rows) -> None:
     async with rows.store.transaction(1) as tx:
-        assert await tx.lock_partitions([0, 3]) == {0: 0, 3: 0}
+        assert await tx.lock_partitions([0, 3]) == LockedPartitions({0: 0, 3: 0}, legacy_ids=False)
         await tx.apply(Delta(), next_offsets={0: 5, 3: 2}, log_end={0: 9}, poison=[])
     async with rows.store.transaction(1) as tx:
-        assert await tx.lock_partitions([3, 0, 4]) == {0: 5, 3: 2, 4: 0}
+        assert (await tx.lock_partitions([3, 0, 4])).offsets == {0: 5, 3: 2, 4: 0}
     assert await rows.store.stored_offsets(1, [0, 3, 4]) == {0: 5, 3: 2, 4: 0}
 
 
@@ -166,13 +188,15 @@ async def test_insert_says_which_keys_were_stored_before_and_an_id_is_per_produc
     async with rows.store.transaction(1) as tx:
         await tx.lock_partitions([0])
         before = await tx.insert_first_occurrences(
-            first_columns(("shop-a", "x", 0, 0, "1.00"), ("shop-a", "y", 0, 1, "2.00"))
+            first_columns(("shop-a", "x", 0, 0, "1.00"), ("shop-a", "y", 0, 1, "2.00")),
+            legacy_ids=False,
         )
         assert before == set()
     async with rows.store.transaction(1) as tx:
         await tx.lock_partitions([0])
         before = await tx.insert_first_occurrences(
-            first_columns(("shop-a", "x", 0, 2, "1.00"), ("shop-b", "x", 0, 3, "9.00"))
+            first_columns(("shop-a", "x", 0, 2, "1.00"), ("shop-b", "x", 0, 3, "9.00")),
+            legacy_ids=False,
         )
         assert before == {("shop-a", "x")}
         counted = await tx.counted_occurrences([("shop-a", "x"), ("shop-b", "x"), ("shop-c", "x")])
@@ -183,12 +207,33 @@ async def test_insert_says_which_keys_were_stored_before_and_an_id_is_per_produc
     }
 
 
+async def test_a_legacy_id_is_claimed_for_every_producer_when_the_lock_says_so(
+    rows: Rows,
+) -> None:
+    await rows.plant_legacy_id(1, "old")
+    async with rows.store.transaction(1) as tx:
+        locked = await tx.lock_partitions([0])
+        assert locked.legacy_ids
+        before = await tx.insert_first_occurrences(
+            first_columns(("shop-d", "old", 0, 0, "7.00"), ("shop-d", "new", 0, 1, "1.00")),
+            legacy_ids=locked.legacy_ids,
+        )
+        assert before == {("shop-d", "old")}
+        assert await tx.counted_occurrences([("shop-d", "old")]) == {("shop-d", "old"): None}
+        await tx.record_repeats(Repeats(duplicates={("shop-d", "old"): 1}))
+    assert await rows.seen(1, ("", "old")) == (1, 0)
+    assert await rows.seen(1, ("shop-d", "old")) is None
+    assert await rows.seen(1, ("shop-d", "new")) == (0, 0)
+
+
 async def test_repeats_add_to_the_counts_and_conflicts_are_stored(rows: Rows) -> None:
     first = Occurrence(0, 0, Decimal("1.00"), AT, AT, "shop-a")
     repeat = first._replace(offset=4, amount=Decimal("2.00"))
     async with rows.store.transaction(1) as tx:
         await tx.lock_partitions([0])
-        await tx.insert_first_occurrences(first_columns(("shop-a", "x", 0, 0, "1.00")))
+        await tx.insert_first_occurrences(
+            first_columns(("shop-a", "x", 0, 0, "1.00")), legacy_ids=False
+        )
     async with rows.store.transaction(1) as tx:
         await tx.lock_partitions([0])
         await tx.record_repeats(
@@ -226,7 +271,9 @@ async def test_a_transaction_that_raises_leaves_nothing(rows: Rows) -> None:
     async def fold_then_fail() -> None:
         async with rows.store.transaction(1) as tx:
             await tx.lock_partitions([0])
-            await tx.insert_first_occurrences(first_columns(("shop-a", "x", 0, 0, "1.00")))
+            await tx.insert_first_occurrences(
+                first_columns(("shop-a", "x", 0, 0, "1.00")), legacy_ids=False
+            )
             await tx.apply(Delta(), next_offsets={0: 1}, log_end={}, poison=[])
             raise RuntimeError
 
@@ -237,13 +284,14 @@ async def test_a_transaction_that_raises_leaves_nothing(rows: Rows) -> None:
 
 
 async def test_a_value_the_store_refuses_is_a_record_refused_error(rows: Rows) -> None:
-    await rows.refuse_amount(Decimal("13.13"))
+    await rows.refuse_amounts_from(6)
 
     async def insert() -> None:
         async with rows.store.transaction(1) as tx:
             await tx.lock_partitions([0])
             await tx.insert_first_occurrences(
-                first_columns(("shop-a", "x", 0, 0, "1.00"), ("shop-a", "y", 0, 1, "13.13"))
+                first_columns(("shop-a", "x", 0, 0, "1.00"), ("shop-a", "y", 0, 1, "131313.13")),
+                legacy_ids=False,
             )
 
     with pytest.raises(RecordRefusedError):
@@ -345,18 +393,35 @@ async def test_poison_advances_the_offset_and_is_never_counted(rows: Rows) -> No
 async def test_a_record_the_store_refuses_becomes_poison_and_the_rest_is_folded(
     rows: Rows,
 ) -> None:
-    await rows.refuse_amount(Decimal("13.13"))
+    await rows.refuse_amounts_from(6)
     store = rows.store
     records = [(p, o, ev(f"{o + 1}.00", f"t-{p}-{o}")) for p in (0, 1) for o in range(5)]
-    refused = (1, 2, ev("13.13", "refused"))
+    refused = (1, 2, ev("131313.13", "refused"))
     records[7] = refused
     result = await commit(store, batch(*records, ends={0: 5, 1: 9}), version=1, live=True)
     assert [(p, o, why.reason[:21]) for p, o, why in result.poison] == [
         (1, 2, "refused by the store:")
     ]
-    assert len(result.folded) == 9
+    assert (len(result.folded), result.refused) == (9, 1)
     assert await store.totals(1) == Totals(9, Decimal("27.00"), Decimal("5.00"), Decimal("1.00"))
     assert await store.stored_offsets(1, [0, 1]) == {0: 5, 1: 5}
+
+
+async def test_a_second_refused_record_in_a_batch_is_the_stores_fault_not_poison(
+    rows: Rows,
+) -> None:
+    await rows.refuse_amounts_from(6)
+    store = rows.store
+    records = [(0, o, ev(f"{o + 1}.00", f"t-{o}")) for o in range(8)]
+    records[3] = (0, 3, ev("131313.13", "refused"))
+    records[6] = (0, 6, ev("262626.26", "refused too"))
+    with pytest.raises(StoreUnavailable, match="more than one record"):
+        await commit(store, batch(*records, ends={0: 8}), version=1, live=True)
+    # what precedes the first refused record is committed; nothing is poison
+    assert await store.stored_offsets(1, [0]) == {0: 3}
+    assert await store.totals(1) == Totals(3, Decimal("6.00"), Decimal("3.00"), Decimal("1.00"))
+    result = await commit(store, batch(*records[3:6], ends={0: 8}), version=1, live=True)
+    assert ([o for _, o, _ in result.poison], result.refused) == ([3], 1)  # one is a record's
 
 
 async def test_a_repeat_with_another_payload_is_a_conflict_and_a_retry_is_not(

@@ -208,6 +208,7 @@ async def test_status_reports_the_active_version_its_offsets_count_and_lag(
     assert status["active_version"] == 1
     [only] = status["versions"]
     assert (only["version"], only["state"], only["count"], only["lag"]) == (1, "active", 300, 0)
+    assert only["legacy_ids"] is False
     assert {int(p): o for p, o in only["offsets"].items()} == by_partition
 
 

@@ -231,5 +231,5 @@ async def test_a_record_the_store_refuses_is_stored_as_poison_and_the_fold_goes_
     [(position, reason)] = rig.store.versions[1].poison.items()
     assert position == (0, 3)
     assert reason.startswith("refused by the store:")
-    assert rig.metrics.poison._value.get() == 1
+    assert (rig.metrics.poison._value.get(), rig.metrics.refused._value.get()) == (1, 1)
     assert rig.retries("StoreUnavailable") == 0

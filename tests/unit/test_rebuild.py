@@ -20,6 +20,7 @@ from projector.rebuild import (
     EXIT_BEHIND,
     EXIT_MISMATCH,
     EXIT_OK,
+    EXIT_USAGE,
     CatchUp,
     InterruptedRebuild,
     Rebuild,
@@ -130,6 +131,51 @@ async def test_a_mismatch_swaps_nothing_and_exits_1() -> None:
     assert await site.rebuild().run(RebuildOptions()) == EXIT_MISMATCH
     assert site.report()["result"] == "MISMATCH: not swapped"
     assert site.store.active == 1
+
+
+def drop_one_as_a_legacy_claim_did(site: Site) -> None:
+    """The live version counted one transaction fewer than its log holds, as a legacy id
+    (migration 005) makes it drop another producer's transaction with that id."""
+    live = site.store.versions[1]
+    live.legacy_ids = True
+    live.partitions[0] = Totals(
+        live.partitions[0].count - 1,
+        live.partitions[0].sum - Decimal("1.00"),
+        Decimal("1.00"),
+        Decimal("1.00"),
+    )
+
+
+async def test_a_legacy_version_that_differs_is_swapped_only_when_the_operator_accepts() -> None:
+    site = Site()
+    site.write(5)
+    await site.fold_live()
+    drop_one_as_a_legacy_claim_did(site)
+
+    assert await site.rebuild().run(RebuildOptions()) == EXIT_MISMATCH
+    report = site.report()
+    assert report["difference"] == {"count": 1, "sum": "1.00"}
+    assert "--accept-difference" in str(report["next"])
+    assert site.store.active == 1
+
+    assert await site.rebuild().run(RebuildOptions(accept_difference=True)) == EXIT_OK
+    report = site.report()
+    assert (report["result"], report["difference"]) == (
+        "difference accepted and swapped",
+        {"count": 1, "sum": "1.00"},
+    )
+    assert site.states() == {2: "active"}
+    assert (await site.store.totals(2)).count == 5
+
+
+async def test_accept_difference_is_refused_without_legacy_ids() -> None:
+    site = Site()
+    site.write(5)
+    await site.fold_live()
+    tampered = site.store.versions[1].partitions
+    tampered[0] = tampered[0].merge(Totals.of(Decimal("0.01")))
+    assert await site.rebuild().run(RebuildOptions(accept_difference=True)) == EXIT_USAGE
+    assert site.states() == {1: "active"}  # nothing built, nothing swapped
 
 
 async def test_until_offsets_reports_the_totals_there_and_never_swaps() -> None:
