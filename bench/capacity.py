@@ -62,7 +62,9 @@ async def dedupe(admin_url: str, ids: int) -> tuple[Figures, Figures]:
                 positions = [0] * BATCH, list(range(BATCH))
                 first = (batch, *positions, [AMOUNT] * BATCH, now, now, ["bench"] * BATCH)
                 async with conn.transaction():  # each id with its first occurrence, as folded
-                    await PostgresProjectionTransaction(conn, 1).insert_first_occurrences(first)
+                    await PostgresProjectionTransaction(conn, 1).insert_first_occurrences(
+                        first, legacy_ids=False
+                    )
             seconds, cpu = time.perf_counter() - started, cpu_seconds(backend) - cpu
             size = await conn.fetchval("SELECT pg_total_relation_size('seen_transactions')")
             inserts = {

@@ -318,7 +318,7 @@ class PostgresProjectionTransaction:
         )
 
     async def insert_first_occurrences(
-        self, first: FirstColumns, *, legacy_ids: bool = False
+        self, first: FirstColumns, *, legacy_ids: bool
     ) -> set[TransactionKey]:
         ids, partitions, offsets, amounts, occurred, recorded, producers = first
         conn = self._conn
