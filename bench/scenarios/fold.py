@@ -15,6 +15,7 @@ folding group and leaves it again."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 import uuid
@@ -137,14 +138,24 @@ def naive_service(ctx: Context, topic: KafkaSettings, database_url: str, limit: 
 
 
 async def fold_until(
-    ctx: Context, services: list[Service], database_url: str, target: int, *, budget: float
+    ctx: Context,
+    services: list[Service],
+    database_url: str,
+    target: int,
+    *,
+    budget: float,
+    partitions: int | None = None,
 ) -> FoldRun:
     """Start `services`, time them from the first committed batch until `target` offsets are
-    stored (or `budget` seconds have passed), stop them; sample lock waits meanwhile."""
+    stored (or `budget` seconds have passed), stop them; sample lock waits meanwhile. With
+    `partitions` (several members of one group, logging at INFO), time them only once the
+    group has settled: the members start one after the other, and the first to join folds
+    alone until the next one's join has rebalanced the group."""
     conn = await asyncpg.connect(database_url)
     meter = CpuMeter([])
     locks = LockSampler(database_url)
     sampling = asyncio.create_task(locks.run())
+    marks = {s.name: s.log_path.stat().st_size if s.log_path.exists() else 0 for s in services}
     try:
         for service in services:
             service.start()
@@ -158,7 +169,11 @@ async def fold_until(
                 row = None
             consumed, counted = (row[0], row[1]) if row is not None else (0, 0)
             now = time.perf_counter()
-            if first is None and consumed > 0:
+            if (
+                first is None
+                and consumed > 0
+                and (partitions is None or _settled(services, marks, partitions))
+            ):
                 first = (now, consumed)
                 meter.start()
             if consumed >= target or (first is not None and now - first[0] > budget):
@@ -287,11 +302,14 @@ async def _fold_with_two(
             name=f"projector_{cpu}" + ("_before" if before else ""),
             group=group,
             cwd=before,
+            log_level="INFO",
         )
         for cpu in BOTH_CPUS
     ]
     try:
-        result = await fold_until(ctx, services, url, ctx.events, budget=600)
+        result = await fold_until(
+            ctx, services, url, ctx.events, budget=600, partitions=topic.partitions
+        )
     finally:
         await ctx.infra.drop_database(url)
     _check_counted(result, ctx.events)
@@ -346,6 +364,23 @@ async def _rebalance(ctx: Context, topic: KafkaSettings) -> tuple[float, float]:
         await conn.close()
         await ctx.infra.drop_database(url)
     return join, leave
+
+
+def _settled(services: list[Service], marks: dict[str, int], partitions: int) -> bool:
+    """Every member's latest assignment (logged after byte `marks[name]` of its log) is its
+    share of the group's: together they cover the `partitions`, none holds another's."""
+    held: list[int] = []
+    for service in services:
+        latest: list[int] | None = None
+        with service.log_path.open("rb") as log:
+            log.seek(marks[service.name])
+            for line in log:
+                if b'"partitions assigned"' in line:
+                    latest = [int(p) for p in json.loads(line).get("partitions", [])]
+        if not latest:
+            return False
+        held += latest
+    return sorted(held) == list(range(partitions))
 
 
 def _assigned(member: Service, since: int) -> bool:
