@@ -225,6 +225,7 @@ class FoldRuns:
     measured: list[FoldRun] = field(default_factory=list)
     pairs: list[FoldRun] = field(default_factory=list)
     pairs_before: list[FoldRun] = field(default_factory=list)
+    measured_before: list[FoldRun] = field(default_factory=list)
     without_first: list[FoldRun] = field(default_factory=list)
     naive: list[FoldRun] = field(default_factory=list)
     ceilings: list[Ceiling] = field(default_factory=list)
@@ -258,6 +259,8 @@ async def run(ctx: Context, topic: KafkaSettings, before: Path | None = None) ->
         ctx.progress(f"fold: two projectors, run {index + 1}/{ctx.runs}")
         pairs.append(await _fold_with_two(ctx, topic))
         if before is not None:
+            ctx.progress(f"fold: one projector at {before}, run {index + 1}/{ctx.runs}")
+            runs.measured_before.append(await _fold_before(ctx, topic, before))
             ctx.progress(f"fold: two projectors at {before}, run {index + 1}/{ctx.runs}")
             runs.pairs_before.append(await _fold_with_two(ctx, topic, before=before))
         ctx.progress(f"fold: without first occurrences, run {index + 1}/{ctx.runs}")
@@ -310,6 +313,18 @@ async def _fold_with_two(
         result = await fold_until(
             ctx, services, url, ctx.events, budget=600, partitions=topic.partitions
         )
+    finally:
+        await ctx.infra.drop_database(url)
+    _check_counted(result, ctx.events)
+    return result
+
+
+async def _fold_before(ctx: Context, topic: KafkaSettings, before: Path) -> FoldRun:
+    """One projector of the checkout `before`, into a database it migrates itself."""
+    url = await ctx.infra.empty_database()
+    service = projector_service(ctx, topic, url, name="projector_before", cwd=before)
+    try:
+        result = await fold_until(ctx, [service], url, ctx.events, budget=600)
     finally:
         await ctx.infra.drop_database(url)
     _check_counted(result, ctx.events)
@@ -567,6 +582,7 @@ def _record_projectors(ctx: Context, runs: FoldRuns, before: Path | None) -> Non
         )
     ctx.report.data["fold_projectors"] = {
         "two_projectors_before": _runs_json(runs.pairs_before),
+        "one_projector_before": _runs_json(runs.measured_before),
         "before": str(before) if before else None,
         "without_first": _runs_json(runs.without_first),
         "cpu_us_one": one_cpu.to_json(),
@@ -642,6 +658,27 @@ def _record_projectors(ctx: Context, runs: FoldRuns, before: Path | None) -> Non
             figures={"cpu_cost": cpu_cost.median, "rate_cost": rate_cost.median},
         )
     )
+    if runs.measured_before:
+        then = runs.measured_before
+        then_cpu = Series.of([r.cpu_us("projector_before") for r in then])
+        now_cpu = Series.of([r.cpu_us("projector") for r in one])
+        ctx.report.add(
+            Row(
+                scenario="projector fold, one process: this checkout against `--before`",
+                measured=f"{Series.of([r.rate for r in one]).describe(' events/s')}, "
+                f"{now_cpu.describe(' µs projector CPU/event', 1)}",
+                baseline=f"at {commit(before) if before else '?'}: "
+                f"{Series.of([r.rate for r in then]).describe(' events/s')}, "
+                f"{then_cpu.describe(' µs projector CPU/event', 1)}",
+                ratio=f"events/s "
+                f"{paired_ratio([r.rate for r in one], [r.rate for r in then]).describe('x', 2)}"
+                f"; CPU/event {paired_ratio(now_cpu.values, then_cpu.values).describe('x', 2)}",
+                target="report",
+                met=None,
+                cpu=cpu_summary([r.cpu for r in then], ["projector_before", "kafka", "postgres"]),
+                key="fold_before",
+            )
+        )
     joins, leaves = Series.of(runs.joins), Series.of(runs.leaves)
     ctx.report.add(
         Row(
