@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import sys
 import time
 import uuid
@@ -293,8 +294,8 @@ async def _fold_with_two(
     ctx: Context, topic: KafkaSettings, *, before: Path | None = None
 ) -> FoldRun:
     """Two projectors in one group, one per core; `before`: of that checkout, into a database
-    it migrates itself (its projector did, at start)."""
-    url = await (ctx.infra.new_database() if before is None else ctx.infra.empty_database())
+    it migrated."""
+    url = await (ctx.infra.new_database() if before is None else migrated_by(ctx, before))
     group = f"bench-{uuid.uuid4().hex[:12]}"
     services = [
         projector_service(
@@ -319,9 +320,29 @@ async def _fold_with_two(
     return result
 
 
-async def _fold_before(ctx: Context, topic: KafkaSettings, before: Path) -> FoldRun:
-    """One projector of the checkout `before`, into a database it migrates itself."""
+async def migrated_by(ctx: Context, checkout: Path) -> str:
+    """A new database migrated by the checkout's own `python -m projector migrate`; with no
+    such command (a checkout from before it) left empty: that projector migrated at start."""
     url = await ctx.infra.empty_database()
+    if "migrate" not in (checkout / "projector" / "__main__.py").read_text():
+        return url
+    env = ctx.infra.service_env(database_url=url)
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "projector", "migrate"],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise BenchError(f"migrating at {checkout} failed: {done.stderr.decode()[-2000:]}")
+    return url
+
+
+async def _fold_before(ctx: Context, topic: KafkaSettings, before: Path) -> FoldRun:
+    """One projector of the checkout `before`, into a database it migrated."""
+    url = await migrated_by(ctx, before)
     service = projector_service(ctx, topic, url, name="projector_before", cwd=before)
     try:
         result = await fold_until(ctx, [service], url, ctx.events, budget=600)
