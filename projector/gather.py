@@ -18,7 +18,7 @@ from projector.batch import Batch
 from projector.errors import SourceUnavailable
 from projector.ports import RecordSource
 from projector.positions import Positions, reaches
-from projector.records import ConsumedRecord, decode_slice
+from projector.records import ConsumedRecord, decode
 
 FETCH_SLICE = 1000
 DECODE_SLICE = 250
@@ -59,7 +59,10 @@ class Gatherer:
             for partition, messages in fetched.records.items():
                 for at in range(0, len(messages), DECODE_SLICE):
                     started = time.perf_counter()
-                    records += decode_slice(partition, messages[at : at + DECODE_SLICE])
+                    records += [
+                        decode(partition, m.offset, m.value)
+                        for m in messages[at : at + DECODE_SLICE]
+                    ]
                     seconds += time.perf_counter() - started
                     await asyncio.sleep(0)
                 log_end[partition] = fetched.log_end.get(partition, 0)

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
-from shared.events import EventDecodeError, TransactionRecorded, deserialize, deserialize_all
-
-if TYPE_CHECKING:  # the ports name what a decoded record is: no import cycle at run time
-    from projector.ports import SourceRecord
+from shared.events import EventDecodeError, TransactionRecorded, deserialize
 
 
 class Poison(NamedTuple):
@@ -28,16 +24,3 @@ def decode(partition: int, offset: int, value: bytes | None) -> ConsumedRecord:
     except EventDecodeError as err:
         item = Poison(reason=str(err), payload=value)
     return ConsumedRecord(partition, offset, item)
-
-
-def decode_slice(partition: int, messages: Sequence[SourceRecord]) -> list[ConsumedRecord]:
-    """`messages` of one partition, in offset order, decoded: in one pass when every one is an
-    event (the usual case), else one by one, so that each poison record is found and kept at
-    its own offset."""
-    events = deserialize_all([m.value for m in messages])
-    if events is None:
-        return [decode(partition, m.offset, m.value) for m in messages]
-    return [
-        ConsumedRecord(partition, m.offset, event)
-        for m, event in zip(messages, events, strict=True)
-    ]

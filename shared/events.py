@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, NamedTuple
@@ -185,43 +184,3 @@ def deserialize(value: bytes | None) -> TransactionRecorded:
         _utc(message.recorded_at, "recorded_at"),
         message.producer,
     )
-
-
-def deserialize_all(values: Iterable[bytes | None]) -> list[TransactionRecorded] | None:
-    """Every value decoded, as `deserialize` would, or None as soon as one is not an event as
-    `serialize` writes it (then decode them one by one: `deserialize` tells which, and why).
-
-    The projector's path for a slice of a fetch: one loop with every check inline, no call
-    per check or per record beyond msgspec's decode and the amount's, since this runs for
-    every record of the log. Only the usual shape passes: ASCII ids without control
-    characters and UTC times; anything else goes the long way."""
-    events: list[TransactionRecorded] = []
-    append = events.append
-    for value in values:
-        if value is None:
-            return None
-        try:
-            message = _decode(value)
-        except msgspec.DecodeError:
-            return None
-        transaction_id, producer = message.transaction_id, message.producer
-        occurred, recorded = message.occurred_at, message.recorded_at
-        if (
-            message.event_type != EVENT_TYPE
-            or message.schema_version != SCHEMA_VERSION
-            or not (transaction_id.isascii() and transaction_id.isprintable())
-            or not (producer.isascii() and producer.isprintable())
-            or occurred.tzinfo is not UTC
-            or recorded.tzinfo is not UTC
-            or _AMOUNT.match(message.amount) is None
-        ):
-            return None
-        amount = Decimal(message.amount)
-        if not is_valid_amount(amount):
-            return None
-        append(
-            TransactionRecorded(
-                message.event_id, transaction_id, amount, occurred, recorded, producer
-            )
-        )
-    return events

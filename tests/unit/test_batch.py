@@ -8,15 +8,14 @@ import random
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import NamedTuple
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from projector.batch import Batch
 from projector.fold import epoch_second
-from projector.records import ConsumedRecord, Poison, decode, decode_slice
-from shared.events import TransactionRecorded, serialize
+from projector.records import ConsumedRecord, Poison
+from shared.events import TransactionRecorded
 from shared.totals import Totals
 
 AT = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
@@ -147,25 +146,3 @@ def test_halves_split_in_position_order_and_keep_the_log_ends() -> None:
     assert [(r.partition, r.offset) for r in second.records] == [(0, 5), (1, 0), (1, 1)]
     assert first.log_end_offsets == second.log_end_offsets == {0: 9, 1: 7}
     assert (first.starts(), second.starts()) == ({0: 3}, {0: 5, 1: 0})
-
-
-class _Fetched(NamedTuple):
-    offset: int
-    value: bytes | None
-
-
-def test_a_fetched_slice_decodes_record_by_record_when_one_is_poison() -> None:
-    events = [item(f"id-{n}", 100 + n, n) for n in range(3)]
-    values = [serialize(e) for e in events if isinstance(e, TransactionRecorded)]
-    clean = [_Fetched(10 + n, value) for n, value in enumerate(values)]
-    assert decode_slice(4, clean) == [decode(4, m.offset, m.value) for m in clean]
-    assert [r.item for r in decode_slice(4, clean)] == events
-
-    spoiled = [clean[0], _Fetched(11, b"not json"), clean[2]]
-    decoded = decode_slice(4, spoiled)
-    assert decoded == [decode(4, m.offset, m.value) for m in spoiled]
-    assert [(r.offset, type(r.item)) for r in decoded] == [
-        (10, TransactionRecorded),
-        (11, Poison),
-        (12, TransactionRecorded),
-    ]

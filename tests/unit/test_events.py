@@ -18,7 +18,6 @@ from shared.events import (
     EventDecodeError,
     TransactionRecorded,
     deserialize,
-    deserialize_all,
     event_headers,
     is_valid_producer,
     serialize,
@@ -168,34 +167,3 @@ def test_any_valid_event_round_trips_exactly(
 def test_any_equal_amount_is_written_in_the_form_the_reader_accepts(amount: str) -> None:
     written = event(amount=Decimal(amount))
     assert deserialize(serialize(written)).amount == Decimal(amount)
-
-
-VALID = [
-    serialize(event(transaction_id=f"order-{n}", amount=Decimal(n) + Decimal("0.25")))
-    for n in range(1, 4)
-]
-
-
-def test_a_slice_of_events_decodes_as_each_one_does() -> None:
-    assert deserialize_all(VALID) == [deserialize(value) for value in VALID]
-
-
-@pytest.mark.parametrize("value", POISON.values(), ids=POISON.keys())
-def test_a_slice_holding_a_poison_message_is_left_to_the_one_by_one_decoder(
-    value: bytes | None,
-) -> None:
-    assert deserialize_all([VALID[0], value, VALID[1]]) is None
-
-
-@pytest.mark.parametrize(
-    "written",
-    [
-        event(transaction_id="Müller-1"),
-        event(producer="Müller & Söhne"),
-    ],
-    ids=["non-ASCII id", "non-ASCII producer"],
-)
-def test_an_unusual_but_valid_event_takes_the_long_way(written: TransactionRecorded) -> None:
-    value = serialize(written)
-    assert deserialize_all([value]) is None
-    assert deserialize(value) == written
