@@ -49,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
         "--before",
         type=Path,
         help="a checkout of another commit (e.g. a git worktree): its command API joins the "
-        "ingest rounds, for before and after in one run",
+        "ingest rounds, its projectors the fold's (two in one group, their lock waits), for "
+        "before and after in one run",
     )
     return parser
 
@@ -95,7 +96,9 @@ async def _main(args: argparse.Namespace) -> Report:
             await _attempt(ctx, "import", import_scenario.run(ctx))
         large_url: str | None = None
         if "fold" in chosen or "stats" in chosen:
-            large_url = await _attempt(ctx, "fold", _fold(ctx, fold="fold" in chosen))
+            large_url = await _attempt(
+                ctx, "fold", _fold(ctx, fold="fold" in chosen, before=args.before)
+            )
         if "stats" in chosen and large_url is not None:
             await _attempt(ctx, "stats", stats_scenario.run(ctx, large_url))
         if "window" in chosen:
@@ -118,11 +121,11 @@ async def _attempt(ctx: Context, name: str, scenario: Awaitable[T]) -> T | None:
         return None
 
 
-async def _fold(ctx: Context, *, fold: bool) -> str:
+async def _fold(ctx: Context, *, fold: bool, before: Path | None) -> str:
     """Load the big log; fold it (measured, or once for the read benchmark): a database URL."""
     log = await fold_scenario.load_log(ctx, ctx.events)
     if fold:
-        return await fold_scenario.run(ctx, log)
+        return await fold_scenario.run(ctx, log, before)
     url = await ctx.infra.new_database()
     projector = fold_scenario.projector_service(ctx, log, url)
     await fold_scenario.fold_until(ctx, [projector], url, ctx.events, budget=900)

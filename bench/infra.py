@@ -10,13 +10,14 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.procs import BenchError
 from shared.auth import SCOPE_READ, SCOPE_WRITE, mint_token
 from shared.settings import DatabaseSettings, JwtSettings, KafkaSettings
 from shared.topic import ensure_topic
-from tests.scratch_database import create_database, drop_database
+from tests.scratch_database import create_database, drop_database, with_database
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,18 @@ class BenchInfra:
     async def new_database(self) -> str:
         """A new, migrated database; its URL."""
         url = await create_database(self.admin_url, "bench")
+        self.databases.append(url)
+        return url
+
+    async def empty_database(self) -> str:
+        """A new database with no schema (another checkout's projector migrates it); its URL."""
+        name = f"bench_{uuid.uuid4().hex[:12]}"
+        admin = await asyncpg.connect(self.admin_url)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        url = with_database(self.admin_url, name)
         self.databases.append(url)
         return url
 

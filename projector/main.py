@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import signal
@@ -37,24 +36,13 @@ from projector.rebuild import (
 )
 from projector.rollup import Rollup
 from shared.database import Roles, SchemaNotReadyError, check_schema, create_pool, migrate, ping
+from shared.runtime import tune_gc
 from shared.settings import DatabaseSettings, MigrationSettings
 from shared.topic import ensure_topic
 
 logger = logging.getLogger(__name__)
 
-GC_YOUNG_THRESHOLD = 50_000
 EXIT_SCHEMA_NOT_READY = 6
-
-
-def tune_gc() -> None:
-    """The fold allocates millions of short-lived, acyclic objects (records, events, Decimals,
-    datetimes), mostly freed by reference counting. With CPython's default thresholds the cyclic
-    collector runs every 700 allocations and rescans the batch in flight each time, finding
-    almost no cycles. Collect the young generation less often, and freeze what start-up built so
-    that full collections skip it."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 100)
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:
