@@ -104,8 +104,20 @@ ITEM = f'{{"amount": 1, "timestamp": {TS}, "transaction_id": "a"}}'
         f'{{"transactions": [{ITEM}], "transactions": [{ITEM}]}}'.encode(),
         f'{{"transactions": [{ITEM}], "extra": 1}}'.encode(),
         ITEM.encode(),
+        # columns are checked joined by line feeds: one inside a value must not pass as two
+        as_batch(ITEM.replace('"a"', '"a\\nb"')),
+        as_batch(ITEM.replace(TS, TS.replace('Z"', 'Z\\n2026-11-26T11:00:00Z"'))),
     ],
-    ids=["repeated id", "no item", "1001 items", "repeated key", "unknown key", "not a batch"],
+    ids=[
+        "repeated id",
+        "no item",
+        "1001 items",
+        "repeated key",
+        "unknown key",
+        "not a batch",
+        "line feed in an id",
+        "line feed in a timestamp",
+    ],
 )
 def test_the_fast_path_leaves_every_invalid_batch_to_the_models(body: bytes) -> None:
     assert batch_by_models(body) is None
