@@ -13,6 +13,9 @@ validation table and on generated bodies. What this path takes is a strict subse
 models take: amounts as JSON numbers or decimal strings (no escapes), timestamps as
 `YYYY-MM-DDThh:mm:ss[.ffffff]` with `Z` or `±hh:mm`, ids of 1..64 of [A-Za-z0-9._:-]; a
 lower-case `t`, a 7th fractional digit or an escaped character goes to the models.
+
+A batch is decoded by column (`TransactionBatch`: amounts as the event's text, UTC times,
+ids), never into an object per item: its items are most of what a full batch costs.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""The command side's use case: `TransactionRecorder` turns validated commands into
-`TransactionRecorded` events and appends them to the log through the `EventPublisher` port.
-No HTTP and no Kafka in here."""
+"""The command side's use case: `TransactionRecorder` turns validated commands (one, or a batch
+by column) into `TransactionRecorded` events and appends them to the log through the
+`EventPublisher` port. No HTTP and no Kafka in here."""
 
 from __future__ import annotations
 
