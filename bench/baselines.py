@@ -73,6 +73,11 @@ class _UnusedPublisher:
         msg = "the no-op command app publishes nothing"
         raise RuntimeError(msg)
 
+    async def publish_serialized(
+        self, keys: Sequence[bytes], values: Sequence[bytes]
+    ) -> list[Position]:
+        return await self.publish([])
+
     async def check_ready(self) -> None:
         return None
 

@@ -25,7 +25,12 @@ from command_api.idempotency import (
     reconcile,
 )
 from command_api.models import ValidationContext
-from command_api.services import Clock, RecordTransaction, TransactionRecorder
+from command_api.services import (
+    Clock,
+    RecordTransaction,
+    TransactionBatch,
+    TransactionRecorder,
+)
 from shared.auth import SCOPE_WRITE, TokenVerifier, authorize
 from shared.web import AppServices
 
@@ -96,7 +101,7 @@ async def transaction_write(request: Request) -> Write[RecordTransaction]:
     return Write(producer, command, services.recorder)
 
 
-async def batch_write(request: Request) -> Write[list[RecordTransaction]]:
+async def batch_write(request: Request) -> Write[TransactionBatch]:
     """`POST /transactions/batch`: its body is read only once the caller is authenticated.
     Items carry their own ids: an `Idempotency-Key` header is refused, not ignored."""
     services, producer = _authorized(request)
@@ -106,9 +111,9 @@ async def batch_write(request: Request) -> Write[list[RecordTransaction]]:
             f"{HEADER} names one transaction: give each batch item its transaction_id",
         )
         raise RequestValidationError([error.as_error()])
-    commands = decode_batch_body(await read_body(request), _context(services))
-    return Write(producer, commands, services.recorder)
+    batch = decode_batch_body(await read_body(request), _context(services))
+    return Write(producer, batch, services.recorder)
 
 
 TransactionWrite = Annotated[Write[RecordTransaction], Depends(transaction_write)]
-BatchWrite = Annotated[Write[list[RecordTransaction]], Depends(batch_write)]
+BatchWrite = Annotated[Write[TransactionBatch], Depends(batch_write)]

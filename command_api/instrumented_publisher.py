@@ -4,7 +4,7 @@ command API's metrics (accepted events, publish failures by reason, publish late
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 from command_api.metrics import CommandMetrics
 from command_api.ports import EventPublisher, Position, PublishFailedError
@@ -19,9 +19,17 @@ class InstrumentedPublisher:
         self._metrics = metrics
 
     async def publish(self, events: Sequence[TransactionRecorded]) -> list[Position]:
+        return await self._counted(self._inner.publish(events))
+
+    async def publish_serialized(
+        self, keys: Sequence[bytes], values: Sequence[bytes]
+    ) -> list[Position]:
+        return await self._counted(self._inner.publish_serialized(keys, values))
+
+    async def _counted(self, publishing: Awaitable[list[Position]]) -> list[Position]:
         started = time.perf_counter()
         try:
-            positions = await self._inner.publish(events)
+            positions = await publishing
         except PublishFailedError as err:
             self._metrics.publish_failures.labels(err.reason).inc()
             raise

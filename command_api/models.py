@@ -311,7 +311,9 @@ _encode = msgspec.json.Encoder().encode
 
 def recorded_json(receipt: Receipt) -> bytes:
     """A `TransactionRecordedResponse`."""
-    [(transaction_id, event_id, (partition, offset))] = receipt.transactions
+    [transaction_id] = receipt.transaction_ids
+    [event_id] = receipt.event_ids
+    [(partition, offset)] = receipt.positions
     return _encode(
         _WireRecorded(
             transaction_id,
@@ -326,6 +328,8 @@ def batch_recorded_json(receipt: Receipt) -> bytes:
     """A `BatchRecordedResponse`."""
     items = [
         _WireItem(transaction_id, event_id, _WirePosition(partition, offset))
-        for transaction_id, event_id, (partition, offset) in receipt.transactions
+        for transaction_id, event_id, (partition, offset) in zip(
+            receipt.transaction_ids, receipt.event_ids, receipt.positions, strict=True
+        )
     ]
     return _encode(_WireBatch(items, receipt.consistency_token))

@@ -41,6 +41,13 @@ class EventPublisher(Protocol):
         acknowledged durably. Raise `PublishFailedError` within a bounded time otherwise."""
         ...
 
+    async def publish_serialized(
+        self, keys: Sequence[bytes], values: Sequence[bytes]
+    ) -> list[Position]:
+        """`publish` of events already serialized (`shared.events`), each value with its
+        key (the transaction id): the same promise, without an event object each."""
+        ...
+
     async def check_ready(self) -> None:
         """Return when the log answers; raise `EventLogNotReadyError` otherwise."""
         ...

@@ -122,6 +122,35 @@ class KafkaEventPublisher:
         await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def publish(self, events: Sequence[TransactionRecorded]) -> list[Position]:
+        if len(events) == 1:  # a single POST: no lists to build
+            event = events[0]
+            producer, batches, count = await self._ready()
+            key = event.key
+            ticket, place = batches.append(partition_of(key, count), key, serialize(event))
+            await self._settle(ticket, producer, 1)
+            return [Position(ticket.partition, ticket.outcome.result() + place)]
+        return await self.publish_serialized(
+            [event.key for event in events], [serialize(event) for event in events]
+        )
+
+    async def publish_serialized(
+        self, keys: Sequence[bytes], values: Sequence[bytes]
+    ) -> list[Position]:
+        producer, batches, count = await self._ready()
+        append = batches.append
+        placed = [
+            append(partition_of(key, count), key, value)
+            for key, value in zip(keys, values, strict=True)
+        ]
+        for ticket in {ticket for ticket, _ in placed}:
+            await self._settle(ticket, producer, len(placed))
+        return [
+            Position(ticket.partition, ticket.outcome.result() + place) for ticket, place in placed
+        ]
+
+    async def _ready(self) -> tuple[Any, PartitionBatches, int]:
+        """The producer, its batches and the topic's partition count, or the 503 of an
+        unreachable log."""
         producer, batches = self._producer, self._batches
         if producer is None or batches is None:
             detail = "The event log is unreachable; " + _RETRY_HINT
@@ -129,22 +158,7 @@ class KafkaEventPublisher:
         partitions = producer.client.cluster.partitions_for_topic(self._kafka.topic)
         if partitions is None:  # metadata not known yet: wait for it, within the bound
             partitions = await self._await_partitions(producer)
-        count = len(partitions)
-        if len(events) == 1:  # a single POST: no lists to build
-            event = events[0]
-            key = event.key
-            ticket, place = batches.append(partition_of(key, count), key, serialize(event))
-            await self._settle(ticket, producer, 1)
-            return [Position(ticket.partition, ticket.outcome.result() + place)]
-        placed: list[tuple[Ticket, int]] = []
-        for event in events:
-            key = event.key
-            placed.append(batches.append(partition_of(key, count), key, serialize(event)))
-        for ticket in {ticket for ticket, _ in placed}:
-            await self._settle(ticket, producer, len(events))
-        return [
-            Position(ticket.partition, ticket.outcome.result() + place) for ticket, place in placed
-        ]
+        return producer, batches, len(partitions)
 
     async def _await_partitions(self, producer: Any) -> set[int]:
         topic = self._kafka.topic

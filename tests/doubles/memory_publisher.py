@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from command_api.ports import EventLogNotReadyError, Position, PublishFailedError
-from shared.events import TransactionRecorded
+from shared.events import TransactionRecorded, deserialize
 from shared.partitioner import partition_of
 
 
@@ -39,6 +39,15 @@ class InMemoryEventPublisher:
             self.appended.append((position, event))
             positions.append(position)
         return positions
+
+    async def publish_serialized(
+        self, keys: Sequence[bytes], values: Sequence[bytes]
+    ) -> list[Position]:
+        events = [deserialize(value) for value in values]
+        if [event.key for event in events] != list(keys):
+            msg = "a key is not its event's transaction id"
+            raise ValueError(msg)
+        return await self.publish(events)
 
     async def check_ready(self) -> None:
         if not self.ready:

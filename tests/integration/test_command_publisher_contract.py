@@ -14,7 +14,7 @@ import pytest
 
 from command_api.adapters.kafka_publisher import KafkaEventPublisher
 from command_api.ports import EventPublisher, Position
-from shared.events import TransactionRecorded, deserialize
+from shared.events import TransactionRecorded, deserialize, serialize
 from shared.partitioner import partition_of
 from shared.settings import CommandSettings
 from tests.doubles.memory_publisher import InMemoryEventPublisher
@@ -67,6 +67,21 @@ async def test_one_position_per_event_in_order(publisher: EventPublisher) -> Non
         assert offsets == list(range(len(offsets)))
     assert len(per_partition) > 1
     assert all(0 <= partition < 6 for partition in per_partition)
+
+
+async def test_serialized_events_are_published_as_the_events(publisher: EventPublisher) -> None:
+    """`publish_serialized` (the batch path's) keeps `publish`'s promise: one position per
+    event, in order, each in its key's partition, offsets counting on from the events before."""
+    events = [event(f"z-{i}") for i in range(40)]
+    first = await publisher.publish(events[:20])
+    serialized = await publisher.publish_serialized(
+        [e.key for e in events[20:]], [serialize(e) for e in events[20:]]
+    )
+    assert [p.partition for p in first + serialized] == [partition_of(e.key, 6) for e in events]
+    last: dict[int, int] = {}
+    for position in first + serialized:
+        assert position.offset > last.get(position.partition, -1)
+        last[position.partition] = position.offset
 
 
 async def test_a_key_goes_to_kafkas_default_partition(publisher: EventPublisher) -> None:

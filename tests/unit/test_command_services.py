@@ -18,6 +18,7 @@ from command_api.services import (
     MAX_BATCH_ITEMS,
     RandomUuids,
     RecordTransaction,
+    TransactionBatch,
     TransactionRecorder,
     consistency_token,
 )
@@ -58,11 +59,10 @@ async def test_record_builds_the_event() -> None:
     assert event.occurred_at == OCCURRED
     assert event.recorded_at == NOW
     assert event.producer == "shop"
-    [recorded] = receipt.transactions
-    assert (recorded.transaction_id, recorded.event_id, recorded.position) == (
-        "t-9",
-        event.event_id,
-        position,
+    assert (receipt.transaction_ids, receipt.event_ids, receipt.positions) == (
+        ["t-9"],
+        [event.event_id],
+        [position],
     )
     assert decode_token(receipt.consistency_token) == {position.partition: position.offset}
 
@@ -70,17 +70,30 @@ async def test_record_builds_the_event() -> None:
 async def test_a_missing_transaction_id_is_generated() -> None:
     log = InMemoryEventPublisher()
     receipt = await new_recorder(log).record(command(), producer="shop")
-    assert receipt.transactions[0].transaction_id == str(uuid.UUID(int=2))
+    assert receipt.transaction_ids == [str(uuid.UUID(int=2))]
     assert log.events[0].event_id == uuid.UUID(int=1)
+
+
+async def test_a_batch_generates_the_missing_ids_after_the_event_ids() -> None:
+    log = InMemoryEventPublisher()
+    batch = TransactionBatch.of([command(), command(transaction_id="mine"), command()])
+    receipt = await new_recorder(log).record_batch(batch, producer="shop")
+
+    assert receipt.event_ids == [uuid.UUID(int=n) for n in (1, 2, 3)]
+    assert receipt.transaction_ids == [str(uuid.UUID(int=4)), "mine", str(uuid.UUID(int=5))]
+    assert [event.transaction_id for event in log.events] == receipt.transaction_ids
 
 
 async def test_a_batch_keeps_order_and_tokens_name_the_highest_offsets() -> None:
     log = InMemoryEventPublisher(partitions=3)
     commands = [command(f"{i}.00", f"id-{i}") for i in range(1, 31)]
-    receipt = await new_recorder(log).record_batch(commands, producer="shop")
+    receipt = await new_recorder(log).record_batch(TransactionBatch.of(commands), producer="shop")
 
-    assert [r.transaction_id for r in receipt.transactions] == [f"id-{i}" for i in range(1, 31)]
-    assert [r.position for r in receipt.transactions] == [p for p, _ in log.appended]
+    assert receipt.transaction_ids == [f"id-{i}" for i in range(1, 31)]
+    assert receipt.positions == [p for p, _ in log.appended]
+    assert receipt.event_ids == [uuid.UUID(int=n) for n in range(1, 31)]
+    assert [event.amount for event in log.events] == [Decimal(i) for i in range(1, 31)]
+    assert {(event.recorded_at, event.producer) for event in log.events} == {(NOW, "shop")}
     token = decode_token(receipt.consistency_token)
     assert token == {p: len(events) - 1 for p, events in log.log.items() if events}
     next_offsets = {p: len(events) for p, events in log.log.items()}
@@ -105,7 +118,7 @@ async def test_a_failed_publish_propagates() -> None:
 async def test_batch_size_is_bounded(size: int) -> None:
     log = InMemoryEventPublisher()
     with pytest.raises(ValueError, match="batch"):
-        await new_recorder(log).record_batch([command()] * size, producer="shop")
+        await new_recorder(log).record_batch(TransactionBatch.of([command()] * size), producer="s")
     assert log.events == []
 
 
@@ -143,7 +156,7 @@ async def test_the_metrics_decorator_counts() -> None:
     publisher = InstrumentedPublisher(log, CommandMetrics(registry))
     recorder = TransactionRecorder(publisher=publisher, clock=lambda: datetime.now(UTC))
 
-    await recorder.record_batch([command(), command()], producer="p")
+    await recorder.record_batch(TransactionBatch.of([command(), command()]), producer="p")
     log.failure = PublishFailedError("rejected", "no")
     with pytest.raises(PublishFailedError):
         await recorder.record(command(), producer="p")

@@ -21,6 +21,7 @@ from shared.events import (
     event_headers,
     is_valid_producer,
     serialize,
+    serialize_columns,
 )
 
 EVENT_ID = uuid.UUID("8d3f0c3e-1b7a-4b8e-9f6e-0a1b2c3d4e5f")
@@ -173,3 +174,22 @@ def test_any_valid_event_round_trips_exactly(
 def test_any_equal_amount_is_written_in_the_form_the_reader_accepts(amount: str) -> None:
     written = event(amount=Decimal(amount))
     assert deserialize(serialize(written)).amount == Decimal(amount)
+
+
+def test_events_by_column_serialize_as_each_event_does() -> None:
+    events = [
+        event(),
+        event(transaction_id="order-2", amount=Decimal("1000000000000.00")),
+        event(occurred_at=datetime(2026, 11, 26, 12, 0, 0, 1, tzinfo=UTC), producer='a "b"'),
+    ]
+    for producer in {one.producer for one in events}:
+        mine = [one for one in events if one.producer == producer]
+        recorded_at = mine[0].recorded_at.astimezone(timezone(timedelta(hours=-3)))
+        assert serialize_columns(
+            [one.event_id for one in mine],
+            [one.transaction_id for one in mine],
+            [str(one.amount) for one in mine],
+            [one.occurred_at.astimezone(UTC) for one in mine],
+            recorded_at=recorded_at,
+            producer=producer,
+        ) == [serialize(one) for one in mine]
