@@ -27,7 +27,9 @@ from shared.projection import TransactionKey
 
 
 class _TransactionWithoutFirst(PostgresProjectionTransaction):
-    async def insert_first_occurrences(self, first: FirstColumns) -> set[TransactionKey]:
+    async def insert_first_occurrences(
+        self, first: FirstColumns, *, legacy_ids: bool
+    ) -> set[TransactionKey]:
         return set()  # nothing stored, so nothing was stored before
 
 
