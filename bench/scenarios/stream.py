@@ -145,7 +145,10 @@ async def run(ctx: Context) -> None:
     url = await ctx.infra.new_database()
     token = ctx.infra.token()
     env = ctx.infra.service_env(
-        topic=topic.topic, database_url=url, STREAM_MAX_CLIENTS=str(STREAM_CLIENTS + 10)
+        topic=topic.topic,
+        database_url=url,
+        STREAM_MAX_CLIENTS=str(STREAM_CLIENTS + 10),
+        STREAM_MAX_PER_CLIENT=str(STREAM_CLIENTS + 10),  # every client comes from 127.0.0.1
     )
     runs: list[StreamRun] = []
     with live_stack(ctx, topic, url, env, SERVER_CPUS) as stack:
