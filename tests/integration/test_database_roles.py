@@ -9,7 +9,7 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -127,16 +127,22 @@ async def tables_of(url: str) -> set[str]:
     return {row["tablename"] for row in rows}
 
 
-def projector_cli(*args: str, database_url: str, **env: str) -> subprocess.CompletedProcess[str]:
+def _run(
+    argv: list[str], base: Mapping[str, str], database_url: str, env: Mapping[str, str]
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "projector", *args],
+        argv,
         cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": database_url, "LOG_FORMAT": "text", **env},
+        env={**base, "DATABASE_URL": database_url, "LOG_FORMAT": "text", **env},
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def projector_cli(*args: str, database_url: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return _run([sys.executable, "-m", "projector", *args], os.environ, database_url, env)
 
 
 async def test_status_and_the_services_never_migrate_and_say_who_does(
@@ -203,15 +209,7 @@ def services_sh(*args: str, database_url: str, **env: str) -> subprocess.Complet
         for k, v in os.environ.items()
         if k not in {"MIGRATION_DATABASE_URL", "PROJECTOR_DATABASE_URL", "QUERY_DATABASE_URL"}
     }
-    return subprocess.run(
-        ["scripts/services.sh", *args],
-        cwd=ROOT,
-        env={**base, "DATABASE_URL": database_url, "LOG_FORMAT": "text", **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return _run(["scripts/services.sh", *args], base, database_url, env)
 
 
 async def test_make_status_reads_as_the_query_role_and_rebuild_runs_as_the_projectors(
