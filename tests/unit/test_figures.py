@@ -26,6 +26,7 @@ def bench_run(**settings: Any) -> dict[str, Any]:
         "ingest_batch": {"rate": 20_000.0, "cpu_us": 40.0},
         "fold": {"rate": 40_000.0, "cpu_us": 25.0, "postgres_pct": 50.0},
         "fold_two": {"rate": 48_000.0, "ratio": 1.2, "busy_pct": 190.0},
+        "fold_two_cpu": {"cpu_ratio": 1.1},
         "stats_throughput": {"rate": 4_000.0, "cpu_pct": 100.0},
     }
     return {
@@ -109,10 +110,12 @@ def test_the_capacity_page_states_inputs_assumptions_and_sizing() -> None:
     assert "95% busy" in rows["I4"]  # 190% of a core on 2 cores: the machine was saturated
     for key, _, _ in sizing.ASSUMPTIONS:
         assert key in rows
-    assert "not measured" in rows["A3"]
-    projectors = rows["projectors, **lower bound** (I3, A1, A2, A3, A7)"]
-    assert projectors.split(" | ")[1:] == ["2", "4", "36 |"]
-    assert rows["partitions (A4)"].split(" | ")[1:] == ["6", "8", "72 |"]
+    assert "1.10x one's" in rows["I4"]
+    assert "measured for two only" in rows["A3"]
+    # 25 µs an event, times 1.10 for sharing the log with other projectors, at most 70% busy
+    projectors = rows["projectors (I3, I4, A1, A2, A3, A7)"]
+    assert projectors.split(" | ")[1:] == ["2", "4", "40 |"]
+    assert rows["partitions (A4)"].split(" | ")[1:] == ["6", "8", "80 |"]
     assert "12.5 |" in rows["PostgreSQL cores for the fold (I3), on one primary"]
     assert "1,200 MB/s" in rows["Kafka writes, 3 replicas (I9, A5)"]
 
