@@ -44,7 +44,7 @@ def test_a_line_longer_than_the_bound_is_refused_and_never_read_whole(tmp_path: 
     exact = '{"amount": "2.00", "timestamp": "' + "x" * (MAX_LINE_BYTES - 35) + '"}\n'
     data.write_text(good + long + exact + good.rstrip("\n"))
     assert len(exact.encode()) == MAX_LINE_BYTES + 1  # the longest line allowed, and its \n
-    lines = list(read_lines(data, "ndjson", 1, 0))
+    lines = list(read_lines(data, "ndjson", 1, 0, "ns"))
     assert [line.number for line in lines] == [1, 2, 3, 4]
     assert [line.end for line in lines] == [
         len(good),
@@ -55,8 +55,8 @@ def test_a_line_longer_than_the_bound_is_refused_and_never_read_whole(tmp_path: 
     assert lines[1].problem == f"longer than {MAX_LINE_BYTES:,} bytes"
     assert len(lines[1].text) < 100  # the error file gets a placeholder, not the line
     assert lines[2].problem is None  # read whole: its timestamp is for the server to refuse
-    assert lines[3].transaction is not None
-    resumed = list(read_lines(data, "ndjson", 3, lines[1].end))  # resume after the long line
+    assert lines[3].item is not None
+    resumed = list(read_lines(data, "ndjson", 3, lines[1].end, "ns"))  # resume after the long line
     assert [(line.number, line.end) for line in resumed] == [
         (line.number, line.end) for line in lines[2:]
     ]
@@ -65,16 +65,16 @@ def test_a_line_longer_than_the_bound_is_refused_and_never_read_whole(tmp_path: 
 def test_a_csv_with_a_byte_order_mark_has_its_header_recognised(tmp_path: Path) -> None:
     data = tmp_path / "excel.csv"
     data.write_bytes(b"\xef\xbb\xbfamount,timestamp\r\n12.30," + STAMP.encode() + b"\r\n")
-    header, line = read_lines(data, "csv", 1, 0)
-    assert (header.transaction, header.problem) == (None, None)  # settled, not refused
-    assert line.transaction is not None
-    assert line.transaction.amount == "12.30"
+    header, line = read_lines(data, "csv", 1, 0, "ns")
+    assert (header.item, header.problem) == (None, None)  # settled, not refused
+    assert line.item is not None
+    assert (line.item.amount, line.item.transaction_id) == ("12.30", "ns-2")
 
 
 def test_a_byte_order_mark_before_the_first_json_line_is_no_error(tmp_path: Path) -> None:
     data = tmp_path / "bom.ndjson"
     data.write_bytes(b'\xef\xbb\xbf{"amount": "1.00", "timestamp": "' + STAMP.encode() + b'"}\n')
-    [line] = read_lines(data, "ndjson", 1, 0)
+    [line] = read_lines(data, "ndjson", 1, 0, "ns")
     assert line.problem is None
 
 
