@@ -48,6 +48,7 @@ PERSIST_SECONDS = 0.5
 READ_LINES = 5000
 # A transaction fits in a few hundred bytes: a longer line is refused, and is never read whole.
 MAX_LINE_BYTES = 64 * 1024
+READ_BYTES = 1 << 16
 _FIELDS = ("amount", "timestamp", "transaction_id")
 _ndjson = msgspec.json.Decoder(float_hook=Decimal)
 
@@ -142,16 +143,29 @@ def parse_line(text: str, fmt: Format) -> tuple[Fields | None, str | None]:
 
 
 def _bounded_lines(source: BinaryIO) -> Iterator[tuple[int, bytes | None]]:
-    """Each line's length in bytes and its bytes, or None for a line longer than
-    `MAX_LINE_BYTES` (read past in chunks, never held whole)."""
-    while raw := source.readline(MAX_LINE_BYTES + 1):
-        if len(raw) <= MAX_LINE_BYTES or raw.endswith(b"\n"):
-            yield len(raw), raw
-            continue
-        length = len(raw)
-        while (rest := source.readline(1 << 16)) and not rest.endswith(b"\n"):
-            length += len(rest)
-        yield length + len(rest), None
+    """Each line's length in bytes (with its newline) and its bytes (without), or None for a
+    line longer than `MAX_LINE_BYTES` (read past, never held whole). Read a block at a time:
+    a read per line would cost more than parsing it."""
+    head = b""  # the start of a line the block before ended in
+    dropped = 0  # the length so far of a line too long to hold (0: none)
+    while block := source.read(READ_BYTES):
+        *complete, rest = block.split(b"\n")
+        for raw in complete:
+            if dropped:
+                yield dropped + len(raw) + 1, None
+                dropped = 0
+                continue
+            line = head + raw if head else raw
+            head = b""
+            yield len(line) + 1, (line if len(line) <= MAX_LINE_BYTES else None)
+        if dropped:
+            dropped += len(rest)
+        else:
+            head += rest
+            if len(head) > MAX_LINE_BYTES:
+                dropped, head = len(head), b""
+    if dropped or head:
+        yield dropped or len(head), None if dropped else head
 
 
 def read_lines(
