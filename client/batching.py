@@ -177,7 +177,8 @@ class RecordPipeline:
         outcomes: list[Outcome | None] = [None] * len(items)
         waiting = list(range(len(items)))
         while waiting:
-            body = _encode(_Batch([items[i] for i in waiting]))
+            everything = len(waiting) == len(items)  # what nearly every batch is
+            body = _encode(_Batch(items if everything else [items[i] for i in waiting]))
             try:
                 response = await self._client.post_batch(body)
             except UnavailableError as err:
@@ -187,7 +188,13 @@ class RecordPipeline:
             if response.status_code == 201:
                 receipt: BatchReceipt = decode(BatchReceipt, response.content)
                 token = receipt.consistency_token
-                for i, recorded in zip(waiting, receipt.transactions, strict=True):
+                recorded_items = receipt.transactions
+                if everything:
+                    return [
+                        Accepted(item.transaction_id, recorded.position, token)
+                        for item, recorded in zip(items, recorded_items, strict=True)
+                    ]
+                for i, recorded in zip(waiting, recorded_items, strict=True):
                     outcomes[i] = Accepted(items[i].transaction_id, recorded.position, token)
                 break
             problem = problem_of(response)

@@ -35,7 +35,7 @@ from typing import Any, BinaryIO, Literal
 import msgspec
 
 from client.ids import WireItem
-from client.models import Accepted, GivenUp, Outcome, Refused
+from client.models import Accepted, GivenUp, Outcome
 from client.tokens import TokenTracker
 
 Format = Literal["csv", "ndjson"]
@@ -322,19 +322,25 @@ class Importer:
         """Settle the lines these outcomes are for (and unsent lines before them); the number
         of lines settled. Stops at a request refused as a whole or given up."""
         settled = 0
+        pending, state, tracker = self.pending, self.state, self.tracker
         for outcome in outcomes:
-            settled += self._settle_unsent()
-            if isinstance(outcome, GivenUp):
+            if pending and pending[0].item is None:
+                settled += self._settle_unsent()
+            if isinstance(outcome, Accepted):  # inline: it runs for nearly every line
+                line = pending.popleft()
+                state.totals.accepted += 1
+                tracker.add(outcome.consistency_token)
+                if line.explicit_id:
+                    self._count_repeat(line)
+                state.next_line, state.next_byte = line.number + 1, line.end
+            elif isinstance(outcome, GivenUp):
                 self.stopped, self.stop_reason = Exit.UNAVAILABLE, outcome.reason
                 break
-            if isinstance(outcome, Refused) and not outcome.for_item:
+            elif not outcome.for_item:
                 self.stopped, self.stop_reason = Exit.REQUEST_REFUSED, outcome.reason()
                 break
-            line = self.pending.popleft()
-            if isinstance(outcome, Accepted):
-                self._accepted(line, outcome)
             else:
-                self._refused(line, outcome.reason())
+                self._refused(pending.popleft(), outcome.reason())
             settled += 1
         else:
             settled += self._settle_unsent()
@@ -359,17 +365,16 @@ class Importer:
             settled += 1
         return settled
 
-    def _accepted(self, line: Line, outcome: Accepted) -> None:
-        totals = self.state.totals
-        totals.accepted += 1
-        self.tracker.add(outcome.consistency_token)
-        if line.explicit_id and line.item is not None:
-            same = self._seen_before(line.item)
-            if same is True:
-                totals.duplicates += 1
-            elif same is False:
-                totals.conflicts += 1
-        self._advance(line)
+    def _count_repeat(self, line: Line) -> None:
+        """An accepted line with its own id: a duplicate or a conflict if an earlier line
+        had that id."""
+        if line.item is None:
+            return
+        same = self._seen_before(line.item)
+        if same is True:
+            self.state.totals.duplicates += 1
+        elif same is False:
+            self.state.totals.conflicts += 1
 
     def _refused(self, line: Line, reason: str) -> None:
         totals = self.state.totals
