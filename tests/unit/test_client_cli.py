@@ -5,6 +5,8 @@ one-line message of every way it can fail."""
 from __future__ import annotations
 
 import functools
+import json
+import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -221,3 +223,41 @@ def test_the_checkout_and_the_client_package_declare_the_same_command() -> None:
         for where in (root, root / "client")
     ]
     assert scripts[0] == scripts[1] == {"txstats": "client.cli:main"}
+
+
+def test_an_import_counts_repeated_ids_and_derives_the_missing_ones(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        items = json.loads(request.content)["transactions"]
+        sent.extend(item["transaction_id"] for item in items)
+        recorded = [{"position": {"partition": 0, "offset": len(sent)}} for _ in items]
+        return httpx.Response(201, json={"transactions": recorded, "consistency_token": "v1.0-9"})
+
+    transport = httpx.MockTransport(answer)
+    build: Callable[..., Any] = functools.partial(AsyncTxStats, command_transport=transport)
+    monkeypatch.setattr(cli, "AsyncTxStats", build)
+    data = tmp_path / "ids.csv"
+    data.write_text(
+        "amount,timestamp,transaction_id\n"
+        f"1.00,{STAMP},a\n"
+        f"2.00,{STAMP}\n"  # line 3: an id derived from the file and the line
+        f"1.00,{STAMP},a\n"  # a duplicate of line 2
+        f"3.00,{STAMP},a\n"  # a conflict with line 2
+        "1.00\n"  # refused by the client
+        f"4.00,{STAMP},b\n"
+    )
+    status = cli.main(["import", str(data), "--json", "--batch-size", "2"])
+    result = json.loads(capsys.readouterr().out)
+    assert status == Exit.REFUSED_LINES
+    assert (result["accepted"], result["refused_by_client"]) == (5, 1)
+    assert (result["duplicates"], result["conflicts"]) == (1, 1)
+    assert [re.sub("^f[0-9a-f]{16}-", "f<hex>-", id_) for id_ in sent] == [
+        "a",
+        "f<hex>-3",
+        "a",
+        "a",
+        "b",
+    ]
