@@ -101,8 +101,7 @@ def namespace_of(producer: str, digest: str) -> str:
     return "f" + hashlib.sha256(seed).hexdigest()[:16]
 
 
-@dataclass(slots=True)
-class Line:
+class Line(msgspec.Struct, gc=False):  # gc=False: see the note above client.models.Position
     number: int
     end: int  # byte offset just past the line
     text: str
