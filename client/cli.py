@@ -50,11 +50,8 @@ from client.importer import (
 from client.models import Counted, Stats
 from client.retry import RetryPolicy
 
-# Batches out at once: each holds a connection and up to a batch of outcomes in memory. A
-# batch holds its slot from its first line until its outcomes are settled, so fewer than that
-# are at the server at any moment: the default leaves it one to start as it answers another.
+# Batches out at once: each holds a connection and up to a batch of outcomes in memory.
 MAX_IN_FLIGHT = 64
-DEFAULT_IN_FLIGHT = 16
 _console = Console()
 _errors = Console(stderr=True)
 
@@ -148,8 +145,8 @@ def _parser() -> argparse.ArgumentParser:
     imports.add_argument(
         "--in-flight",
         type=_whole(1, MAX_IN_FLIGHT),
-        default=DEFAULT_IN_FLIGHT,
-        help=f"batches out at once, 1..{MAX_IN_FLIGHT} (default {DEFAULT_IN_FLIGHT})",
+        default=8,
+        help=f"requests out at once, 1..{MAX_IN_FLIGHT} (default 8)",
     )
     imports.add_argument("--no-progress", action="store_true")
 
