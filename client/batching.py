@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
 from typing import TYPE_CHECKING
 
@@ -42,17 +43,6 @@ _encode = msgspec.json.Encoder().encode
 
 class _Batch(msgspec.Struct):
     transactions: list[WireItem]
-
-
-async def _each(
-    transactions: Iterable[Transaction] | AsyncIterable[Transaction],
-) -> AsyncIterator[Transaction]:
-    if isinstance(transactions, AsyncIterable):
-        async for transaction in transactions:
-            yield transaction
-    else:
-        for transaction in transactions:
-            yield transaction
 
 
 def item_errors(errors: list[FieldError], count: int) -> dict[int, list[FieldError]]:
@@ -87,17 +77,33 @@ class RecordPipeline:
     async def outcomes(
         self, transactions: Iterable[Transaction] | AsyncIterable[Transaction]
     ) -> AsyncIterator[Outcome]:
-        async for outcomes in self.batches(transactions):
+        async for outcomes in self.batches(self.wired(transactions)):
             for outcome in outcomes:
                 yield outcome
 
-    async def batches(
+    async def wired(
         self, transactions: Iterable[Transaction] | AsyncIterable[Transaction]
+    ) -> AsyncIterator[list[WireItem]]:
+        """The transactions as sent, their ids fixed: an iterable a batch at a time, an async
+        iterable item by item (its next item may be slow to come: the linger applies)."""
+        wire = self._client.ids.wire
+        if isinstance(transactions, AsyncIterable):
+            async for transaction in transactions:
+                yield [wire(transaction)]
+        else:
+            each = iter(transactions)
+            while chunk := [wire(t) for t in itertools.islice(each, self._batch_size)]:
+                yield chunk
+
+    async def batches(
+        self, items: AsyncIterable[list[WireItem]]
     ) -> AsyncGenerator[list[Outcome], None]:
-        """The outcomes batch by batch, in input order (what `outcomes` flattens)."""
+        """The outcomes batch by batch, in input order (what `outcomes` flattens), of items
+        given in chunks of any size: a producer with its items at hand (the importer) hands
+        them over a chunk at a time, not one await per item."""
         sent: asyncio.Queue[asyncio.Task[list[Outcome]] | None] = asyncio.Queue()
         slots = asyncio.Semaphore(self._max_in_flight)
-        feeder = asyncio.create_task(self._feed(transactions, sent, slots))
+        feeder = asyncio.create_task(self._feed(items, sent, slots))
         try:
             while (task := await sent.get()) is not None:
                 outcomes = await task
@@ -114,12 +120,11 @@ class RecordPipeline:
 
     async def _feed(
         self,
-        transactions: Iterable[Transaction] | AsyncIterable[Transaction],
+        items: AsyncIterable[list[WireItem]],
         sent: asyncio.Queue[asyncio.Task[list[Outcome]] | None],
         slots: asyncio.Semaphore,
     ) -> None:
         loop = asyncio.get_running_loop()
-        wire = self._client.ids.wire
         batch: list[WireItem] = []
         ids: set[str] = set()
         timer: asyncio.TimerHandle | None = None
@@ -145,20 +150,20 @@ class RecordPipeline:
                 batch, ids = [], set()
 
         try:
-            async for transaction in _each(transactions):
-                item = wire(transaction)
-                key = item.transaction_id
-                if key in ids or key in sending:
-                    flush()
-                    await asyncio.wait(in_flight)
-                if not batch:
-                    await slots.acquire()
-                    timer = loop.call_later(self._linger, flush)
-                batch.append(item)
-                ids.add(item.transaction_id)
-                if len(batch) >= self._batch_size:
-                    flush()
-                    await asyncio.sleep(0)  # let the batch's request start
+            async for chunk in items:
+                for item in chunk:
+                    key = item.transaction_id
+                    if key in ids or key in sending:
+                        flush()
+                        await asyncio.wait(in_flight)
+                    if not batch:
+                        await slots.acquire()
+                        timer = loop.call_later(self._linger, flush)
+                    batch.append(item)
+                    ids.add(key)
+                    if len(batch) >= self._batch_size:
+                        flush()
+                        await asyncio.sleep(0)  # let the batch's request start
             flush()
         finally:
             if timer is not None:
@@ -172,7 +177,8 @@ class RecordPipeline:
         outcomes: list[Outcome | None] = [None] * len(items)
         waiting = list(range(len(items)))
         while waiting:
-            body = _encode(_Batch([items[i] for i in waiting]))
+            everything = len(waiting) == len(items)  # what nearly every batch is
+            body = _encode(_Batch(items if everything else [items[i] for i in waiting]))
             try:
                 response = await self._client.post_batch(body)
             except UnavailableError as err:
@@ -182,8 +188,14 @@ class RecordPipeline:
             if response.status_code == 201:
                 receipt: BatchReceipt = decode(BatchReceipt, response.content)
                 token = receipt.consistency_token
-                for i, recorded in zip(waiting, receipt.transactions, strict=True):
-                    outcomes[i] = Accepted(recorded.transaction_id, recorded.position, token)
+                recorded_items = receipt.transactions
+                if everything:
+                    return [
+                        Accepted(item.transaction_id, recorded.position, token)
+                        for item, recorded in zip(items, recorded_items, strict=True)
+                    ]
+                for i, recorded in zip(waiting, recorded_items, strict=True):
+                    outcomes[i] = Accepted(items[i].transaction_id, recorded.position, token)
                 break
             problem = problem_of(response)
             named = item_errors(problem.errors, len(waiting))

@@ -260,7 +260,7 @@ async def _import(args: argparse.Namespace) -> Exit:
                 pipeline = RecordPipeline(
                     client, batch_size=args.batch_size, linger=0.05, max_in_flight=args.in_flight
                 )
-                batches = pipeline.batches(importer.transactions())
+                batches = pipeline.batches(importer.items())
                 try:
                     async for outcomes in batches:
                         progress.advance(task, importer.settle(outcomes))

@@ -17,7 +17,7 @@ import msgspec
 from client.models import Transaction
 
 
-class WireItem(msgspec.Struct, frozen=True):
+class WireItem(msgspec.Struct, frozen=True, gc=False):
     """A batch item as the command API reads it (amount and timestamp as strings)."""
 
     amount: str

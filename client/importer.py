@@ -34,7 +34,8 @@ from typing import Any, BinaryIO, Literal
 
 import msgspec
 
-from client.models import Accepted, GivenUp, Outcome, Refused, Transaction
+from client.ids import WireItem
+from client.models import Accepted, GivenUp, Outcome
 from client.tokens import TokenTracker
 
 Format = Literal["csv", "ndjson"]
@@ -44,9 +45,10 @@ FIRST_REASONS = 5
 # every stop: an fsync per batch would hold back the next ones. What a crash loses is resent
 # with the same ids.
 PERSIST_SECONDS = 0.5
-READ_LINES = 1000
+READ_LINES = 5000
 # A transaction fits in a few hundred bytes: a longer line is refused, and is never read whole.
 MAX_LINE_BYTES = 64 * 1024
+READ_BYTES = 1 << 16
 _FIELDS = ("amount", "timestamp", "transaction_id")
 _ndjson = msgspec.json.Decoder(float_hook=Decimal)
 
@@ -99,26 +101,25 @@ def namespace_of(producer: str, digest: str) -> str:
     return "f" + hashlib.sha256(seed).hexdigest()[:16]
 
 
-@dataclass(slots=True)
-class Line:
+class Line(msgspec.Struct, gc=False):  # gc=False: see the note above client.models.Position
     number: int
     end: int  # byte offset just past the line
     text: str
-    transaction: Transaction | None = None
+    item: WireItem | None = None  # as sent, with its id
     problem: str | None = None  # why the client refused it without sending it
     explicit_id: bool = False
 
 
-def parse_line(text: str, fmt: Format) -> tuple[Transaction | None, str | None]:
+Fields = tuple[str, str, str | None]  # amount, timestamp, transaction_id
+
+
+def parse_line(text: str, fmt: Format) -> tuple[Fields | None, str | None]:
     """The transaction a data line holds, or why it holds none."""
     if fmt == "csv":
         fields = next(csv.reader([text])) if '"' in text else text.split(",")
         if len(fields) not in (2, 3):
             return None, f"expected amount,timestamp[,transaction_id]: {len(fields)} fields"
-        transaction_id = fields[2] if len(fields) == 3 and fields[2] else None
-        return Transaction(
-            amount=fields[0], timestamp=fields[1], transaction_id=transaction_id
-        ), None
+        return (fields[0], fields[1], fields[2] if len(fields) == 3 and fields[2] else None), None
     try:
         value = _ndjson.decode(text)
     except msgspec.DecodeError as err:
@@ -137,24 +138,40 @@ def parse_line(text: str, fmt: Format) -> tuple[Transaction | None, str | None]:
         return None, "timestamp must be an RFC 3339 string"
     if transaction_id is not None and not isinstance(transaction_id, str):
         return None, "transaction_id must be a string"
-    return Transaction(amount=str(amount), timestamp=timestamp, transaction_id=transaction_id), None
+    return (str(amount), timestamp, transaction_id), None
 
 
 def _bounded_lines(source: BinaryIO) -> Iterator[tuple[int, bytes | None]]:
-    """Each line's length in bytes and its bytes, or None for a line longer than
-    `MAX_LINE_BYTES` (read past in chunks, never held whole)."""
-    while raw := source.readline(MAX_LINE_BYTES + 1):
-        if len(raw) <= MAX_LINE_BYTES or raw.endswith(b"\n"):
-            yield len(raw), raw
-            continue
-        length = len(raw)
-        while (rest := source.readline(1 << 16)) and not rest.endswith(b"\n"):
-            length += len(rest)
-        yield length + len(rest), None
+    """Each line's length in bytes (with its newline) and its bytes (without), or None for a
+    line longer than `MAX_LINE_BYTES` (read past, never held whole). Read a block at a time:
+    a read per line would cost more than parsing it."""
+    head = b""  # the start of a line the block before ended in
+    dropped = 0  # the length so far of a line too long to hold (0: none)
+    while block := source.read(READ_BYTES):
+        *complete, rest = block.split(b"\n")
+        for raw in complete:
+            if dropped:
+                yield dropped + len(raw) + 1, None
+                dropped = 0
+                continue
+            line = head + raw if head else raw
+            head = b""
+            yield len(line) + 1, (line if len(line) <= MAX_LINE_BYTES else None)
+        if dropped:
+            dropped += len(rest)
+        else:
+            head += rest
+            if len(head) > MAX_LINE_BYTES:
+                dropped, head = len(head), b""
+    if dropped or head:
+        yield dropped or len(head), None if dropped else head
 
 
-def read_lines(path: Path, fmt: Format, start_line: int, start_byte: int) -> Iterator[Line]:
-    """The data lines from line `start_line` (1-based) at byte `start_byte` on."""
+def read_lines(
+    path: Path, fmt: Format, start_line: int, start_byte: int, namespace: str
+) -> Iterator[Line]:
+    """The data lines from line `start_line` (1-based) at byte `start_byte` on; a line without
+    an id gets `<namespace>-<line number>`."""
     number, offset = start_line - 1, start_byte
     with path.open("rb") as source:
         source.seek(start_byte)
@@ -174,9 +191,18 @@ def read_lines(path: Path, fmt: Format, start_line: int, start_byte: int) -> Ite
             if not text.strip():
                 yield Line(number, offset, text, problem="empty line")
                 continue
-            transaction, problem = parse_line(text, fmt)
-            explicit = transaction is not None and transaction.transaction_id is not None
-            yield Line(number, offset, text, transaction, problem, explicit)
+            fields, problem = parse_line(text, fmt)
+            if fields is None:
+                yield Line(number, offset, text, problem=problem)
+                continue
+            amount, timestamp, transaction_id = fields
+            if transaction_id is None:
+                item = WireItem(amount, timestamp, f"{namespace}-{number}")
+                yield Line(number, offset, text, item)
+            else:
+                yield Line(
+                    number, offset, text, WireItem(amount, timestamp, transaction_id), None, True
+                )
 
 
 @dataclass(slots=True)
@@ -265,58 +291,55 @@ class Importer:
         """Lines settled by an earlier run count as seen for the repeated-id totals."""
         if self.state.next_line <= 1:
             return
-        for line in read_lines(self.path, self.fmt, 1, 0):
+        for line in read_lines(self.path, self.fmt, 1, 0, self.state.namespace):
             if line.number >= self.state.next_line:
                 break
-            if line.explicit_id and line.transaction is not None:
-                self._seen_before(line.transaction)
+            if line.explicit_id and line.item is not None:
+                self._seen_before(line.item)
 
-    def _seen_before(self, transaction: Transaction) -> bool | None:
+    def _seen_before(self, item: WireItem) -> bool | None:
         """None: a new id; else whether the earlier line had the same content."""
-        key = hash(transaction.transaction_id)
-        content = hash((transaction.amount, transaction.timestamp))
+        key = hash(item.transaction_id)
+        content = hash((item.amount, item.timestamp))
         earlier = self.seen.get(key)
         if earlier is None:
             self.seen[key] = content
             return None
         return earlier == content
 
-    async def transactions(self) -> AsyncIterator[Transaction]:
-        """The transactions to send, every line read kept in order for `settle`. The file is
-        read in a thread, `READ_LINES` lines at a time, so a slow disk never stalls the
-        requests in flight."""
+    async def items(self) -> AsyncIterator[list[WireItem]]:
+        """The items to send, a chunk of lines at a time (`RecordPipeline.batches`), every
+        line read kept in order for `settle`. The file is read in a thread, `READ_LINES` lines
+        at a time, so a slow disk never stalls the requests in flight."""
         state = self.state
-        lines = read_lines(self.path, self.fmt, state.next_line, state.next_byte)
+        lines = read_lines(self.path, self.fmt, state.next_line, state.next_byte, state.namespace)
         while chunk := await asyncio.to_thread(_take, lines, READ_LINES):
-            for line in chunk:
-                self.pending.append(line)
-                if line.transaction is None:
-                    continue
-                if line.transaction.transaction_id is None:
-                    line.transaction = Transaction(
-                        amount=line.transaction.amount,
-                        timestamp=line.transaction.timestamp,
-                        transaction_id=f"{state.namespace}-{line.number}",
-                    )
-                yield line.transaction
+            self.pending.extend(chunk)
+            yield [line.item for line in chunk if line.item is not None]
 
     def settle(self, outcomes: list[Outcome]) -> int:
         """Settle the lines these outcomes are for (and unsent lines before them); the number
         of lines settled. Stops at a request refused as a whole or given up."""
         settled = 0
+        pending, state, tracker = self.pending, self.state, self.tracker
         for outcome in outcomes:
-            settled += self._settle_unsent()
-            if isinstance(outcome, GivenUp):
+            if pending and pending[0].item is None:
+                settled += self._settle_unsent()
+            if isinstance(outcome, Accepted):  # inline: it runs for nearly every line
+                line = pending.popleft()
+                state.totals.accepted += 1
+                tracker.add(outcome.consistency_token)
+                if line.explicit_id:
+                    self._count_repeat(line)
+                state.next_line, state.next_byte = line.number + 1, line.end
+            elif isinstance(outcome, GivenUp):
                 self.stopped, self.stop_reason = Exit.UNAVAILABLE, outcome.reason
                 break
-            if isinstance(outcome, Refused) and not outcome.for_item:
+            elif not outcome.for_item:
                 self.stopped, self.stop_reason = Exit.REQUEST_REFUSED, outcome.reason()
                 break
-            line = self.pending.popleft()
-            if isinstance(outcome, Accepted):
-                self._accepted(line, outcome)
             else:
-                self._refused(line, outcome.reason())
+                self._refused(pending.popleft(), outcome.reason())
             settled += 1
         else:
             settled += self._settle_unsent()
@@ -332,7 +355,7 @@ class Importer:
 
     def _settle_unsent(self) -> int:
         settled = 0
-        while self.pending and self.pending[0].transaction is None:
+        while self.pending and self.pending[0].item is None:
             line = self.pending.popleft()
             if line.problem is not None:
                 self._refused(line, line.problem)
@@ -341,17 +364,16 @@ class Importer:
             settled += 1
         return settled
 
-    def _accepted(self, line: Line, outcome: Accepted) -> None:
-        totals = self.state.totals
-        totals.accepted += 1
-        self.tracker.add(outcome.consistency_token)
-        if line.explicit_id and line.transaction is not None:
-            same = self._seen_before(line.transaction)
-            if same is True:
-                totals.duplicates += 1
-            elif same is False:
-                totals.conflicts += 1
-        self._advance(line)
+    def _count_repeat(self, line: Line) -> None:
+        """An accepted line with its own id: a duplicate or a conflict if an earlier line
+        had that id."""
+        if line.item is None:
+            return
+        same = self._seen_before(line.item)
+        if same is True:
+            self.state.totals.duplicates += 1
+        elif same is False:
+            self.state.totals.conflicts += 1
 
     def _refused(self, line: Line, reason: str) -> None:
         totals = self.state.totals

@@ -77,7 +77,7 @@ class TxStats:
         pipeline = RecordPipeline(
             self._client, batch_size=batch_size, linger=linger, max_in_flight=max_in_flight
         )
-        for outcomes in self._iterate(pipeline.batches(transactions)):
+        for outcomes in self._iterate(pipeline.batches(pipeline.wired(transactions))):
             yield from outcomes
 
     def stats(

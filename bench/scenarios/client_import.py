@@ -28,8 +28,11 @@ def write_csv(path: Path, lines: int) -> None:
         out.writelines(f"{1 + i % 9999}.{i % 100:02d},{stamp}\n" for i in range(lines))
 
 
-def import_once(ctx: Context, service: Service, data: Path, token: str) -> tuple[float, float]:
-    """One full import (a fresh state file): lines per second and CLI CPU µs per line."""
+def import_once(
+    ctx: Context, service: Service, data: Path, lines: int, token: str
+) -> tuple[float, float]:
+    """One full import of the `lines` of `data` (a fresh state file): lines per second and
+    CLI CPU µs per line."""
     for leftover in data.parent.glob(data.name + ".*"):
         leftover.unlink()
     env = {
@@ -45,9 +48,9 @@ def import_once(ctx: Context, service: Service, data: Path, token: str) -> tuple
         _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
     output = process.stdout.read().decode() if process.stdout else ""
-    if os.waitstatus_to_exitcode(status) != 0 or f'"accepted":{LINES}' not in output:
+    if os.waitstatus_to_exitcode(status) != 0 or f'"accepted":{lines},' not in output:
         raise BenchError(f"the import failed: {output[-500:]}")
-    return LINES / seconds, (usage.ru_utime + usage.ru_stime) / LINES * 1e6
+    return lines / seconds, (usage.ru_utime + usage.ru_stime) / lines * 1e6
 
 
 async def run(ctx: Context) -> None:
@@ -71,8 +74,8 @@ async def run(ctx: Context) -> None:
             steps = ["cli", "wrk"] if index % 2 == 0 else ["wrk", "cli"]
             for step in steps:
                 if step == "cli":
-                    lines_per_second, per_line = import_once(ctx, api, data, token)
-                    imported.append(lines_per_second * lines / LINES)
+                    lines_per_second, per_line = import_once(ctx, api, data, lines, token)
+                    imported.append(lines_per_second)
                     cpu.append(per_line)
                 else:
                     result = run_wrk(

@@ -5,6 +5,8 @@ one-line message of every way it can fail."""
 from __future__ import annotations
 
 import functools
+import json
+import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -44,7 +46,7 @@ def test_a_line_longer_than_the_bound_is_refused_and_never_read_whole(tmp_path: 
     exact = '{"amount": "2.00", "timestamp": "' + "x" * (MAX_LINE_BYTES - 35) + '"}\n'
     data.write_text(good + long + exact + good.rstrip("\n"))
     assert len(exact.encode()) == MAX_LINE_BYTES + 1  # the longest line allowed, and its \n
-    lines = list(read_lines(data, "ndjson", 1, 0))
+    lines = list(read_lines(data, "ndjson", 1, 0, "ns"))
     assert [line.number for line in lines] == [1, 2, 3, 4]
     assert [line.end for line in lines] == [
         len(good),
@@ -55,8 +57,8 @@ def test_a_line_longer_than_the_bound_is_refused_and_never_read_whole(tmp_path: 
     assert lines[1].problem == f"longer than {MAX_LINE_BYTES:,} bytes"
     assert len(lines[1].text) < 100  # the error file gets a placeholder, not the line
     assert lines[2].problem is None  # read whole: its timestamp is for the server to refuse
-    assert lines[3].transaction is not None
-    resumed = list(read_lines(data, "ndjson", 3, lines[1].end))  # resume after the long line
+    assert lines[3].item is not None
+    resumed = list(read_lines(data, "ndjson", 3, lines[1].end, "ns"))  # resume after the long line
     assert [(line.number, line.end) for line in resumed] == [
         (line.number, line.end) for line in lines[2:]
     ]
@@ -65,16 +67,16 @@ def test_a_line_longer_than_the_bound_is_refused_and_never_read_whole(tmp_path: 
 def test_a_csv_with_a_byte_order_mark_has_its_header_recognised(tmp_path: Path) -> None:
     data = tmp_path / "excel.csv"
     data.write_bytes(b"\xef\xbb\xbfamount,timestamp\r\n12.30," + STAMP.encode() + b"\r\n")
-    header, line = read_lines(data, "csv", 1, 0)
-    assert (header.transaction, header.problem) == (None, None)  # settled, not refused
-    assert line.transaction is not None
-    assert line.transaction.amount == "12.30"
+    header, line = read_lines(data, "csv", 1, 0, "ns")
+    assert (header.item, header.problem) == (None, None)  # settled, not refused
+    assert line.item is not None
+    assert (line.item.amount, line.item.transaction_id) == ("12.30", "ns-2")
 
 
 def test_a_byte_order_mark_before_the_first_json_line_is_no_error(tmp_path: Path) -> None:
     data = tmp_path / "bom.ndjson"
     data.write_bytes(b'\xef\xbb\xbf{"amount": "1.00", "timestamp": "' + STAMP.encode() + b'"}\n')
-    [line] = read_lines(data, "ndjson", 1, 0)
+    [line] = read_lines(data, "ndjson", 1, 0, "ns")
     assert line.problem is None
 
 
@@ -221,3 +223,41 @@ def test_the_checkout_and_the_client_package_declare_the_same_command() -> None:
         for where in (root, root / "client")
     ]
     assert scripts[0] == scripts[1] == {"txstats": "client.cli:main"}
+
+
+def test_an_import_counts_repeated_ids_and_derives_the_missing_ones(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        items = json.loads(request.content)["transactions"]
+        sent.extend(item["transaction_id"] for item in items)
+        recorded = [{"position": {"partition": 0, "offset": len(sent)}} for _ in items]
+        return httpx.Response(201, json={"transactions": recorded, "consistency_token": "v1.0-9"})
+
+    transport = httpx.MockTransport(answer)
+    build: Callable[..., Any] = functools.partial(AsyncTxStats, command_transport=transport)
+    monkeypatch.setattr(cli, "AsyncTxStats", build)
+    data = tmp_path / "ids.csv"
+    data.write_text(
+        "amount,timestamp,transaction_id\n"
+        f"1.00,{STAMP},a\n"
+        f"2.00,{STAMP}\n"  # line 3: an id derived from the file and the line
+        f"1.00,{STAMP},a\n"  # a duplicate of line 2
+        f"3.00,{STAMP},a\n"  # a conflict with line 2
+        "1.00\n"  # refused by the client
+        f"4.00,{STAMP},b\n"
+    )
+    status = cli.main(["import", str(data), "--json", "--batch-size", "2"])
+    result = json.loads(capsys.readouterr().out)
+    assert status == Exit.REFUSED_LINES
+    assert (result["accepted"], result["refused_by_client"]) == (5, 1)
+    assert (result["duplicates"], result["conflicts"]) == (1, 1)
+    assert [re.sub("^f[0-9a-f]{16}-", "f<hex>-", id_) for id_ in sent] == [
+        "a",
+        "f<hex>-3",
+        "a",
+        "a",
+        "b",
+    ]
