@@ -162,6 +162,4 @@ def render(document: dict[str, Any]) -> str:
         lines.append(f"Scenarios: {', '.join(settings['scenarios'])}.")
     if document.get("seconds"):
         lines.append(f"Total {document['seconds']:.0f} s.")
-    if document.get("imported"):
-        lines.append(f"**Imported**: {document['imported']}")
     return " ".join(lines) + "\n\n" + str(document.get("markdown", "")).rstrip("\n") + "\n"

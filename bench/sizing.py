@@ -50,7 +50,6 @@ class Source:
     started: str
     commit: str
     machine: Machine
-    imported: str
 
     @classmethod
     def of(cls, command: str, document: dict[str, Any]) -> Source:
@@ -59,15 +58,13 @@ class Source:
             str(document.get("started", "?")),
             str(document.get("commit") or "not recorded"),
             Machine.of(document.get("machine") or {}),
-            str(document.get("imported") or ""),
         )
 
     def describe(self) -> str:
-        text = (
+        return (
             f"`{self.command}`, run {self.started}, commit {self.commit}, on "
             f"{self.machine.describe()}."
         )
-        return text + (f" **Imported**: {self.imported}" if self.imported else "")
 
 
 @dataclass(frozen=True, slots=True)

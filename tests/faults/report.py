@@ -160,8 +160,5 @@ def render(entries: list[dict[str, Any]]) -> str:
             lines.append("| " + " | ".join([*cells, f"`{test}`", _measured(entry)]) + " |")
         parts.append("\n".join(lines) + "\n")
     machines = sorted({Machine.of(entry["machine"]).describe() for entry in entries})
-    imported = sorted({str(entry["imported"]) for entry in entries if entry.get("imported")})
     parts.append("\nMachines: " + "; ".join(machines) + ".\n")
-    if imported:
-        parts.append("\n**Imported**: " + " ".join(imported) + "\n")
     return "".join(parts)
