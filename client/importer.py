@@ -23,6 +23,7 @@ import hashlib
 import itertools
 import json
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
@@ -138,7 +139,8 @@ def parse_line(text: str, fmt: Format) -> tuple[Fields | None, str | None]:
         return None, "timestamp must be an RFC 3339 string"
     if transaction_id is not None and not isinstance(transaction_id, str):
         return None, "transaction_id must be a string"
-    return (str(amount), timestamp, transaction_id), None
+    text_amount = format(amount, "f") if isinstance(amount, Decimal) else str(amount)
+    return (text_amount, timestamp, transaction_id), None
 
 
 def _bounded_lines(source: BinaryIO) -> Iterator[tuple[int, bytes | None]]:
@@ -285,6 +287,9 @@ class Importer:
         self._errors.seek(state.errors_bytes)
         self._writer_lines: list[list[str]] = []
         self._persisted = 0.0
+        # A Ctrl-C cancels the await of a persist running in a thread, not the thread: the
+        # final persist must wait for it, or both write the same rows and the same temp file.
+        self._persisting = threading.Lock()
         self._remember_earlier_ids()
 
     def _remember_earlier_ids(self) -> None:
@@ -388,16 +393,17 @@ class Importer:
 
     def persist(self) -> None:
         """The refused lines first (flushed to disk), then the state that counts them."""
-        if self._writer_lines:
-            rows = _csv_rows(self._writer_lines)
-            self._errors.write(rows)
-            self._writer_lines.clear()
-        self._errors.flush()
-        os.fsync(self._errors.fileno())
-        self.state.errors_bytes = self._errors.tell()
-        self.state.token = self.tracker.token
-        self.state.save(self.state_path)
-        self._persisted = time.monotonic()
+        with self._persisting:
+            if self._writer_lines:
+                rows = _csv_rows(self._writer_lines)
+                self._errors.write(rows)
+                self._writer_lines.clear()
+            self._errors.flush()
+            os.fsync(self._errors.fileno())
+            self.state.errors_bytes = self._errors.tell()
+            self.state.token = self.tracker.token
+            self.state.save(self.state_path)
+            self._persisted = time.monotonic()
 
     def close(self) -> None:
         self._errors.close()

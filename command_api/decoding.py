@@ -12,7 +12,7 @@ then say what is wrong. tests/unit/test_body_decoding.py holds the two together 
 validation table and on generated bodies. What this path takes is a strict subset of what the
 models take: amounts as JSON numbers or decimal strings (no escapes), timestamps as
 `YYYY-MM-DDThh:mm:ss[.ffffff]` with `Z` or `±hh:mm`, ids of 1..64 of [A-Za-z0-9._:-]; a
-lower-case `t`, a 7th fractional digit or an escaped character goes to the models.
+lower-case `t`, a 7th fractional digit or an escaped amount goes to the models.
 
 A batch is decoded by column (`TransactionBatch`: amounts as the event's text, UTC times,
 ids), never into an object per item: its items are most of what a full batch costs.
@@ -175,7 +175,8 @@ class _Item(msgspec.Struct, forbid_unknown_fields=True):
 
 class _BatchItem(msgspec.Struct, forbid_unknown_fields=True):
     """`_Item` without the patterns: msgspec checks a pattern with one Python `re` call per
-    string, a large part of decoding a full batch; `_all_match` checks a whole column in one."""
+    string, a large part of decoding a full batch; `_all_timestamps` and `_all_posted_ids`
+    check a whole column in one."""
 
     amount: msgspec.Raw
     timestamp: str

@@ -40,8 +40,9 @@ class RandomUuids:
     def __call__(self, count: int) -> list[uuid.UUID]:
         if count > len(self._ready):
             self._ready.extend(_random_uuids(max(self.BLOCK, count)))
-        taken = self._ready[-count:]
-        del self._ready[-count:]
+        rest = len(self._ready) - count
+        taken = self._ready[rest:]
+        del self._ready[rest:]
         return taken
 
 

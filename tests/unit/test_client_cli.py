@@ -7,16 +7,25 @@ from __future__ import annotations
 import functools
 import json
 import re
+import threading
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import httpx
 import pytest
 
 from client import AsyncTxStats, cli
-from client.importer import MAX_LINE_BYTES, Exit, parse_line, read_lines
+from client.importer import (
+    MAX_LINE_BYTES,
+    Exit,
+    Importer,
+    ImportState,
+    parse_line,
+    read_lines,
+)
 
 STAMP = "2026-11-26T11:59:00Z"
 
@@ -37,6 +46,52 @@ def test_deeply_nested_json_is_a_refused_line(depth: int) -> None:
     assert transaction is None
     assert problem is not None
     assert "nested too deeply" in problem
+
+
+@pytest.mark.parametrize(
+    ("amount", "sent"), [("1e3", "1000"), ("1.5E+2", "150"), ("12.50", "12.50")]
+)
+def test_an_ndjson_amount_in_exponent_form_is_sent_in_fixed_point(amount: str, sent: str) -> None:
+    transaction, problem = parse_line(f'{{"amount": {amount}, "timestamp": "x"}}', "ndjson")
+    assert problem is None
+    assert transaction is not None
+    assert transaction[0] == sent
+
+
+def test_two_persists_never_write_at_once(tmp_path: Path) -> None:
+    """A Ctrl-C cancels the await of a persist running in a thread, not the thread: the
+    final persist runs while it may still be writing."""
+    data = tmp_path / "in.csv"
+    data.write_text(f"1.00,{STAMP}\n")
+    state = ImportState(file=str(data), digest="d", lines=1, producer="p", namespace="n")
+    importer = Importer(
+        path=data, fmt="csv", state=state, state_path=tmp_path / "state",
+        errors_path=tmp_path / "errors.csv",
+    )  # fmt: skip
+    inside, release, overlapped = threading.Event(), threading.Event(), threading.Event()
+    save = ImportState.save
+
+    def slow_save(self: ImportState, path: Path) -> None:
+        if inside.is_set():
+            overlapped.set()
+        inside.set()
+        release.wait(10)
+        save(self, path)
+        inside.clear()
+
+    with mock.patch.object(ImportState, "save", slow_save):
+        first = threading.Thread(target=importer.persist)
+        first.start()
+        assert inside.wait(10)
+        second = threading.Thread(target=importer.persist)
+        second.start()
+        # the second persist either waits for the first or overlaps it, at once
+        overlapped.wait(0.5)
+        release.set()
+        first.join(10)
+        second.join(10)
+    importer.close()
+    assert not overlapped.is_set()
 
 
 def test_a_line_longer_than_the_bound_is_refused_and_never_read_whole(tmp_path: Path) -> None:

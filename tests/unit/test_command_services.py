@@ -171,3 +171,10 @@ def test_random_uuids_are_distinct_version_4_rfc_4122_uuids() -> None:
     ids = [*new_ids(1), *new_ids(1000), *(i for _ in range(300) for i in new_ids(2))]  # 3 blocks
     assert len(set(ids)) == len(ids) == 1601
     assert {(u.version, u.variant) for u in ids} == {(4, uuid.RFC_4122)}
+
+
+def test_asking_random_uuids_for_none_takes_none_from_the_pool() -> None:
+    new_ids = RandomUuids()
+    new_ids(1)  # fills the pool
+    assert new_ids(0) == []
+    assert len({*new_ids(RandomUuids.BLOCK - 1)}) == RandomUuids.BLOCK - 1  # the pool is intact
