@@ -310,10 +310,16 @@ async def _fold_with_two(
         )
         for cpu in BOTH_CPUS
     ]
+    return await _fold_whole_log(ctx, services, url, partitions=topic.partitions)
+
+
+async def _fold_whole_log(
+    ctx: Context, services: list[Service], url: str, *, partitions: int | None = None
+) -> FoldRun:
+    """`services` fold the whole log into `url`, which is dropped afterwards; every event
+    must have been counted."""
     try:
-        result = await fold_until(
-            ctx, services, url, ctx.events, budget=600, partitions=topic.partitions
-        )
+        result = await fold_until(ctx, services, url, ctx.events, budget=600, partitions=partitions)
     finally:
         await ctx.infra.drop_database(url)
     _check_counted(result, ctx.events)
@@ -344,12 +350,7 @@ async def _fold_before(ctx: Context, topic: KafkaSettings, before: Path) -> Fold
     """One projector of the checkout `before`, into a database it migrated."""
     url = await migrated_by(ctx, before)
     service = projector_service(ctx, topic, url, name="projector_before", cwd=before)
-    try:
-        result = await fold_until(ctx, [service], url, ctx.events, budget=600)
-    finally:
-        await ctx.infra.drop_database(url)
-    _check_counted(result, ctx.events)
-    return result
+    return await _fold_whole_log(ctx, [service], url)
 
 
 async def _fold_without_first(ctx: Context, topic: KafkaSettings) -> FoldRun:
@@ -361,12 +362,7 @@ async def _fold_without_first(ctx: Context, topic: KafkaSettings) -> FoldRun:
         name="projector_without_first",
         command=("bench.without_first_occurrences",),
     )
-    try:
-        result = await fold_until(ctx, [service], url, ctx.events, budget=600)
-    finally:
-        await ctx.infra.drop_database(url)
-    _check_counted(result, ctx.events)
-    return result
+    return await _fold_whole_log(ctx, [service], url)
 
 
 async def _rebalance(ctx: Context, topic: KafkaSettings) -> tuple[float, float]:
