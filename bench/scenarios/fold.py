@@ -177,6 +177,9 @@ async def fold_until(
             ):
                 first = (now, consumed)
                 meter.start()
+            if consumed >= target and first is None:
+                msg = "the log was folded before the group settled: fold a longer log (--events)"
+                raise BenchError(msg)
             if consumed >= target or (first is not None and now - first[0] > budget):
                 break
             for service in services:
